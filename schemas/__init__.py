@@ -1,0 +1,1 @@
+"""Event contracts: what may enter and leave vitalwatch, with units, codes and ranges."""

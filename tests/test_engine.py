@@ -1,0 +1,221 @@
+"""RiskEngine against a real Redis: ordering, restore, idempotence, late events, alerts."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from schemas.observation import Observation
+from schemas.variables import VARIABLES
+from worker.alert_policy import AlertPolicy, alert_id
+from worker.engine import InputEvent, RiskEngine
+from worker.state_store import RedisStateStore
+
+V = len(VARIABLES)
+T0 = datetime(2025, 3, 1, 8, 0, tzinfo=timezone.utc)
+CPU = torch.device("cpu")
+
+
+class StandInEncoder:
+    """FeatureEncoder.step contract: carry forward, normalise, mask, ages, step delta."""
+
+    def __init__(self) -> None:
+        self.mean = torch.tensor([v.normal for v in VARIABLES])
+        self.std = torch.tensor([max(abs(v.normal), 1.0) * 0.2 for v in VARIABLES])
+
+    def step(self, values, t, last_value, last_time, prev_time):
+        observed = ~values.isnan()
+        last_value = torch.where(observed, values, last_value)
+        last_time = torch.where(observed, t.unsqueeze(1), last_time)
+        z = (torch.where(last_value.isnan(), self.mean, last_value) - self.mean) / self.std
+        age = torch.nan_to_num((t.unsqueeze(1) - last_time) / 3600.0, nan=48.0).float()
+        dt = torch.nan_to_num((t - prev_time) / 3600.0, nan=0.0).float().unsqueeze(1)
+        return torch.cat([z, observed.float(), age, dt], dim=1), last_value, last_time, t.clone()
+
+
+class StandInLSTM(nn.Module):
+    """RiskLSTM.step/risk contract over a real nn.LSTM."""
+
+    def __init__(self, hidden_size: int = 16, num_layers: int = 2) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+        self.lstm = nn.LSTM(3 * V + 1, hidden_size, num_layers)
+        self.head = nn.Linear(hidden_size, 1)
+
+    def step(self, x, h, c):
+        out, (h, c) = self.lstm(x.unsqueeze(0), (h, c))
+        return self.head(out[0]).squeeze(1), h, c
+
+    def risk(self, logits):
+        return torch.sigmoid(logits)
+
+
+def loaded(version: str = "test-model-1") -> SimpleNamespace:
+    return SimpleNamespace(model=StandInLSTM(), encoder=StandInEncoder(), manifest={"version": version})
+
+
+@pytest.fixture
+async def store(redis_url: str, unique: str):
+    s = RedisStateStore(redis_url, prefix=f"test:{unique}:", ttl_s=600)
+    yield s
+    await s.close()
+
+
+def engine(store: RedisStateStore, *, capacity: int = 64, version: str = "test-model-1", policy: AlertPolicy | None = None) -> RiskEngine:
+    return RiskEngine(loaded(version), store, capacity=capacity, policy=policy or AlertPolicy(), device=CPU)
+
+
+def ev(patient: str, offset: int, minute: float, topic: str = "vitals", partition: int = 0, **values: float) -> InputEvent:
+    obs = Observation(f"{patient}-{topic}-{offset}", patient, T0 + timedelta(minutes=minute), values or {"heart_rate": 80.0})
+    return InputEvent(obs, topic, partition, offset, None)
+
+
+def stream(patients: int, steps: int) -> list[list[InputEvent]]:
+    """``steps`` batches, each with one event per patient, varied vitals and an occasional lab."""
+    batches = []
+    for s in range(steps):
+        batch = []
+        for p in range(patients):
+            values = {"heart_rate": 70.0 + 7 * ((p + s) % 9), "resp_rate": 12.0 + (p * s) % 14, "spo2": 99.0 - (s % 6)}
+            if (p + s) % 4 == 0:
+                values["lactate"] = 1.0 + 0.5 * ((p + s) % 7)
+            batch.append(ev(f"p{p}", s, 15 * s + p / 10, **values))
+        batches.append(batch)
+    return batches
+
+
+def risks(outcome) -> list[float]:
+    return [s.risk for s in outcome.scored]
+
+
+async def test_same_patient_events_in_one_batch_apply_in_order(store: RedisStateStore) -> None:
+    events = [ev("a", 0, 0, heart_rate=80.0), ev("a", 1, 5, spo2=91.0), ev("a", 2, 9, heart_rate=130.0, resp_rate=26.0)]
+    together = await engine(store).score(events)
+    one_by_one = engine(store)
+    separate = [s for e in events for s in (await one_by_one.score([e])).scored]
+    assert [s.event for s in together.scored] == events
+    assert risks(together) == [s.risk for s in separate]
+    assert [s.news2 for s in together.scored] == [s.news2 for s in separate] == [0, 3, 3 + 2 + 3]  # spo2 91, heart rate 130, resp rate 26
+
+
+async def test_mixed_batch_outputs_follow_input_order(store: RedisStateStore) -> None:
+    events = [ev("a", 0, 0), ev("b", 0, 0), ev("a", 1, 1), ev("c", 0, 0), ev("a", 2, 2), ev("b", 1, 1)]
+    outcome = await engine(store).score(events)
+    assert [s.event for s in outcome.scored] == events
+
+
+async def test_restored_engine_scores_exactly_like_an_uninterrupted_one(store: RedisStateStore, redis_url: str, unique: str) -> None:
+    batches = stream(patients=20, steps=6)
+    reference = engine(RedisStateStore(redis_url, prefix=f"test:{unique}:ref:"))
+    expected = [risks(await reference.score(b)) for b in batches]
+
+    first = engine(store)
+    for b in batches[:3]:
+        await first.score(b)
+    assert await first.persist() == 20
+    restarted = engine(store)  # a new process: empty slab, state only in Redis
+    got = [risks(await restarted.score(b)) for b in batches[3:]]
+    assert got == expected[3:]
+
+
+async def test_redelivered_events_are_duplicates(store: RedisStateStore) -> None:
+    e = engine(store)
+    batch = [ev("a", 0, 0), ev("a", 1, 1), ev("b", 7, 0, topic="labs", partition=1, lactate=3.0)]
+    first = await e.score(batch)
+    await e.persist()
+    again = await e.score([*batch, ev("a", 2, 2)])
+    assert again.duplicates == batch
+    assert [s.event.offset for s in again.scored] == [2]
+    # A different topic or partition has its own watermark.
+    other = await e.score([ev("a", 0, 3, topic="labs", lactate=1.0)])
+    assert len(other.scored) == 1 and not other.duplicates
+    assert len(first.scored) == 3
+
+
+async def test_discarded_changes_are_re_read_and_rescored_identically(store: RedisStateStore) -> None:
+    e = engine(store)
+    await e.score([ev("a", 0, 0, heart_rate=150.0, resp_rate=30.0, spo2=88.0)])
+    await e.persist()
+    retry = [ev("a", 1, 5, heart_rate=40.0, consciousness=3.0), ev("b", 0, 5)]
+    first = await e.score(retry)
+    e.discard_unpersisted()  # the publish failed
+    assert e.resident == 0
+    second = await e.score(retry)
+    assert risks(second) == risks(first) and not second.duplicates
+    alerts = [(s.alert.alert_id if s.alert else None) for s in second.scored]
+    assert alerts == [(s.alert.alert_id if s.alert else None) for s in first.scored]
+
+
+async def test_late_event_is_applied_at_the_previous_step_time(store: RedisStateStore) -> None:
+    late, on_time = engine(store), engine(store)
+    for e in (late, on_time):
+        await e.score([ev("a", 0, 60, heart_rate=90.0)])
+    got = await late.score([ev("a", 1, 30, heart_rate=120.0)])  # observed 30 min before the last step
+    want = await on_time.score([ev("a", 1, 60, heart_rate=120.0)])
+    assert risks(got) == risks(want)
+    # Time did not go back: a later event sees the same history in both.
+    assert risks(await late.score([ev("a", 2, 90)])) == risks(await on_time.score([ev("a", 2, 90)]))
+
+
+async def test_full_slab_evicts_least_recent_and_restores_them(store: RedisStateStore, redis_url: str, unique: str) -> None:
+    batches = stream(patients=6, steps=4)
+    roomy = engine(RedisStateStore(redis_url, prefix=f"test:{unique}:roomy:"))
+    expected = [risks(await roomy.score(b)) for b in batches]
+    tight = engine(store, capacity=4)  # 6 patients per batch: chunks of 4, evicting as it goes
+    got = [risks(await tight.score(b)) for b in batches]
+    assert got == expected
+    assert tight.resident == 4
+    assert await tight.persist() == 6  # evicted dirty patients are written in the same round trip
+    assert set(await store.load_many([f"p{i}" for i in range(6)])) == {f"p{i}" for i in range(6)}
+
+
+async def test_state_of_another_model_version_starts_fresh_but_keeps_watermark(store: RedisStateStore) -> None:
+    old = engine(store, version="model-A")
+    await old.score([ev("a", 0, 0, heart_rate=140.0), ev("a", 1, 1, heart_rate=150.0)])
+    await old.persist()
+    new, blank = engine(store, version="model-B"), engine(store, version="model-B")
+    outcome = await new.score([ev("a", 1, 1), ev("a", 2, 2, heart_rate=100.0)])
+    assert [d.offset for d in outcome.duplicates] == [1]
+    assert risks(outcome) == risks(await blank.score([ev("x", 2, 2, heart_rate=100.0)]))
+
+
+async def test_release_partitions_persists_and_drops_their_patients(store: RedisStateStore) -> None:
+    e = engine(store)
+    await e.score([ev("a", 0, 0, partition=0), ev("b", 0, 0, partition=1), ev("c", 0, 0, topic="labs", partition=1, lactate=2.0)])
+    await e.release_partitions({1})
+    assert e.resident == 1
+    assert set(await store.load_many(["a", "b", "c"])) == {"a", "b", "c"}
+    assert await e.persist() == 0
+
+
+async def test_alerts_carry_deterministic_ids_components_and_reasons(store: RedisStateStore) -> None:
+    e = engine(store, policy=AlertPolicy(medium=0.9, high=0.99))  # only NEWS2 can alert here
+    sick = ev("a", 0, 0, heart_rate=135.0, resp_rate=26.0, spo2=90.0, temperature=39.5, sbp=95.0)
+    outcome = await e.score([ev("b", 0, 0), sick])
+    quiet, loud = outcome.scored
+    assert quiet.alert is None and quiet.level == "none"
+    assert loud.news2 == 3 + 3 + 3 + 2 + 2 and loud.level == "high"
+    alert = loud.alert
+    assert (alert.previous_level, alert.level) == ("none", "high")
+    assert alert.alert_id == alert_id("a", sick.observation.event_id, "none", "high")
+    assert alert.news2_components == {"resp_rate": 3, "spo2": 3, "on_oxygen": 0, "sbp": 2, "heart_rate": 3, "consciousness": 0, "temperature": 2}
+    assert 1 <= len(alert.reasons) <= 5
+    assert {r["variable"] for r in alert.reasons} <= {"heart_rate", "resp_rate", "spo2", "temperature", "sbp"}
+    assert all(set(r) == {"variable", "value", "unit", "contribution"} for r in alert.reasons)
+    # Staying high is not a new alert; recovering resolves.
+    later = await e.score([ev("a", 1, 10, heart_rate=130.0), ev("a", 2, 20, heart_rate=75.0, resp_rate=16.0, spo2=97.0, temperature=37.0, sbp=120.0)])
+    assert later.scored[0].alert is None
+    assert (later.scored[1].alert.previous_level, later.scored[1].level) == ("high", "none")
+
+
+async def test_news2_carries_vitals_forward_for_24_hours(store: RedisStateStore) -> None:
+    e = engine(store)
+    await e.score([ev("a", 0, 0, resp_rate=26.0)])
+    assert (await e.score([ev("a", 1, 60, heart_rate=135.0)])).scored[0].news2 == 3 + 3
+    assert (await e.score([ev("a", 2, 24 * 60 + 1, heart_rate=135.0)])).scored[0].news2 == 3

@@ -1,0 +1,212 @@
+"""BatchPipeline with a fake engine and publisher: the per-batch order and failure rules.
+
+What matters here is sequencing — publish before persist, discard before a re-score, nothing
+raised — which a real broker and Redis would only make slow and flaky to observe. The stream
+tests (tests/integration) cover the same rules end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Sequence
+
+import orjson
+import pytest
+import redis.exceptions
+
+from worker.engine import AlertDecision, BatchOutcome, InputEvent, ScoredEvent
+from worker.logs import Pseudonymiser
+from worker.metrics import Metrics
+from worker.pipeline import Backoff, BatchPipeline, OutputTopics, OutRecord, RawMessage, Stopping
+
+TOPICS = OutputTopics("risk-scores", "alerts", "dead-letters")
+
+
+class FakeEngine:
+    """Scores risk = heart_rate / 200; alerts when it crosses 0.5; fails on demand."""
+
+    model_version = "test-1"
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+        self.score_failures: list[BaseException] = []
+        self.persist_failures: list[BaseException] = []
+        self.poison_event: str | None = None
+        self.persisted = 0
+
+    @property
+    def resident(self) -> int:
+        return 3
+
+    async def score(self, events: Sequence[InputEvent]) -> BatchOutcome:
+        self.calls.append(f"score:{len(events)}")
+        if self.score_failures:
+            raise self.score_failures.pop(0)
+        if any(e.observation.event_id == self.poison_event for e in events):
+            raise ValueError("engine bug")
+        scored = []
+        for e in events:
+            risk = e.observation.values.get("heart_rate", 60.0) / 200
+            alert = AlertDecision(f"a-{e.observation.event_id}", "high", "none", [], {"heart_rate": 3}) if risk > 0.5 else None
+            scored.append(ScoredEvent(e, risk, 3 if alert else 0, "high" if alert else "none", alert))
+        return BatchOutcome(scored=scored, duplicates=[])
+
+    async def persist(self) -> int:
+        self.calls.append("persist")
+        if self.persist_failures:
+            raise self.persist_failures.pop(0)
+        self.persisted += 1
+        return 1
+
+    def discard_unpersisted(self) -> None:
+        self.calls.append("discard")
+
+
+class FakePublisher:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+        self.failures: list[BaseException] = []
+        self.published: list[OutRecord] = []
+
+    async def publish(self, records: Sequence[OutRecord]) -> None:
+        self.calls.append(f"publish:{len(records)}")
+        if self.failures:
+            raise self.failures.pop(0)
+        self.published.extend(records)
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [orjson.loads(r.value) for r in self.published if r.topic == topic]
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+@pytest.fixture
+def calls() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def engine(calls: list[str]) -> FakeEngine:
+    return FakeEngine(calls)
+
+
+@pytest.fixture
+def publisher(calls: list[str]) -> FakePublisher:
+    return FakePublisher(calls)
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def pipeline(engine: FakeEngine, publisher: FakePublisher, metrics: Metrics) -> BatchPipeline:
+    return BatchPipeline(
+        engine, publisher, input_kinds={"vitals": "vitals", "labs": "labs"}, topics=TOPICS, metrics=metrics,
+        worker_name="test", max_message_bytes=10_000, pseudonym=Pseudonymiser(b"k"), backoff=Backoff(sleep=no_sleep),
+    )
+
+
+def vitals(offset: int, patient: str = "p1", hr: float = 80, **extra: Any) -> RawMessage:
+    body = {"event_id": f"e{offset}", "patient_id": patient, "observed_at": "2026-01-05T08:00:00Z", "heart_rate": hr, **extra}
+    return RawMessage("vitals", 0, offset, patient.encode(), orjson.dumps(body), 1_767_600_000.0)
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_scores_good_messages_and_dead_letters_bad_ones_in_one_publish(
+    pipeline: BatchPipeline, publisher: FakePublisher, calls: list[str], metrics: Metrics
+) -> None:
+    bad = RawMessage("vitals", 0, 1, b"p1", b"{not json", None)
+    await pipeline.process([vitals(0), bad, vitals(2, hr=180)])
+    assert calls == ["score:2", "publish:4", "persist"]
+    scores = publisher.on("risk-scores")
+    assert [s["event_id"] for s in scores] == ["e0", "e2"]
+    assert scores[0]["model_version"] == "test-1" and scores[0]["risk"] == pytest.approx(0.4)
+    assert [a["triggered_by"] for a in publisher.on("alerts")] == ["e2"]
+    (letter,) = publisher.on("dead-letters")
+    assert letter["source"] == {"topic": "vitals", "partition": 0, "offset": 1, "key": "p1"}
+    assert letter["reason"]["stage"] == "decode" and letter["reason"]["errors"][0]["field"] == "$"
+    assert letter["original"] == "{not json"
+    assert sample(metrics, "vitalwatch_events_total", topic="vitals", outcome="scored") == 2
+    assert sample(metrics, "vitalwatch_events_total", topic="vitals", outcome="invalid") == 1
+    assert sample(metrics, "vitalwatch_alerts_total", level="high") == 1
+
+
+async def test_key_must_be_the_patient_id(pipeline: BatchPipeline, publisher: FakePublisher) -> None:
+    wrong = RawMessage("vitals", 0, 5, b"someone-else", vitals(5).value, None)
+    await pipeline.process([wrong])
+    (letter,) = publisher.on("dead-letters")
+    assert letter["reason"]["errors"][0]["field"] == "key"
+    assert publisher.on("risk-scores") == []
+
+
+async def test_failed_publish_discards_state_and_rescores_before_persisting(
+    pipeline: BatchPipeline, engine: FakeEngine, publisher: FakePublisher, calls: list[str], metrics: Metrics
+) -> None:
+    publisher.failures = [ConnectionError("broker gone"), TimeoutError()]
+    await pipeline.process([vitals(0), vitals(1)])
+    assert calls == [
+        "score:2", "publish:2", "discard",
+        "score:2", "publish:2", "discard",
+        "score:2", "publish:2", "persist",
+    ]
+    assert len(publisher.on("risk-scores")) == 2
+    assert sample(metrics, "vitalwatch_batch_retries_total", stage="publish") == 2
+    assert sample(metrics, "vitalwatch_events_total", topic="vitals", outcome="scored") == 2
+
+
+async def test_redis_outage_while_restoring_state_is_retried(
+    pipeline: BatchPipeline, engine: FakeEngine, calls: list[str], metrics: Metrics
+) -> None:
+    engine.score_failures = [redis.exceptions.ConnectionError()] * 5  # more than ENGINE_ATTEMPTS: an outage, not a bug
+    await pipeline.process([vitals(0)])
+    assert calls[-3:] == ["score:1", "publish:1", "persist"]
+    assert calls.count("discard") == 5
+    assert sample(metrics, "vitalwatch_redis_errors_total", operation="load") == 5
+
+
+async def test_failed_persist_is_retried_without_republishing(
+    pipeline: BatchPipeline, engine: FakeEngine, calls: list[str], metrics: Metrics
+) -> None:
+    engine.persist_failures = [redis.exceptions.TimeoutError()] * 3
+    await pipeline.process([vitals(0)])
+    assert calls == ["score:1", "publish:1", "persist", "persist", "persist", "persist"]
+    assert sample(metrics, "vitalwatch_redis_errors_total", operation="persist") == 3
+
+
+async def test_a_message_the_engine_cannot_score_is_isolated_and_dead_lettered(
+    pipeline: BatchPipeline, engine: FakeEngine, publisher: FakePublisher
+) -> None:
+    engine.poison_event = "e1"
+    await pipeline.process([vitals(0), vitals(1, patient="p2"), vitals(2, patient="p3")])
+    assert sorted(s["event_id"] for s in publisher.on("risk-scores")) == ["e0", "e2"]
+    (letter,) = publisher.on("dead-letters")
+    assert letter["source"]["offset"] == 1
+    assert letter["reason"] == {"errors": [{"field": "$", "problem": "scoring failed: ValueError", "value": None}], "stage": "score"}
+    assert engine.persisted == 2
+
+
+async def test_stopping_during_an_outage_raises_instead_of_returning(
+    engine: FakeEngine, publisher: FakePublisher, metrics: Metrics, calls: list[str]
+) -> None:
+    stop = asyncio.Event()
+    pipeline = BatchPipeline(
+        engine, publisher, input_kinds={"vitals": "vitals"}, topics=TOPICS, metrics=metrics, worker_name="t",
+        max_message_bytes=10_000, pseudonym=Pseudonymiser(None), backoff=Backoff(should_stop=stop.is_set, sleep=no_sleep),
+    )
+    publisher.failures = [ConnectionError()] * 3
+    stop.set()
+    with pytest.raises(Stopping):
+        await pipeline.process([vitals(0)])
+    assert "persist" not in calls
+
+
+def test_backoff_grows_to_a_cap() -> None:
+    backoff = Backoff(first_s=0.1, cap_s=5.0)
+    assert [backoff.delay(a) for a in range(8)] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]

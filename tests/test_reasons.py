@@ -1,0 +1,89 @@
+"""Occlusion reasons credit the variable that actually moved the score."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from schemas.variables import VARIABLE_INDEX, VARIABLES
+from worker.reasons import occlusion, top_reasons
+
+V = len(VARIABLES)
+NORMAL = torch.tensor([v.normal for v in VARIABLES])
+
+
+class CarryForwardEncoder:
+    """Minimal encoder with the FeatureEncoder.step contract: carry values forward, a never
+    observed variable reads as its normal value (feature 0)."""
+
+    def step(self, values, t, last_value, last_time, prev_time):
+        observed = ~values.isnan()
+        last_value = torch.where(observed, values, last_value)
+        last_time = torch.where(observed, t.unsqueeze(1), last_time)
+        x = torch.where(last_value.isnan(), NORMAL, last_value) - NORMAL
+        return x, last_value, last_time, t
+
+
+class LinearRisk:
+    """risk = sigmoid(w . x): the ground truth of which variable matters is ``w``."""
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self.w = torch.zeros(V)
+        for name, weight in weights.items():
+            self.w[VARIABLE_INDEX[name]] = weight
+
+    def step(self, x, h, c):
+        return x @ self.w, h, c
+
+    def risk(self, logits):
+        return torch.sigmoid(logits)
+
+
+def _row(**values: float) -> torch.Tensor:
+    row = torch.full((V,), math.nan)
+    for name, value in values.items():
+        row[VARIABLE_INDEX[name]] = value
+    return row
+
+
+def test_the_perturbed_variable_comes_first() -> None:
+    encoder, model = CarryForwardEncoder(), LinearRisk({"lactate": 1.5, "heart_rate": 0.02, "spo2": -0.05})
+    # Row 0: lactate far from normal (5 vs 1), others near normal. Row 1: only heart rate is off.
+    values = torch.stack([_row(lactate=5.0, heart_rate=80.0, spo2=96.0), _row(heart_rate=140.0, spo2=97.0)])
+    last_value = torch.stack([_row(sodium=140.0), _row(lactate=1.0)])
+    last_time = torch.where(last_value.isnan(), math.nan, 0.0).double()
+    t = torch.tensor([600.0, 600.0], dtype=torch.float64)
+    h = c = torch.zeros(1, 2, 4)
+    x, current, _, _ = encoder.step(values, t, last_value, last_time, torch.zeros(2, dtype=torch.float64))
+    risk = model.risk(model.step(x, h, c)[0])
+
+    contribution = occlusion(
+        encoder, model, values=values, t=t, last_value=last_value, last_time=last_time,
+        prev_time=torch.zeros(2, dtype=torch.float64), h=h, c=c, risk=risk,
+    )
+    assert contribution.shape == (2, V)
+    expected_lactate = risk[0] - torch.sigmoid(x[0] @ model.w - 1.5 * 4.0)
+    assert contribution[0, VARIABLE_INDEX["lactate"]].item() == pytest.approx(expected_lactate.item(), rel=1e-5)
+
+    reasons = top_reasons(contribution, current)
+    assert [r["variable"] for r in reasons[0]][:2] == ["lactate", "heart_rate"]
+    assert reasons[0][0] == {"variable": "lactate", "value": 5.0, "unit": "mmol/L", "contribution": pytest.approx(expected_lactate.item(), rel=1e-5)}
+    assert reasons[1][0]["variable"] == "heart_rate" and reasons[1][0]["value"] == 140.0
+    # Never-observed variables cannot explain a score; carried-forward ones can.
+    assert {r["variable"] for r in reasons[0]} == {"lactate", "heart_rate", "spo2", "sodium"}
+    assert {r["variable"] for r in reasons[1]} == {"heart_rate", "spo2", "lactate"}
+
+
+def test_at_most_five_reasons() -> None:
+    contribution = torch.arange(V, dtype=torch.float32).unsqueeze(0)
+    current = torch.ones(1, V)
+    (reasons,) = top_reasons(contribution, current)
+    assert [r["variable"] for r in reasons] == [VARIABLES[j].name for j in range(V - 1, V - 6, -1)]
+
+
+def test_values_are_reported_as_measured_not_as_float32_noise() -> None:
+    current = torch.tensor([[37.2] + [math.nan] * (V - 1)])
+    (reasons,) = top_reasons(torch.ones(1, V), current)
+    assert reasons == [{"variable": VARIABLES[0].name, "value": 37.2, "unit": VARIABLES[0].unit, "contribution": 1.0}]

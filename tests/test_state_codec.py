@@ -1,0 +1,103 @@
+"""The state record must round-trip bit for bit and refuse what it cannot trust."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from worker.state_codec import ModelMismatchError, PatientState, StateCodecError, pack_many, unpack
+
+SHAPE = {"num_layers": 2, "hidden_size": 64, "n_vars": 18}
+
+
+def pack(state: PatientState, model_version: str) -> bytes:
+    """One record through the batch packer (the engine always packs batches)."""
+    columns = {
+        name: np.asarray(getattr(state, name))[None]
+        for name in ("h", "c", "last_value", "last_time", "prev_time", "level", "cleared_level", "cleared_ts")
+    }
+    (data,) = pack_many(columns, [state.watermark], model_version)
+    return data
+
+
+def _state(rng: np.random.Generator) -> PatientState:
+    last_value = rng.normal(size=18).astype(np.float32)
+    last_value[[3, 10]] = np.nan
+    last_time = 1.7e9 + rng.uniform(0, 3600, size=18)
+    last_time[[3, 10]] = np.nan
+    return PatientState(
+        h=rng.normal(size=(2, 64)).astype(np.float32),
+        c=rng.normal(size=(2, 64)).astype(np.float32),
+        last_value=last_value,
+        last_time=last_time,
+        prev_time=1.7e9 + 3600.123456,
+        level=2,
+        cleared_level=1,
+        cleared_ts=math.nan,
+        watermark={("vitals", 3): 12345678901, ("labs", 3): 7, ("fhir-observations", 0): 0},
+    )
+
+
+def test_round_trip_is_bit_exact_and_compact() -> None:
+    state = _state(np.random.default_rng(0))
+    data = pack(state, "risk-lstm-2025.1")
+    assert len(data) <= 2048
+    back = unpack(data, model_version="risk-lstm-2025.1", **SHAPE)
+    for name in ("h", "c", "last_value", "last_time"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(state, name))
+        assert getattr(back, name).tobytes() == np.asarray(getattr(state, name)).tobytes()
+    assert (back.prev_time, back.level, back.cleared_level) == (state.prev_time, 2, 1)
+    assert math.isnan(back.cleared_ts)
+    assert back.watermark == state.watermark
+
+
+def test_one_layer_hidden_64_fits_well_under_2kb() -> None:
+    rng = np.random.default_rng(1)
+    state = _state(rng)
+    state.h, state.c = state.h[:1], state.c[:1]
+    assert len(pack(state, "v1")) < 1024
+
+
+def test_batch_packing_matches_one_by_one() -> None:
+    rng = np.random.default_rng(5)
+    states = [_state(rng) for _ in range(3)]
+    states[1].watermark = {}
+    columns = {
+        name: np.stack([np.asarray(getattr(s, name)) for s in states])
+        for name in ("h", "c", "last_value", "last_time", "prev_time", "level", "cleared_level", "cleared_ts")
+    }
+    assert pack_many(columns, [s.watermark for s in states], "v1") == [pack(s, "v1") for s in states]
+    back = unpack(pack_many(columns, [s.watermark for s in states], "v1")[2], model_version="v1", **SHAPE)
+    np.testing.assert_array_equal(back.c, states[2].c)
+
+
+def test_other_model_version_is_refused_but_keeps_the_watermark() -> None:
+    state = _state(np.random.default_rng(2))
+    data = pack(state, "old-model")
+    with pytest.raises(ModelMismatchError, match="old-model") as info:
+        unpack(data, model_version="new-model", **SHAPE)
+    assert info.value.watermark == state.watermark
+
+
+def test_other_shape_is_refused() -> None:
+    data = pack(_state(np.random.default_rng(3)), "v1")
+    with pytest.raises(ModelMismatchError, match="hidden=64"):
+        unpack(data, model_version="v1", num_layers=2, hidden_size=32, n_vars=18)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: b"XX" + d[2:], "magic"),
+        (lambda d: d[:2] + bytes((99,)) + d[3:], "format version 99"),
+        (lambda d: d[:20], "truncated"),
+        (lambda d: d[:-3], "watermark unreadable"),
+        (lambda d: d + b"\0", "trailing"),
+    ],
+)
+def test_corrupt_records_raise_codec_errors(mutate, message: str) -> None:
+    data = pack(_state(np.random.default_rng(4)), "v1")
+    with pytest.raises(StateCodecError, match=message):
+        unpack(mutate(data), model_version="v1", **SHAPE)

@@ -1,0 +1,1 @@
+"""The streaming worker: Faust agents, GPU-resident state, Redis persistence, alerts, CLI."""

@@ -1,0 +1,52 @@
+"""The `vitalwatch` console script.
+
+Each subcommand lives in its own module under worker.commands and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the
+parsed arguments and returning an exit code. Imports are deferred to the chosen command so
+`vitalwatch alerts` does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+#: Subcommand modules under worker.commands, in the order `--help` lists them.
+COMMANDS: tuple[str, ...] = (
+    "dev",
+    "worker_cmd",
+    "simulate",
+    "alerts",
+    "train",
+    "evaluate",
+    "distill",
+    "schemas_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vitalwatch",
+        description="Streaming early-warning scores from vital signs and lab results.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"worker.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"worker.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

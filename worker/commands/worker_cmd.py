@@ -1,0 +1,32 @@
+"""`vitalwatch worker`: run the streaming worker.
+
+It runs Faust's own worker command on worker.app, so `vitalwatch worker` and
+`faust -A worker.app worker` are the same process with the same signal handling and shutdown.
+Configuration comes only from VITALWATCH_* variables (worker.config), which is what
+docker-compose and `vitalwatch dev` set.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run the streaming worker (configured by VITALWATCH_* variables)",
+        description="Consume vitals, labs and FHIR observations, publish risk scores, alerts and "
+        "dead-letters. Settings: `python -m worker.config --markdown`.",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from faust.cli.faust import cli
+
+    from worker.app import settings
+
+    # Faust's --loglevel only matters when no logging_config is set; ours is (JSON lines at
+    # VITALWATCH_LOG_LEVEL), so the level is passed for the banner and stays consistent.
+    argv = ["-A", "worker.app", "worker", "--loglevel", settings.log_level.lower()]
+    return int(cli.main(args=argv, prog_name="vitalwatch worker", standalone_mode=False) or 0)
