@@ -76,3 +76,18 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus text format and its content type, for the /metrics view."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def metrics_markdown() -> str:
+    """Every exported metric as a Markdown table (name, type, labels, help) for the README.
+
+    Read from the metric objects rather than a scrape: a labelled metric exports no sample
+    until it is first used, and the table must list it anyway."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for metric in vars(Metrics()).values():
+        if not isinstance(metric, (Counter, Gauge, Histogram)):
+            continue
+        name = metric._name + ("_total" if metric._type == "counter" else "")
+        labels = ", ".join(f"`{label}`" for label in metric._labelnames) or "—"
+        rows.append(f"| `{name}` | {metric._type} | {labels} | {metric._documentation} |")
+    return "\n".join(rows)
