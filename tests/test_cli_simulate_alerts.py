@@ -1,0 +1,128 @@
+"""`vitalwatch simulate` and `vitalwatch alerts` against the real Tansu broker.
+
+The simulator must deliver every event of its cohort, keyed by patient, stamped so that the
+worker's own validation (future-timestamp check included) accepts every one of them; the
+alerts follower must print valid alerts readably and step over records that are not alerts.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from models.simulator import simulate_cohort
+from schemas.decode import decode
+from worker.cli import main
+from worker.commands.simulate import STAMP_MARGIN_S, Timeline, shift_stamp
+from worker.embedded import EmbeddedBroker
+
+
+def _read_all(bootstrap: str, topics: list[str]) -> list[Any]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or {0})]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def topic_env(monkeypatch: pytest.MonkeyPatch, topics: dict[str, str]) -> dict[str, str]:
+    for role, name in topics.items():
+        monkeypatch.setenv(f"VITALWATCH_TOPIC_{role.upper()}", name)
+    return topics
+
+
+@pytest.mark.integration
+def test_simulate_publishes_every_event_keyed_and_acceptable_to_the_worker(
+    broker: EmbeddedBroker, topic_env: dict[str, str]
+) -> None:
+    cohort = simulate_cohort(6, seed=11, admission_window_hours=24)
+    assert main(["simulate", "--patients", "6", "--seed", "11", "--admission-window-hours", "24",
+                 "--as-fast-as-possible", "--bootstrap", broker.bootstrap]) == 0
+    now = time.time()
+
+    records = _read_all(broker.bootstrap, [topic_env["vitals"], topic_env["labs"]])
+    expected = {e.payload["event_id"]: p.patient_id for p in cohort for e in p.events}
+    assert len(records) == len(expected)
+    kinds = {topic_env["vitals"]: "vitals", topic_env["labs"]: "labs"}
+    stamps = []
+    for record in records:
+        observations = decode(kinds[record.topic], record.value, now=now)  # raises on a future stamp
+        assert record.key.decode() == observations[0].patient_id == expected[observations[0].event_id]
+        stamps.append(observations[0].observed_ts)
+    # As fast as possible: the whole stay lies in the past, the newest a few seconds ago.
+    assert now - 120 < max(stamps) <= now - STAMP_MARGIN_S + 1
+
+
+@pytest.mark.integration
+def test_simulate_paced_never_stamps_ahead_of_the_send_time(broker: EmbeddedBroker, topic_env: dict[str, str]) -> None:
+    started = time.monotonic()
+    assert main(["simulate", "--patients", "8", "--seed", "3", "--admission-window-hours", "0",
+                 "--speed", "36000", "--duration", "2", "--bootstrap", broker.bootstrap]) == 0
+    assert time.monotonic() - started >= 1.5  # paced, not dumped
+
+    records = _read_all(broker.bootstrap, [topic_env["vitals"], topic_env["labs"]])
+    assert len(records) > 10
+    for record in records:
+        observed = datetime.fromisoformat(orjson.loads(record.value)["observed_at"]).timestamp()
+        assert observed <= record.timestamp / 1000 - STAMP_MARGIN_S + 1
+
+
+def test_timeline_keeps_simulated_spacing_and_pins_the_right_end() -> None:
+    fast = Timeline.plan(sim_start=1000.0, sim_end=1000.0 + 36_000, speed=3600, wall_start=0.0, now=50_000.0)
+    # 10 simulated hours in 10 wall seconds: the last event is stamped at its send time minus the margin.
+    assert 1000 + 36_000 + fast.shift_s == pytest.approx(50_000 + 10 - STAMP_MARGIN_S, abs=1)
+    assert fast.due(1000.0 + 3600) == pytest.approx(1.0)
+    slow = Timeline.plan(sim_start=1000.0, sim_end=2000.0, speed=0.5, wall_start=0.0, now=50_000.0)
+    assert 1000 + slow.shift_s == pytest.approx(50_000 - STAMP_MARGIN_S, abs=1)
+
+
+def test_shift_stamp_keeps_the_offset_of_the_source() -> None:
+    assert shift_stamp("2026-01-05T00:42:01Z", 3600) == "2026-01-05T01:42:01Z"
+    assert shift_stamp("2026-01-05T01:42:01+01:00", -60) == "2026-01-05T01:41:01+01:00"
+
+
+def _alert(patient_id: str, level: str, previous: str) -> dict[str, Any]:
+    return {
+        "alert_id": f"a-{patient_id}-{level}", "patient_id": patient_id, "level": level, "previous_level": previous,
+        "risk": 0.834,
+        "news2": {"total": 7, "components": {"resp_rate": 3, "spo2": 2, "on_oxygen": 0, "sbp": 0, "heart_rate": 2,
+                                               "consciousness": 0, "temperature": 0}},
+        "reasons": [{"variable": "lactate", "value": 4.1, "unit": "mmol/L", "contribution": 0.21},
+                    {"variable": "resp_rate", "value": 27, "unit": "/min", "contribution": 0.12}],
+        "triggered_by": f"{patient_id}-00042", "observed_at": "2026-11-22T10:15:00+01:00",
+        "raised_at": "2026-11-22T09:15:02Z", "model_version": "test-1",
+    }
+
+
+@pytest.mark.integration
+def test_alerts_prints_readable_lines_and_skips_malformed_records(
+    broker: EmbeddedBroker, topic_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    topic = topic_env["alerts"]
+    for value in (orjson.dumps(_alert("bed-7", "high", "none")), b"not json {",
+                  orjson.dumps({"patient_id": "bed-9", "level": "high"}), orjson.dumps(_alert("bed-7", "none", "high"))):
+        producer.send(topic, key=b"bed-7", value=value, partition=0)
+    producer.flush()
+    producer.close()
+
+    assert main(["alerts", "--from-beginning", "--max-records", "4", "--timeout", "30",
+                 "--bootstrap", broker.bootstrap]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    raised, garbage, incomplete, resolved = lines
+    assert raised.startswith("2026-11-22 09:15:00Z  bed-7  none → HIGH  risk 0.83  NEWS2 7 (resp_rate 3, spo2 2, heart_rate 2)")
+    assert "reasons: lactate 4.1 mmol/L (+0.21); resp_rate 27 /min (+0.12)" in raised
+    assert garbage.startswith(f"warning: skipped a malformed record at {topic}/0@1: ")
+    assert incomplete.startswith(f"warning: skipped a malformed record at {topic}/0@2: ")
+    assert "high → NONE" in resolved

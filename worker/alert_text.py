@@ -1,0 +1,49 @@
+"""Alerts as one readable line each, shared by `vitalwatch alerts` and the `vitalwatch dev` board.
+
+A record is read through the published contract (schemas.outputs.AlertV1), so what is printed
+is what every other consumer of the topic is promised; a record that breaks the contract is
+reported as MalformedAlert with the first problem, never a stack trace.
+"""
+
+from __future__ import annotations
+
+from datetime import timezone
+
+from pydantic import ValidationError
+
+from schemas.outputs import AlertV1
+
+#: Reasons shown per alert: the strongest few are what a clinician reads; the record has all.
+REASONS_SHOWN = 3
+
+
+class MalformedAlert(ValueError):
+    """A record on the alerts topic that is not an alerts.v1 document."""
+
+
+def read_alert(value: bytes | None) -> AlertV1:
+    try:
+        return AlertV1.model_validate_json(value or b"")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "$"
+        raise MalformedAlert(f"{where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def format_alert(alert: AlertV1) -> str:
+    """``observed (UTC)  patient  previous → LEVEL  risk  NEWS2 total (nonzero parts)  reasons``."""
+    components = ", ".join(f"{name} {points}" for name, points in alert.news2.components.items() if points)
+    news2 = f"NEWS2 {alert.news2.total}" + (f" ({components})" if components else "")
+    reasons = "; ".join(
+        f"{r.variable} {_number(r.value)}{' ' + r.unit if r.unit else ''} ({r.contribution:+.2f})"
+        for r in alert.reasons[:REASONS_SHOWN]
+    )
+    observed = alert.observed_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return (
+        f"{observed}  {alert.patient_id}  {alert.previous_level} → {alert.level.upper()}  "
+        f"risk {alert.risk:.2f}  {news2}" + (f"  reasons: {reasons}" if reasons else "")
+    )
