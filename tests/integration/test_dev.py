@@ -1,0 +1,83 @@
+"""`vitalwatch dev` end to end, as `make demo` runs it: a subprocess with piped (non-TTY) output.
+
+It must start the whole stack, score the simulator's events, end on its own with a summary and
+exit code 0, and leave no process behind — also when a child crashes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _dev_env(redis_url: str) -> dict[str, str]:
+    """Without a Redis URL when redis-server is installed, so `dev` starts (and must stop) its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VITALWATCH_") and k != "REDIS_URL"}
+    if shutil.which("redis-server") is None:
+        env["REDIS_URL"] = redis_url
+    return env | {"VITALWATCH_DEVICE": "cpu"}
+
+
+def _run_dev(args: list[str], env: dict[str, str], timeout_s: float) -> tuple[int, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "dev", *args], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=timeout_s,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _stopped_children(output: str) -> dict[str, int]:
+    line = next(line for line in output.splitlines() if line.startswith("stopped: "))
+    return {name: int(pid) for name, pid in re.findall(r"(\S+) pid (\d+)", line)}
+
+
+def _assert_gone(children: dict[str, int]) -> None:
+    """No child survives: its pid is gone, or reused by an unrelated process."""
+    for name, pid in children.items():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except FileNotFoundError:
+            continue
+        assert "worker.cli" not in cmdline and "tansu" not in cmdline and "redis-server" not in cmdline, (
+            f"{name} (pid {pid}) is still running: {cmdline}"
+        )
+
+
+@pytest.mark.integration
+def test_dev_scores_the_feed_prints_a_summary_and_stops_every_child(redis_url: str) -> None:
+    code, output = _run_dev(["--seconds", "15", "--patients", "20", "--speed", "3600"], _dev_env(redis_url), 180)
+
+    assert code == 0, output
+    summary = next(line for line in output.splitlines() if line.startswith("summary: "))
+    published = int(re.search(r"(\d+) events published", summary).group(1))
+    scored = int(re.search(r"(\d+) scored", summary).group(1))
+    assert scored > 0 and published > 0, summary
+    assert "dead letters" in summary and "latency" in summary
+    assert re.search(r"\[\s*\d+ s\] \d+ events published", output), "no periodic plain lines on a pipe"
+    children = _stopped_children(output)
+    assert {"tansu", "worker", "simulator"} <= set(children), output
+    _assert_gone(children)
+    run_dir = re.search(r"logs in (\S+)\)", output).group(1)
+    assert not Path(run_dir).exists(), "a clean run removes its run directory"
+
+
+@pytest.mark.integration
+def test_dev_reports_a_crashed_worker_and_stops_the_rest(redis_url: str, tmp_path: Path) -> None:
+    env = _dev_env(redis_url) | {"VITALWATCH_CHECKPOINT": str(tmp_path)}  # exists, holds no model
+
+    code, output = _run_dev(["--seconds", "30"], env, 120)
+
+    assert code == 1, output
+    assert re.search(r"worker \(pid \d+\) exited with \d+; its log:", output), output
+    assert "cannot start the risk engine" in output
+    children = _stopped_children(output)
+    assert "tansu" in children
+    _assert_gone(children)

@@ -1,0 +1,81 @@
+"""The `vitalwatch dev` board: folding output records, latency from the worker's histogram, rendering."""
+
+from __future__ import annotations
+
+import io
+
+import orjson
+import pytest
+from rich.console import Console
+
+from worker.live_view import Latency, WardBoard, histogram_quantile, latency_from_exposition, render, summary_line
+from worker.metrics import Metrics
+
+
+def _score(patient: str, risk: float, level: str, news2: int) -> bytes:
+    return orjson.dumps({"event_id": f"{patient}-1", "patient_id": patient, "observed_at": "2026-11-22T10:00:00Z",
+                         "scored_at": "2026-11-22T10:00:01Z", "risk": risk, "news2": news2, "level": level,
+                         "model_version": "m1"})
+
+
+def _alert(patient: str, level: str, previous: str) -> bytes:
+    return orjson.dumps({
+        "alert_id": f"a-{patient}", "patient_id": patient, "level": level, "previous_level": previous, "risk": 0.9,
+        "news2": {"total": 6, "components": {"resp_rate": 3, "spo2": 3}},
+        "reasons": [{"variable": "lactate", "value": 4.4, "unit": "mmol/L", "contribution": 0.3}],
+        "triggered_by": f"{patient}-1", "observed_at": "2026-11-22T10:00:00Z", "raised_at": "2026-11-22T10:00:01Z",
+        "model_version": "m1",
+    })
+
+
+def test_board_keeps_each_patients_latest_score_and_counts_everything() -> None:
+    board = WardBoard()
+    for role, value in [("input", b"{}"), ("input", b"{}"), ("input", b"x"),
+                        ("score", _score("p1", 0.2, "none", 1)), ("score", _score("p1", 0.7, "high", 6)),
+                        ("alert", _alert("p1", "high", "none")), ("dead_letter", b"{}"),
+                        ("score", b"not json"), ("alert", orjson.dumps({"patient_id": "p2"}))]:
+        board.fold(role, value)
+    assert (board.published, board.scored, board.dead_letters, board.unreadable) == (3, 2, 1, 2)
+    row = board.patients["p1"]
+    assert (row.risk, row.level, row.news2, row.events, row.last_alert) == (0.7, "high", 6, 2, "none → high")
+    assert board.alerts == {"high": 1}
+    assert "p1  none → HIGH  risk 0.90  NEWS2 6 (resp_rate 3, spo2 3)" in board.recent_alerts[0]
+
+
+def test_sickest_orders_by_level_then_risk() -> None:
+    board = WardBoard()
+    for patient, risk, level in [("a", 0.9, "medium"), ("b", 0.5, "high"), ("c", 0.95, "none"), ("d", 0.6, "high")]:
+        board.fold("score", _score(patient, risk, level, 0))
+    assert [row.patient_id for row in board.sickest(3)] == ["d", "b", "a"]
+
+
+def test_histogram_quantile_interpolates_like_prometheus() -> None:
+    buckets = [(0.1, 10.0), (0.5, 30.0), (1.0, 40.0), (float("inf"), 40.0)]
+    assert histogram_quantile(buckets, 0.5) == pytest.approx(0.3)  # 20th of 40: halfway through (0.1, 0.5]
+    assert histogram_quantile(buckets, 0.25) == pytest.approx(0.1)
+    assert histogram_quantile([(0.1, 0.0), (float("inf"), 0.0)], 0.5) is None
+    assert histogram_quantile([(1.0, 0.0), (float("inf"), 5.0)], 0.5) == 1.0  # only +Inf: the highest bound
+
+
+def test_latency_is_read_from_the_workers_exposition() -> None:
+    metrics = Metrics()
+    for seconds in (0.02, 0.03, 0.04, 0.2):
+        metrics.end_to_end_seconds.observe(seconds)
+    latency = latency_from_exposition(metrics.exposition()[0].decode())
+    assert latency.p50 is not None and 0.025 <= latency.p50 <= 0.05
+    assert latency.p95 is not None and 0.1 <= latency.p95 <= 0.25
+    assert latency_from_exposition("") == Latency()
+
+
+def test_summary_and_render_show_the_counters() -> None:
+    board = WardBoard()
+    board.fold("input", b"{}")
+    board.fold("score", _score("p1", 0.81, "high", 7))
+    board.fold("alert", _alert("p1", "high", "none"))
+    line = summary_line(board, Latency(0.045, 1.5))
+    assert line == ("1 events published, 1 scored, 1 alerts (→high 1), 0 dead letters, 1 patients; "
+                    "end-to-end p50 45 ms, p95 1.5 s")
+    out = io.StringIO()
+    Console(file=out, width=200, force_terminal=False).print(render(board, Latency(), "status line"))
+    text = out.getvalue()
+    assert "status line" in text and "p1" in text and "0.81" in text and "none → HIGH" in text
