@@ -15,6 +15,7 @@ is stamped a few seconds before the moment it is sent, every earlier one further
 from __future__ import annotations
 
 import argparse
+import heapq
 import math
 import signal
 import sys
@@ -55,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="simulated seconds per wall second; 0 = as fast as possible (default 60)",
     )
     speed.add_argument("--as-fast-as-possible", action="store_true", help="same as --speed 0")
-    parser.add_argument("--seed", type=int, default=7, help="cohort seed: the same seed sends the same patients (default 7)")
+    parser.add_argument(
+        "--seed", type=int, default=7, help="cohort seed: the same seed sends the same patients (default 7)"
+    )
     parser.add_argument(
         "--deteriorating-fraction", type=_fraction, default=0.25,
         help="share of patients who deteriorate during their stay (default 0.25)",
@@ -208,7 +211,8 @@ def publish(
         if deadline is not None and time.monotonic() >= deadline:
             return
         topic = topics[event.topic]
-        future = producer.send(topic, key=event.payload["patient_id"].encode(), value=shifted_payload(event, timeline.shift_s))
+        value = shifted_payload(event, timeline.shift_s)
+        future = producer.send(topic, key=event.payload["patient_id"].encode(), value=value)
         future.add_errback(progress.on_failed)
         progress.on_sent(topic, event.observed_ts + timeline.shift_s)
 
@@ -216,7 +220,7 @@ def publish(
 def run(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
-    from models.simulator import interleave, simulate_cohort
+    from models.simulator import simulate_cohort
     from worker import kafka_clients
 
     try:
@@ -229,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
         args.patients, seed=args.seed, deteriorating_fraction=args.deteriorating_fraction,
         admission_window_hours=args.admission_window_hours,
     )
-    events = events_to_send([event for _, event in interleave(cohort)], speed, args.duration)
+    in_time_order = heapq.merge(*(patient.events for patient in cohort), key=lambda event: event.observed_ts)
+    events = events_to_send(list(in_time_order), speed, args.duration)
     if not events:
         print("simulate: the cohort has no events", file=sys.stderr)
         return 1
