@@ -585,6 +585,7 @@ def simulate_cohort(
 
 def interleave(patients: Iterable[SimulatedPatient]) -> Iterator[tuple[SimulatedPatient, SimEvent]]:
     """All patients' events merged in time order (ties by patient order), as a feed would carry them."""
-    streams = [((e.observed_ts, k, n, p, e) for n, e in enumerate(p.events)) for k, p in enumerate(patients)]
-    for _, _, _, patient, event in heapq.merge(*streams):
-        yield patient, event
+    patients = list(patients)
+    streams = [zip((e.observed_ts for e in p.events), repeat(k), range(len(p.events))) for k, p in enumerate(patients)]
+    for _, k, n in heapq.merge(*streams):
+        yield patients[k], patients[k].events[n]
