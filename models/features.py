@@ -1,0 +1,152 @@
+"""The feature encoder: one patient event plus its memory in, one model input row out.
+
+Events are irregular: vitals arrive minutes apart, labs hours apart, and one event carries only
+a few variables. The encoder therefore keeps, per patient, the latest value and time of every
+variable (``last_value``/``last_time``, the slab's columns) and turns each event into a dense
+row of ``N_FEATURES`` numbers:
+
+* ``V`` carried-forward values, z-scored with the training data's mean/std. A value loses
+  weight toward the variable's normal (``schemas.variables``) as it ages, with the catalogue's
+  ``decay_hours`` as time constant, because a 6-hour-old heart rate says less about now than a
+  fresh one; a never-seen variable *is* its normal value, so "not measured" never reads as
+  "abnormal".
+* ``V`` observed-now flags: what this event measured.
+* ``V`` ages (hours since last observed) on a log scale capped at ``AGE_CAP_HOURS``, the cap
+  standing for "never seen", so the LSTM can tell fresh from stale from absent.
+* the time since the patient's previous event (hours, same log scale, 0 for the first event).
+
+``FeatureEncoder.step`` is the one function both the trainer and the worker call: pure tensor
+ops over a batch of patients, no loop over rows, on whatever device the tensors live.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from schemas.variables import VARIABLES
+
+V = len(VARIABLES)
+N_FEATURES = 3 * V + 1
+
+#: Ages at or beyond this many hours (and never-seen variables) encode as 1.0.
+AGE_CAP_HOURS = 48.0
+#: z-scores are clipped here: a plausible but extreme value must not saturate the LSTM gates.
+Z_CLIP = 8.0
+#: A variable whose training values barely vary (or that never occurs) gets at least this std,
+#: in its own unit, so normalisation never divides by ~0.
+MIN_STD = 1e-2
+
+_LOG_CAP = math.log1p(AGE_CAP_HOURS)
+
+
+def _log_hours(hours: torch.Tensor) -> torch.Tensor:
+    """Hours -> [0, 1] on a log scale: minutes and days both stay distinguishable."""
+    return torch.log1p(hours.clamp(0.0, AGE_CAP_HOURS)) / _LOG_CAP
+
+
+class FeatureEncoder(nn.Module):
+    """Normalisation statistics plus the catalogue's normals and decays, as buffers.
+
+    An ``nn.Module`` only so ``.to(device)`` moves the buffers; it has no trainable
+    parameters, and the statistics are stored in the checkpoint beside the weights.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    normal: torch.Tensor
+    decay_hours: torch.Tensor
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        mean = torch.as_tensor(mean, dtype=torch.float32)
+        std = torch.as_tensor(std, dtype=torch.float32)
+        if mean.shape != (V,) or std.shape != (V,):
+            raise ValueError(f"mean and std must have shape ({V},), got {tuple(mean.shape)} and {tuple(std.shape)}")
+        if not bool(torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError("mean must be finite and std finite and positive")
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clone())
+        self.register_buffer("normal", torch.tensor([v.normal for v in VARIABLES], dtype=torch.float32))
+        self.register_buffer("decay_hours", torch.tensor([v.decay_hours for v in VARIABLES], dtype=torch.float32))
+
+    @classmethod
+    def fit(cls, values: Iterable[np.ndarray]) -> FeatureEncoder:
+        """Mean and std of every variable over all observed values of ``values`` ([T, V] arrays,
+        NaN = not measured), e.g. ``(s.values for s in training_series)``.
+
+        A variable the data never measures falls back to its catalogue normal with std 1, so a
+        site whose data lacks a lab can still train (that column then carries only "absent").
+        """
+        total = np.zeros(V)
+        square = np.zeros(V)
+        count = np.zeros(V)
+        for block in values:
+            seen = ~np.isnan(block)
+            filled = np.where(seen, block, 0.0).astype(np.float64)
+            total += filled.sum(axis=0)
+            square += (filled**2).sum(axis=0)
+            count += seen.sum(axis=0)
+        normal = np.array([v.normal for v in VARIABLES], dtype=np.float64)
+        n = np.maximum(count, 1)
+        mean = np.where(count > 0, total / n, normal)
+        var = np.where(count > 1, square / n - mean**2, 1.0)
+        std = np.maximum(np.sqrt(np.maximum(var, 0.0)), MIN_STD)
+        return cls(torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32))
+
+    def step(
+        self,
+        values: torch.Tensor,
+        t: torch.Tensor,
+        last_value: torch.Tensor,
+        last_time: torch.Tensor,
+        prev_time: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fold one event per patient into the memory and encode it.
+
+        values [B, V] f32 (NaN = not measured now), t [B] f64 POSIX s, last_value [B, V] f32 and
+        last_time [B, V] f64 (NaN = never seen), prev_time [B] f64 (NaN = first event).
+        Returns (x [B, N_FEATURES] f32, last_value, last_time, prev_time) — new tensors; the
+        inputs are not modified. ``t`` must not precede ``prev_time`` (the worker clamps it).
+        """
+        observed = ~torch.isnan(values)
+        last_value = torch.where(observed, values, last_value)
+        last_time = torch.where(observed, t.unsqueeze(1), last_time)
+        seen = ~torch.isnan(last_time)
+
+        age_h = ((t.unsqueeze(1) - last_time) / 3600.0).float()
+        age_h = torch.where(seen, age_h.clamp(min=0.0), torch.full_like(age_h, AGE_CAP_HOURS))
+        weight = torch.exp(-age_h / self.decay_hours)
+        current = torch.where(seen, self.normal + weight * (last_value - self.normal), self.normal)
+        z = ((current - self.mean) / self.std).clamp(-Z_CLIP, Z_CLIP)
+
+        gap_h = torch.nan_to_num((t - prev_time) / 3600.0, nan=0.0).float()
+        x = torch.cat([z, observed.float(), _log_hours(age_h), _log_hours(gap_h).unsqueeze(1)], dim=1)
+        return x, last_value, last_time, t.clone()
+
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Memory of ``batch`` patients never seen: (last_value, last_time, prev_time), all NaN."""
+        device = self.mean.device
+        return (
+            torch.full((batch, V), math.nan, dtype=torch.float32, device=device),
+            torch.full((batch, V), math.nan, dtype=torch.float64, device=device),
+            torch.full((batch,), math.nan, dtype=torch.float64, device=device),
+        )
+
+    def encode(self, values: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        """A whole batch of sequences, values [B, T, V] f32 and ts [B, T] f64 -> x [B, T, F].
+
+        Runs ``step`` once per time step, so training sees exactly the rows serving computes.
+        Padding rows (all-NaN values with a repeated time) after a sequence's end only produce
+        rows the caller masks out.
+        """
+        last_value, last_time, prev_time = self.initial_state(values.shape[0])
+        rows = []
+        for k in range(values.shape[1]):
+            x, last_value, last_time, prev_time = self.step(values[:, k], ts[:, k], last_value, last_time, prev_time)
+            rows.append(x)
+        return torch.stack(rows, dim=1)

@@ -1,0 +1,57 @@
+"""RiskLSTM: encoded events in, P(deterioration within the horizon) out, one step per event.
+
+The worker cannot rerun a patient's history for every new event, so the network exposes the
+LSTM's recurrence directly: ``step`` takes the previous (h, c) of a batch of patients and one
+encoded row each. ``forward`` runs whole sequences for training and evaluation; both go through
+the same ``nn.LSTM`` and head, so a patient scored event by event gets the score the full
+sequence would give (tests/test_network.py holds them to 1e-5).
+
+Calibration lives in the model: the head's logit is trained with a class weight (deterioration
+is rare), which inflates raw probabilities, so ``risk`` applies Platt scaling
+(``sigmoid(scale * logit + bias)``) fitted afterwards on a validation split. The two numbers
+are buffers, saved and loaded with the weights, so no consumer can forget to calibrate.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RiskLSTM(nn.Module):
+    """A stacked LSTM over encoded events with a linear head and stored Platt calibration."""
+
+    platt_scale: torch.Tensor
+    platt_bias: torch.Tensor
+
+    def __init__(self, n_features: int, hidden_size: int = 64, num_layers: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.n_features = n_features
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.lstm = nn.LSTM(
+            n_features, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+        )
+        self.head = nn.Linear(hidden_size, 1)
+        self.register_buffer("platt_scale", torch.ones(()))
+        self.register_buffer("platt_bias", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits [B, T] for sequences x [B, T, F] that start from an empty state."""
+        out, _ = self.lstm(x)
+        return self.head(out).squeeze(-1)
+
+    def step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One event per patient: x [B, F], h and c [L, B, H] -> (logits [B], h, c).
+
+        Zero h and c are the state of a patient never seen."""
+        out, (h, c) = self.lstm(x.unsqueeze(1), (h, c))
+        return self.head(out[:, 0]).squeeze(-1), h, c
+
+    def risk(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities from logits of any shape."""
+        return torch.sigmoid(self.platt_scale * logits + self.platt_bias)
+
+    def set_calibration(self, scale: float, bias: float) -> None:
+        self.platt_scale.fill_(scale)
+        self.platt_bias.fill_(bias)
