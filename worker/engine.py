@@ -107,9 +107,10 @@ class RiskEngine:
         *,
         capacity: int,
         policy: AlertPolicy,
-        device: torch.device,
+        device: torch.device | str,
         carry_forward_s: float = DEFAULT_CARRY_FORWARD_S,
     ) -> None:
+        device = torch.device(device)
         self._model = model.model.eval()
         weights_on = next(self._model.parameters()).device
         if weights_on.type != device.type or (device.index is not None and weights_on.index != device.index):
