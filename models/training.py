@@ -49,7 +49,12 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-5
     grad_clip: float = 1.0
-    patience: int = 5
+    #: Epochs without a better validation AUROC before training stops ...
+    patience: int = 6
+    #: ... and before the learning rate is multiplied by ``lr_decay`` (noisy plateaus are
+    #: where a smaller step helps most).
+    lr_patience: int = 2
+    lr_decay: float = 0.5
     seed: int = 0
     #: Longer stays keep their last ``max_steps`` events (a monitored 4-day stay has ~800).
     max_steps: int | None = 512
@@ -141,6 +146,7 @@ def train_model(
     pos_weight = config.pos_weight if config.pos_weight is not None else _balanced_pos_weight(train_set)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device), reduction="sum")
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=config.lr_decay, patience=config.lr_patience)
 
     history: list[dict[str, float]] = []
     best_auroc, best_state, stale = -math.inf, copy.deepcopy(model.state_dict()), 0
@@ -149,7 +155,8 @@ def train_model(
         loss = _train_epoch(model, train_set, loss_fn, optimiser, config, rng, device)
         val_logits, val_labels = _logits(model, val_set, config.batch_size, device)
         val_auroc = auroc(val_labels, val_logits)
-        history.append({"epoch": epoch + 1, "loss": loss, "val_auroc": val_auroc})
+        history.append({"epoch": epoch + 1, "loss": loss, "val_auroc": val_auroc, "lr": optimiser.param_groups[0]["lr"]})
+        schedule.step(val_auroc)
         bar.set_postfix(loss=f"{loss:.4f}", val_auroc=f"{val_auroc:.4f}")
         if val_auroc > best_auroc:
             best_auroc, best_state, stale = val_auroc, copy.deepcopy(model.state_dict()), 0

@@ -1,0 +1,121 @@
+"""`vitalwatch train`: train (or fine-tune) the risk model and write a checkpoint.
+
+Data comes from the simulator (default: a training and a validation cohort from two seeds,
+both recorded in the manifest so `vitalwatch evaluate` can refuse them) or from a site's
+PhysioNet/CinC 2019 PSV files (``--psv DIR``, split into training and validation stays by a
+seeded shuffle). ``--init-from`` fine-tunes an existing checkpoint on the new data, keeping
+its architecture and normalisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SYNTHETIC_PROVENANCE = "synthetic, vitalwatch simulator"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train the LSTM risk model on simulated patients or PhysioNet PSV files",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--patients", type=int, default=4000, help="simulated training patients (default 4000)")
+    data.add_argument("--val-patients", type=int, default=1000, help="simulated validation patients (default 1000)")
+    data.add_argument("--seed", type=int, default=1, help="simulator seed of the training cohort; validation uses seed+1 (default 1)")
+    data.add_argument("--psv", type=Path, help="train on a directory of PhysioNet/CinC 2019 .psv files instead of the simulator")
+    data.add_argument("--val-fraction", type=float, default=0.2, help="share of PSV stays held out for validation (default 0.2)")
+    # Unset model options keep models.training.TrainConfig's defaults (not repeated here, and
+    # torch is not imported just to build the parser).
+    model = parser.add_argument_group("model and optimisation (defaults: models.training.TrainConfig)")
+    model.add_argument("--hidden", dest="hidden_size", type=int, help="LSTM hidden size")
+    model.add_argument("--layers", dest="num_layers", type=int, help="LSTM layers")
+    model.add_argument("--epochs", type=int, help="maximum epochs")
+    model.add_argument("--batch-size", type=int)
+    model.add_argument("--lr", type=float)
+    model.add_argument("--patience", type=int, help="epochs without a better validation AUROC before stopping")
+    model.add_argument("--horizon", dest="horizon_hours", type=float, help="prediction horizon in hours")
+    model.add_argument("--init-from", type=Path, help="fine-tune this checkpoint (same architecture and normalisation)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", type=Path, default=Path("out/checkpoint"), help="checkpoint directory to write (default out/checkpoint)")
+    out.add_argument("--version", help="model version string (default vw-lstm-<UTC date and time>)")
+    out.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    out.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+_CONFIG_OPTIONS = ("hidden_size", "num_layers", "epochs", "batch_size", "lr", "patience", "horizon_hours")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.checkpoint import load_checkpoint, save_checkpoint
+    from models.training import TrainConfig, train_model, training_manifest
+
+    torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    base = load_checkpoint(args.init_from, device) if args.init_from else None
+    options = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
+    if base is not None:  # fine-tuning keeps the checkpoint's architecture
+        options.update(hidden_size=base.model.hidden_size, num_layers=base.model.num_layers)
+    config = TrainConfig(**options, seed=args.seed, device=device)
+    train, val, provenance = _psv_data(args, config.horizon_hours) if args.psv else _simulated_data(args, config.horizon_hours)
+    log.info("training", extra={"train_stays": len(train), "val_stays": len(val), "device": device})
+    result = train_model(train, val, config, init_from=base, progress=not args.no_progress)
+    if base is not None:
+        provenance["fine_tuned_from"] = {"version": base.manifest["version"], "training_data": base.manifest.get("training", {}).get("data")}
+    version = args.version or f"vw-lstm-{datetime.now(timezone.utc):%Y.%m.%d-%H%M}"
+    manifest = training_manifest(result, config, version=version, training_data=provenance)
+    save_checkpoint(args.out, result.model, result.encoder, manifest)
+    print(
+        f"wrote {args.out} ({version}): best validation AUROC {result.best_val_auroc:.4f} after "
+        f"{len(result.history)} epochs; alert thresholds {result.alert_thresholds}"
+    )
+    return 0
+
+
+def _simulated_data(args: argparse.Namespace, horizon_hours: float) -> tuple[list, list, dict[str, Any]]:
+    from models.series import series_from_simulated
+    from models.simulator import simulate_cohort
+
+    def cohort(n: int, seed: int) -> list:
+        return [series_from_simulated(p, horizon_hours) for p in simulate_cohort(n, seed=seed)]
+
+    provenance = {
+        "provenance": SYNTHETIC_PROVENANCE,
+        "licence": "synthetic: generated by the simulator, no patient data",
+        "simulator_seeds": [args.seed, args.seed + 1],
+        "n_patients": {"train": args.patients, "val": args.val_patients},
+    }
+    return cohort(args.patients, args.seed), cohort(args.val_patients, args.seed + 1), provenance
+
+
+def _psv_data(args: argparse.Namespace, horizon_hours: float) -> tuple[list, list, dict[str, Any]]:
+    import numpy as np
+
+    from models.physionet import load_psv_directory
+
+    stays = load_psv_directory(args.psv, horizon_hours=horizon_hours)
+    if len(stays) < 2:
+        raise SystemExit(f"{args.psv}: need at least 2 PSV stays to split into training and validation, found {len(stays)}")
+    order = np.random.default_rng(args.seed).permutation(len(stays))
+    n_val = max(1, round(len(stays) * args.val_fraction))
+    val = [stays[i] for i in order[:n_val]]
+    train = [stays[i] for i in order[n_val:]]
+    provenance = {
+        "provenance": f"PhysioNet/CinC 2019 PSV files ({args.psv.name})",
+        "licence": "as licensed by the source data set",
+        "split_seed": args.seed,
+        "n_patients": {"train": len(train), "val": len(val)},
+    }
+    return train, val, provenance
