@@ -176,15 +176,19 @@ class ConversionReport:
             "skipped": [{"table": t, "reason": r, "count": n} for (t, r), n in self.skipped.most_common()],
         }
 
-    def lines(self) -> list[str]:
-        """A human summary: totals, then every rejection and skip reason with its count."""
+    def lines(self, *, skipped_detail: bool = True) -> list[str]:
+        """A human summary: totals, every rejection with its count, then each skip reason
+        (or, without ``skipped_detail``, their total: the demo has dozens of unused categories)."""
         out = [
             f"{self.source}: read {sum(self.rows.values())} rows "
             f"({', '.join(f'{t} {n}' for t, n in sorted(self.rows.items()))}); "
             f"built {', '.join(f'{n} {t}' for t, n in sorted(self.payloads.items()))} events"
         ]
         out += [f"  rejected {n:>6} {t}.{v}: {p}" for (t, v, p), n in self.rejected.most_common()]
-        out += [f"  skipped  {n:>6} {t}: {r}" for (t, r), n in self.skipped.most_common()]
+        if skipped_detail:
+            out += [f"  skipped  {n:>6} {t}: {r}" for (t, r), n in self.skipped.most_common()]
+        else:
+            out.append(f"  skipped  {sum(self.skipped.values()):>6} source values without a vitalwatch variable, or repeated at one instant")
         return out
 
 
@@ -231,13 +235,13 @@ def load_clif(location: Path | str, *, hospitalizations: Collection[str] | None 
     per_stay: dict[str, list[tuple[SimEvent, Observation]]] = defaultdict(list)
     for topic, payloads in (("vitals", vitals.payloads()), ("labs", labs.payloads())):
         for payload in payloads:
+            if payload["patient_id"] not in stays:
+                report.skipped[(topic, "hospitalisation not in clif_hospitalization")] += 1
+                continue
             accepted = _validated(topic, payload, report)
             if accepted is not None:
                 per_stay[payload["patient_id"]].append(accepted)
                 report.payloads[topic] += 1
-    orphans = sum(len(v) for k, v in per_stay.items() if k not in stays)
-    if orphans:
-        report.skipped[("events", "hospitalisation not in clif_hospitalization")] += orphans
     cohort = []
     for hosp_id, stay in stays.items():
         events = sorted(per_stay.get(hosp_id, []), key=lambda e: (e[0].observed_ts, e[0].topic))

