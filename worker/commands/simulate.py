@@ -15,7 +15,6 @@ is stamped a few seconds before the moment it is sent, every earlier one further
 from __future__ import annotations
 
 import argparse
-import heapq
 import math
 import signal
 import sys
@@ -220,7 +219,7 @@ def publish(
 def run(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
-    from models.simulator import simulate_cohort
+    from models.simulator import interleave, simulate_cohort
     from worker import kafka_clients
 
     try:
@@ -233,8 +232,7 @@ def run(args: argparse.Namespace) -> int:
         args.patients, seed=args.seed, deteriorating_fraction=args.deteriorating_fraction,
         admission_window_hours=args.admission_window_hours,
     )
-    in_time_order = heapq.merge(*(patient.events for patient in cohort), key=lambda event: event.observed_ts)
-    events = events_to_send(list(in_time_order), speed, args.duration)
+    events = events_to_send([event for _, event in interleave(cohort)], speed, args.duration)
     if not events:
         print("simulate: the cohort has no events", file=sys.stderr)
         return 1
