@@ -16,13 +16,14 @@ twice would otherwise teach the model on one stay and test it on the other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from models.checkpoint import LoadedModel
-from models.clif import ClifCohort, ClifStay, stay_series
-from models.clif_demo import MIMIC_IV_DEMO
+from models.clif import ClifCohort, ClifStay, load_clif, stay_series
+from models.clif_demo import ATTRIBUTION, LICENCE, MIMIC_IV_DEMO, dataset_location
 from models.evaluation import CohortScores, evaluate, score_cohort
 from models.metrics import auprc, auroc
 from models.series import PatientSeries
@@ -89,6 +90,7 @@ def training_data(
     split = split_by_patient(cohort.stays, seed=seed)
     provenance = {
         "provenance": f"CLIF dataset {dataset} ({cohort.report.source})",
+        "licence": f"{LICENCE}: {ATTRIBUTION}" if dataset == MIMIC_IV_DEMO else "as licensed by the site that exported it",
         "dataset": dataset,
         "split_seed": seed,
         "held_out_patients": split.persons("test"),
@@ -96,6 +98,13 @@ def training_data(
         "n_stays": {part: len(getattr(split, part)) for part in ("train", "val", "test")},
     }
     return series_of(split.train, horizon_hours), series_of(split.val, horizon_hours), provenance
+
+
+def dataset_training_data(
+    dataset: str, clif_dir: Path | None, horizon_hours: float, seed: int
+) -> tuple[list[PatientSeries], list[PatientSeries], dict[str, Any]]:
+    """``training_data`` for a dataset named on the command line (``--dataset``, ``--clif-dir``)."""
+    return training_data(load_clif(dataset_location(dataset, clif_dir)), dataset, horizon_hours, seed)
 
 
 def held_out_persons(manifest: dict[str, Any], dataset: str) -> set[str] | None:
@@ -191,6 +200,13 @@ def evaluate_clif(
         "caveat": CAVEAT + (" " + DEMO_CAVEAT if dataset == MIMIC_IV_DEMO else ""),
         "conversion": cohort.report.to_dict(),
     }
+
+
+def evaluate_dataset(
+    loaded: LoadedModel, dataset: str, clif_dir: Path | None = None, *, replicates: int = DEFAULT_REPLICATES, seed: int = 0
+) -> dict[str, Any]:
+    """``evaluate_clif`` for a dataset named on the command line (``--dataset``, ``--clif-dir``)."""
+    return evaluate_clif(loaded, load_clif(dataset_location(dataset, clif_dir)), dataset, replicates=replicates, seed=seed)
 
 
 def report_lines(report: dict[str, Any]) -> list[str]:
