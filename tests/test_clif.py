@@ -184,7 +184,7 @@ def test_a_wheel_reads_like_a_directory(export: Path, tiny: ClifCohort, tmp_path
     assert load_clif(export, hospitalizations=["H2"]).stays[0].events == stay(tiny, "H2").events
 
 
-def test_a_missing_table_or_column_is_named(export: Path, tmp_path: Path) -> None:
+def test_a_missing_table_or_column_is_named(tmp_path: Path) -> None:
     with pytest.raises(ClifError, match="no hospitalization table"):
         load_clif(tmp_path)
     pq.write_table(pa.table({"hospitalization_id": ["H1"]}), tmp_path / "clif_hospitalization.parquet")
