@@ -74,7 +74,7 @@ def test_summary_and_render_show_the_counters() -> None:
     board.fold("alert", _alert("p1", "high", "none"))
     line = summary_line(board, Latency(0.045, 1.5))
     assert line == ("1 events published, 1 scored, 1 alerts (→high 1), 0 dead letters, 1 patients; "
-                    "end-to-end p50 45 ms, p95 1.5 s")
+                    "end-to-end latency p50 45 ms, p95 1.5 s")
     out = io.StringIO()
     Console(file=out, width=200, force_terminal=False).print(render(board, Latency(), "status line"))
     text = out.getvalue()

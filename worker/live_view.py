@@ -116,8 +116,8 @@ class Latency:
 
     def text(self) -> str:
         if self.p50 is None or self.p95 is None:
-            return "latency n/a"
-        return f"end-to-end p50 {_seconds(self.p50)}, p95 {_seconds(self.p95)}"
+            return "end-to-end latency n/a"
+        return f"end-to-end latency p50 {_seconds(self.p50)}, p95 {_seconds(self.p95)}"
 
 
 def _seconds(value: float) -> str:
