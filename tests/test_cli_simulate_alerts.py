@@ -109,8 +109,9 @@ def test_alerts_prints_readable_lines_and_skips_malformed_records(
 ) -> None:
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
     topic = topic_env["alerts"]
-    for value in (orjson.dumps(_alert("bed-7", "high", "none")), b"not json {",
-                  orjson.dumps({"patient_id": "bed-9", "level": "high"}), orjson.dumps(_alert("bed-7", "none", "high"))):
+    values = [orjson.dumps(_alert("bed-7", "high", "none")), b"not json {",
+              orjson.dumps({"patient_id": "bed-9", "level": "high"}), orjson.dumps(_alert("bed-7", "none", "high"))]
+    for value in values:
         producer.send(topic, key=b"bed-7", value=value, partition=0)
     producer.flush()
     producer.close()
@@ -121,7 +122,9 @@ def test_alerts_prints_readable_lines_and_skips_malformed_records(
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4
     raised, garbage, incomplete, resolved = lines
-    assert raised.startswith("2026-11-22 09:15:00Z  bed-7  none → HIGH  risk 0.83  NEWS2 7 (resp_rate 3, spo2 2, heart_rate 2)")
+    assert raised.startswith(
+        "2026-11-22 09:15:00Z  bed-7  none → HIGH  risk 0.83  NEWS2 7 (resp_rate 3, spo2 2, heart_rate 2)"
+    )
     assert "reasons: lactate 4.1 mmol/L (+0.21); resp_rate 27 /min (+0.12)" in raised
     assert garbage.startswith(f"warning: skipped a malformed record at {topic}/0@1: ")
     assert incomplete.startswith(f"warning: skipped a malformed record at {topic}/0@2: ")

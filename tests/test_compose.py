@@ -55,7 +55,9 @@ def test_worker_and_simulator_commands_parse_with_the_real_cli(services: dict[st
     assert simulate.command == "simulate" and simulate.patients > 0 and simulate.speed > 0
 
 
-def test_every_vitalwatch_variable_is_a_valid_setting(services: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_vitalwatch_variable_is_a_valid_setting(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     known = {env_name(field) for field in Settings.model_fields}
     for name, service in services.items():
         env = {k: str(v) for k, v in (service.get("environment") or {}).items() if k.startswith(ENV_PREFIX)}

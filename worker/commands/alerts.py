@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--from-beginning", action="store_true", help="print the alerts already on the topic first")
-    parser.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: VITALWATCH_KAFKA_BOOTSTRAP)")
+    parser.add_argument(
+        "--bootstrap", default=None, help="Kafka bootstrap servers (default: VITALWATCH_KAFKA_BOOTSTRAP)"
+    )
     parser.add_argument("--max-records", type=int, default=None, help="stop after this many records")
     parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     parser.set_defaults(func=run)
@@ -43,7 +45,8 @@ def follow(consumer: Any, out: TextIO, *, max_records: int | None, deadline: flo
                 try:
                     line = format_alert(read_alert(record.value))
                 except MalformedAlert as exc:
-                    line = f"warning: skipped a malformed record at {record.topic}/{record.partition}@{record.offset}: {exc}"
+                    where = f"{record.topic}/{record.partition}@{record.offset}"
+                    line = f"warning: skipped a malformed record at {where}: {exc}"
                 print(line, file=out, flush=True)
                 seen += 1
                 if max_records is not None and seen >= max_records:
