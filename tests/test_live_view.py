@@ -22,7 +22,9 @@ def _alert(patient: str, level: str, previous: str) -> bytes:
     return orjson.dumps({
         "alert_id": f"a-{patient}", "patient_id": patient, "level": level, "previous_level": previous, "risk": 0.9,
         "news2": {"total": 6, "components": {"resp_rate": 3, "spo2": 3}},
-        "reasons": [{"variable": "lactate", "value": 4.4, "unit": "mmol/L", "contribution": 0.3}],
+        "reasons": [{"variable": "lactate", "value": 4.4, "unit": "mmol/L", "contribution": 0.3},
+                    {"variable": "on_oxygen", "value": 1.0, "unit": "{bool}", "contribution": 0.2},
+                    {"variable": "consciousness", "value": 1.0, "unit": "{ACVPU}", "contribution": 0.1}],
         "triggered_by": f"{patient}-1", "observed_at": "2026-11-22T10:00:00Z", "raised_at": "2026-11-22T10:00:01Z",
         "model_version": "m1",
     })
@@ -39,7 +41,10 @@ def test_board_keeps_each_patients_latest_score_and_counts_everything() -> None:
     row = board.patients["p1"]
     assert (row.risk, row.level, row.news2, row.events, row.last_alert) == (0.7, "high", 6, 2, "none → high")
     assert board.alerts == {"high": 1}
-    assert "p1  none → HIGH  risk 0.90  NEWS2 6 (resp_rate 3, spo2 3)" in board.recent_alerts[0]
+    assert board.recent_alerts[0].endswith(
+        "p1  none → HIGH  risk 0.90  NEWS2 6 (resp_rate 3, spo2 3)  "
+        "reasons: lactate 4.4 mmol/L (+0.30); on_oxygen yes (+0.20); consciousness C (+0.10)"
+    )
 
 
 def test_sickest_orders_by_level_then_risk() -> None:

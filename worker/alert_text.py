@@ -12,6 +12,7 @@ from datetime import timezone
 from pydantic import ValidationError
 
 from schemas.outputs import AlertV1
+from schemas.variables import ACVPU
 
 #: Reasons shown per alert: the strongest few are what a clinician reads; the record has all.
 REASONS_SHOWN = 3
@@ -30,8 +31,18 @@ def read_alert(value: bytes | None) -> AlertV1:
         raise MalformedAlert(f"{where}: {first['msg']} ({exc.error_count()} problem(s))") from None
 
 
-def _number(value: float) -> str:
-    return f"{value:.4g}"
+#: UCUM codes as a ward writes them; units not listed are shown as they are.
+DISPLAY_UNITS = {"Cel": "°C", "mm[Hg]": "mmHg", "10*3/uL": "×10³/µL"}
+
+
+def _value(value: float, unit: str) -> str:
+    """A reason's value as a clinician reads it: ACVPU letters and yes/no for the coded ones."""
+    if unit == "{ACVPU}" and 0 <= int(value) < len(ACVPU):
+        return ACVPU[int(value)]
+    if unit == "{bool}":
+        return "yes" if value else "no"
+    shown = DISPLAY_UNITS.get(unit, unit)
+    return f"{value:.4g}" + (f" {shown}" if shown else "")
 
 
 def format_alert(alert: AlertV1) -> str:
@@ -39,7 +50,7 @@ def format_alert(alert: AlertV1) -> str:
     components = ", ".join(f"{name} {points}" for name, points in alert.news2.components.items() if points)
     news2 = f"NEWS2 {alert.news2.total}" + (f" ({components})" if components else "")
     reasons = "; ".join(
-        f"{r.variable} {_number(r.value)}{' ' + r.unit if r.unit else ''} ({r.contribution:+.2f})"
+        f"{r.variable} {_value(r.value, r.unit)} ({r.contribution:+.2f})"
         for r in alert.reasons[:REASONS_SHOWN]
     )
     observed = alert.observed_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
