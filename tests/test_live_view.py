@@ -8,7 +8,16 @@ import orjson
 import pytest
 from rich.console import Console
 
-from worker.live_view import Latency, WardBoard, histogram_quantile, latency_from_exposition, render, summary_line
+from worker.live_view import (
+    BoardFeed,
+    Latency,
+    PlainDisplay,
+    WardBoard,
+    histogram_quantile,
+    latency_from_exposition,
+    render,
+    summary_line,
+)
 from worker.metrics import Metrics
 
 
@@ -84,3 +93,17 @@ def test_summary_and_render_show_the_counters() -> None:
     Console(file=out, width=200, force_terminal=False).print(render(board, Latency(), "status line"))
     text = out.getvalue()
     assert "status line" in text and "p1" in text and "0.81" in text and "none → HIGH" in text
+
+
+def test_plain_display_prints_each_new_alert_once(capsys: pytest.CaptureFixture[str]) -> None:
+    feed = BoardFeed(consumer=None, roles={}, metrics_url="http://127.0.0.1:9/metrics")
+    display = PlainDisplay()
+    feed.board.fold("alert", _alert("p1", "high", "none"))
+    display.update(feed, "status", 0.0)
+    display.update(feed, "status", 1.0)
+    feed.board.fold("alert", _alert("p2", "medium", "none"))
+    display.update(feed, "status", 2.0)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[1] for line in lines if line.startswith("alert: ")] == ["p1", "p2"]
+    summaries = [line for line in lines if line.startswith("[")]
+    assert len(summaries) == 1 and summaries[0].startswith("[    0 s] 0 events published, 0 scored, 1 alerts")

@@ -255,10 +255,11 @@ class TerminalDisplay:
 
 
 class PlainDisplay:
-    """A summary line every PLAIN_EVERY_S, for pipes and CI logs."""
+    """Each new alert as it arrives and a summary line every PLAIN_EVERY_S, for pipes and CI logs."""
 
     def __init__(self) -> None:
         self._next_line = 0.0
+        self._alerts_shown = 0
 
     def __enter__(self) -> "PlainDisplay":
         return self
@@ -267,8 +268,14 @@ class PlainDisplay:
         return None
 
     def update(self, feed: BoardFeed, status: str, elapsed_s: float) -> None:
+        board = feed.board
+        total = sum(board.alerts.values())
+        new = min(total - self._alerts_shown, len(board.recent_alerts))
+        for line in list(board.recent_alerts)[len(board.recent_alerts) - new:]:
+            print(f"alert: {line}", flush=True)
+        self._alerts_shown = total
         if elapsed_s >= self._next_line:
-            print(f"[{elapsed_s:5.0f} s] {summary_line(feed.board, feed.latency)}", flush=True)
+            print(f"[{elapsed_s:5.0f} s] {summary_line(board, feed.latency)}", flush=True)
             self._next_line = elapsed_s + PLAIN_EVERY_S
 
 
