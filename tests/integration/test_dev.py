@@ -81,3 +81,6 @@ def test_dev_reports_a_crashed_worker_and_stops_the_rest(redis_url: str, tmp_pat
     children = _stopped_children(output)
     assert "tansu" in children
     _assert_gone(children)
+    kept = Path(re.search(r"logs kept in (\S+)", output).group(1))
+    assert (kept / "worker.log").is_file(), "a failed run keeps the logs it points to"
+    shutil.rmtree(kept)
