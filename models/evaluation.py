@@ -10,12 +10,13 @@ Reported per scorer:
 
 * threshold-free: AUROC, AUPRC (and, for the model, the expected calibration error over ten
   equal-width bins — NEWS2 is a points score, not a probability);
-* at an operating point (the model's medium alert threshold from its manifest; NEWS2 >= 5,
-  the RCP's urgent-response trigger, and >= 7, its emergency trigger): event-level
-  sensitivity, specificity, precision and F1 of ``score >= threshold``;
+* at an operating point (the model's medium and high alert thresholds from its manifest,
+  ``model`` and ``model_high``; NEWS2 >= 5, the RCP's urgent-response trigger, and >= 7, its
+  emergency trigger): event-level sensitivity, specificity, precision and F1 of
+  ``score >= threshold``;
 * alert behaviour: an alert is the start of a run of "alerting" events per stay, a run ending
   when the score falls below ``clear_ratio`` x threshold (the worker's hysteresis for the
-  model, 0.8; none for NEWS2's integer points). Alerts per patient-day count them over the
+  model, 0.8 for medium and 0.85 for high; none for NEWS2's integer points). Alerts per patient-day count them over the
   observed time of all stays; the lead time of a deteriorating stay is the time from its
   first alert inside the horizon window to the clinical event (median over detected stays,
   with the fraction detected beside it).
@@ -37,8 +38,9 @@ from models.training import predict_series, scored_mask
 
 #: NEWS2 uses a parameter's latest value while it is at most this old (the worker's default).
 NEWS2_CARRY_FORWARD_S = 24 * 3600.0
-#: The worker's alert policy clears the medium level under 0.8 x its threshold.
+#: The worker's alert policy clears medium under 0.8 x its threshold and high under 0.85 x.
 MODEL_CLEAR_RATIO = 0.8
+MODEL_HIGH_CLEAR_RATIO = 0.85
 NEWS2_TRIGGERS = {"news2_5": 5, "news2_7": 7}
 _DAY_S = 86400.0
 
@@ -118,10 +120,11 @@ def alert_behaviour(cohort: CohortScores, scores: list[np.ndarray], threshold: f
 
 
 def evaluate(cohort: CohortScores, thresholds: dict[str, float]) -> dict[str, Any]:
-    """The evaluation report: {"cohort", "model", "news2", "news2_5", "news2_7"} (JSON-ready)."""
+    """The evaluation report: {"cohort", "model", "model_high", "news2", "news2_5", "news2_7"}
+    (JSON-ready)."""
     labels, risk = cohort.scored(cohort.risk)
     _, news2 = cohort.scored(cohort.news2)
-    medium = float(thresholds["medium"])
+    medium, high = float(thresholds["medium"]), float(thresholds["high"])
     model = {
         "auroc": auroc(labels, risk),
         "auprc": auprc(labels, risk),
@@ -129,6 +132,11 @@ def evaluate(cohort: CohortScores, thresholds: dict[str, float]) -> dict[str, An
         "threshold": medium,
         **_operating(labels, risk >= medium),
         **alert_behaviour(cohort, cohort.risk, medium, MODEL_CLEAR_RATIO),
+    }
+    model_high = {
+        "threshold": high,
+        **_operating(labels, risk >= high),
+        **alert_behaviour(cohort, cohort.risk, high, MODEL_HIGH_CLEAR_RATIO),
     }
     report: dict[str, Any] = {
         "cohort": {
@@ -139,6 +147,7 @@ def evaluate(cohort: CohortScores, thresholds: dict[str, float]) -> dict[str, An
             "horizon_hours": cohort.horizon_hours,
         },
         "model": model,
+        "model_high": model_high,
         "news2": {"auroc": auroc(labels, news2), "auprc": auprc(labels, news2)},
     }
     for name, trigger in NEWS2_TRIGGERS.items():

@@ -32,6 +32,7 @@ class RiskLSTM(nn.Module):
         self.lstm = nn.LSTM(
             n_features, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
         )
+        self.dropout = nn.Dropout(dropout)  # training only: identity in eval, so step == forward
         self.head = nn.Linear(hidden_size, 1)
         self.register_buffer("platt_scale", torch.ones(()))
         self.register_buffer("platt_bias", torch.zeros(()))
@@ -39,14 +40,14 @@ class RiskLSTM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Uncalibrated logits [B, T] for sequences x [B, T, F] that start from an empty state."""
         out, _ = self.lstm(x)
-        return self.head(out).squeeze(-1)
+        return self.head(self.dropout(out)).squeeze(-1)
 
     def step(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One event per patient: x [B, F], h and c [L, B, H] -> (logits [B], h, c).
 
         Zero h and c are the state of a patient never seen."""
         out, (h, c) = self.lstm(x.unsqueeze(1), (h, c))
-        return self.head(out[:, 0]).squeeze(-1), h, c
+        return self.head(self.dropout(out[:, 0])).squeeze(-1), h, c
 
     def risk(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated probabilities from logits of any shape."""

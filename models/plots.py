@@ -9,6 +9,7 @@ marked as points.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import matplotlib
 
@@ -23,14 +24,16 @@ _NEWS2_TRIGGERS = (5, 7)
 
 
 def write_plots(
-    directory: Path | str, labels: np.ndarray, risk: np.ndarray, news2: np.ndarray, model_threshold: float
+    directory: Path | str, labels: np.ndarray, risk: np.ndarray, news2: np.ndarray, thresholds: Mapping[str, float]
 ) -> list[Path]:
-    """Write roc.png, pr.png and calibration.png into ``directory``; return their paths."""
+    """Write roc.png, pr.png and calibration.png into ``directory``; return their paths.
+
+    ``thresholds`` are the model's alert thresholds by level ({"medium": p, "high": p})."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     labels = np.asarray(labels).astype(bool)
     points = {
-        f"model alert (risk >= {model_threshold:.3f})": risk >= model_threshold,
+        **{f"model {level} (risk >= {t:.3f})": risk >= t for level, t in thresholds.items()},
         **{f"NEWS2 >= {t}": news2 >= t for t in _NEWS2_TRIGGERS},
     }
     paths = [
@@ -68,8 +71,10 @@ def _curves(
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot(model.x, model.y, label="LSTM risk model", color="tab:blue", lw=2)
     ax.plot(news2.x, news2.y, label="NEWS2 (all thresholds)", color="tab:orange", lw=2)
-    for (name, (x, y)), marker in zip(points.items(), ("o", "s", "^")):
-        ax.scatter([x], [y], marker=marker, s=50, zorder=3, label=name, color="black" if marker == "o" else "tab:red")
+    for name, (x, y) in points.items():
+        model_point = name.startswith("model")
+        marker = ("o" if "medium" in name else "D") if model_point else ("s" if name.endswith("5") else "^")
+        ax.scatter([x], [y], marker=marker, s=50, zorder=3, label=name, color="black" if model_point else "tab:red")
     if diagonal:
         ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
     if baseline is not None:

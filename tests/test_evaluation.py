@@ -81,6 +81,7 @@ def test_report_excludes_events_after_the_deterioration() -> None:
     assert report["model"]["sensitivity"] == pytest.approx(2 / 4) and report["model"]["specificity"] == pytest.approx(4 / 5)
     assert report["news2_5"]["sensitivity"] == pytest.approx(1 / 4) and report["news2_7"]["specificity"] == 1.0
     assert set(report["news2"]) == {"auroc", "auprc"}
+    assert report["model_high"]["sensitivity"] == pytest.approx(1 / 4) and report["model_high"]["specificity"] == 1.0
 
 
 @pytest.fixture
@@ -102,7 +103,8 @@ def test_evaluate_command_writes_report_and_plots(checkpoint: Path, tmp_path: Pa
     plots = tmp_path / "img"
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--patients", "40", "--seed", "77", "--json", str(out), "--plots", str(plots)]) == 0
     report = json.loads(out.read_text())
-    assert {"model", "news2", "news2_5", "news2_7"} <= set(report)
+    assert {"model", "model_high", "news2", "news2_5", "news2_7"} <= set(report)
+    assert report["model_high"]["threshold"] == 0.6
     assert {"auroc", "auprc", "ece", "sensitivity", "specificity", "f1", "median_lead_time_h", "alerts_per_patient_day"} <= set(report["model"])
     assert report["simulator"] == {"seed": 77, "patients": 40} and report["checkpoint"]["version"] == "vw-test-eval"
     assert 0.0 <= report["model"]["auroc"] <= 1.0 and report["model"]["threshold"] == 0.45

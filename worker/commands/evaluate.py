@@ -27,7 +27,13 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("detected_fraction", "deteriorations alerted within horizon", "{:.3f}"),
     ("alerts_per_patient_day", "alerts per patient-day", "{:.2f}"),
 )
-_COLUMNS: tuple[tuple[str, str], ...] = (("model", "LSTM model"), ("news2", "NEWS2"), ("news2_5", "NEWS2 >= 5"), ("news2_7", "NEWS2 >= 7"))
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("model", "model (medium)"),
+    ("model_high", "model (high)"),
+    ("news2", "NEWS2"),
+    ("news2_5", "NEWS2 >= 5"),
+    ("news2_7", "NEWS2 >= 7"),
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
         labels, risk = cohort.scored(cohort.risk)
         _, news2 = cohort.scored(cohort.news2)
-        for path in write_plots(args.plots, labels, risk, news2, report["model"]["threshold"]):
+        for path in write_plots(args.plots, labels, risk, news2, loaded.manifest["alert_thresholds"]):
             print(f"wrote {path}")
     return 0
 

@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--patients", type=int, default=4000, help="simulated training patients (default 4000)")
-    data.add_argument("--val-patients", type=int, default=1000, help="simulated validation patients (default 1000)")
+    data.add_argument("--patients", type=int, default=20000, help="simulated training patients (default 20000)")
+    data.add_argument("--val-patients", type=int, default=2000, help="simulated validation patients (default 2000)")
     data.add_argument("--seed", type=int, default=1, help="simulator seed of the training cohort; validation uses seed+1 (default 1)")
     data.add_argument("--psv", type=Path, help="train on a directory of PhysioNet/CinC 2019 .psv files instead of the simulator")
     data.add_argument("--val-fraction", type=float, default=0.2, help="share of PSV stays held out for validation (default 0.2)")
@@ -38,10 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model = parser.add_argument_group("model and optimisation (defaults: models.training.TrainConfig)")
     model.add_argument("--hidden", dest="hidden_size", type=int, help="LSTM hidden size")
     model.add_argument("--layers", dest="num_layers", type=int, help="LSTM layers")
+    model.add_argument("--dropout", type=float, help="dropout before the head while training")
     model.add_argument("--epochs", type=int, help="maximum epochs")
     model.add_argument("--batch-size", type=int)
     model.add_argument("--lr", type=float)
     model.add_argument("--patience", type=int, help="epochs without a better validation AUROC before stopping")
+    model.add_argument("--pos-weight", type=float, help="loss weight of a deterioration event (default: negatives/positives)")
     model.add_argument("--horizon", dest="horizon_hours", type=float, help="prediction horizon in hours")
     model.add_argument("--init-from", type=Path, help="fine-tune this checkpoint (same architecture and normalisation)")
     out = parser.add_argument_group("output")
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-_CONFIG_OPTIONS = ("hidden_size", "num_layers", "epochs", "batch_size", "lr", "patience", "horizon_hours")
+_CONFIG_OPTIONS = ("hidden_size", "num_layers", "dropout", "epochs", "batch_size", "lr", "patience", "pos_weight", "horizon_hours")
 
 
 def run(args: argparse.Namespace) -> int:
