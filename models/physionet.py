@@ -83,6 +83,9 @@ class PsvFormatError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class _ParsedStay:
+    """One file's stay and its dropped values per PSV column, kept apart so a directory load
+    can report all files' counts at once."""
+
     series: PatientSeries
     rejected: Counter[str]
 
@@ -99,7 +102,7 @@ def load_psv_directory(path: Path | str, *, horizon_hours: float = 12.0) -> list
 
     Dropped out-of-range values are counted per column over the whole directory and logged
     once as a warning; stays with no measured catalogue variable at all are left out and
-    counted in the same report.
+    counted in a second warning.
     """
     directory = Path(path)
     if not directory.is_dir():
@@ -127,6 +130,7 @@ def load_psv_directory(path: Path | str, *, horizon_hours: float = 12.0) -> list
 
 
 def _parse(path: Path, horizon_hours: float) -> _ParsedStay:
+    """Map, range-check and label one file (see the module doc); whole columns at a time."""
     header, rows = _read_table(path)
     column = {name: i for i, name in enumerate(header)}
     missing = [name for name in REQUIRED_COLUMNS if name not in column]
