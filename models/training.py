@@ -12,9 +12,10 @@ The recipe, and why:
   probabilities are fixed by Platt scaling on the validation split at the end.
 * Early stopping keeps the epoch with the best validation AUROC, the quantity the model is
   judged on; the calibration and the alert thresholds are then fitted on the same split
-  (medium where specificity is 0.90, high at 0.97 on calibrated risk: roughly one event in
-  ten resp. thirty of a patient who will not deteriorate raises an alert, the alarm load a
-  ward can act on; evaluation reports the resulting alerts per patient-day).
+  (medium where specificity is 0.90, high at 0.97 on calibrated risk: one in ten resp.
+  thirty events not followed by a deterioration within the horizon is flagged — an alarm
+  load a ward can act on, which is why the thresholds are set on specificity rather than
+  on a risk a clinician would pick; evaluation reports the resulting alerts per patient-day).
 """
 
 from __future__ import annotations
