@@ -1,0 +1,47 @@
+"""`vitalwatch bench` end to end on a tiny topic: every phase runs against a real Tansu broker
+and a real Redis and reports every figure. Speed is never checked here (the machine is shared);
+the real numbers come from a full run (docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+EPS_KEYS = ("raw_consumer_eps", "bare_faust_eps", "worker_eps", "naive_eps", "scaleout_eps")
+POSITIVE_KEYS = (
+    *EPS_KEYS, "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "peak_rss_mb", "redis_bytes_per_patient",
+    "scaleout_ratio",
+)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_bench_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "bench", "--events", "2000", "--patients", "100",
+         "--latency-seconds", "1", "--naive-seconds", "1", "--workers", "2", "--device", "cpu", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=110,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(out.read_text())
+
+    for key in POSITIVE_KEYS:
+        assert isinstance(result[key], float) and result[key] > 0, (key, result[key])
+    assert result["device"] == "cpu"
+    assert (result["events"], result["patients"], result["scaleout_workers"]) == (2000, 100, 2)
+    assert result["latency_p50_ms"] <= result["latency_p99_ms"] <= result["latency_max_ms"]
+    assert result["latency_events"] > 0
+    assert set(result["model_step"]) == {"1", "64", "512", "4096"}
+    assert all(rate > 0 for rate in result["model_step"].values())
+    assert result["ratios"]["worker_vs_bare_faust"] == pytest.approx(result["worker_eps"] / result["bare_faust_eps"])
+    assert result["ratios"]["worker_vs_naive"] == pytest.approx(result["worker_eps"] / result["naive_eps"])
+    assert set(result["targets"]) == {"worker_vs_bare_faust", "worker_vs_naive", "latency_p99_ms", "redis_bytes_per_patient"}
+    assert all(isinstance(t["met"], bool) for t in result["targets"].values())
+    assert "worker" in done.stdout  # the table was printed

@@ -1,0 +1,64 @@
+"""End-to-end latency at a steady load: Kafka timestamp of an input → broker timestamp of its
+risk score (the score is acknowledged when the broker stamps it).
+
+The worker gets its own input topics here (the pre-produced topic cannot be replayed at a
+pace), is warmed up until it scores (model loaded, group joined) and then fed at a fixed rate
+for a fixed time, so the figures describe a worker in service, not one starting up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from worker.bench.output_watch import OutputWatch
+from worker.bench.processes import Contender
+from worker.bench.produce import Record, produce_all, produce_paced, relabelled
+from worker.bench.real_worker import worker_argv
+from worker.bench.stack import BenchStack
+
+#: Events sent before the paced run, to have the worker loaded, joined and scoring.
+WARMUP_EVENTS = 200
+#: Longest wait for the worker to start and score the warm-up, and to drain after the run.
+START_S = 120.0
+DRAIN_S = 60.0
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    events: int
+    rate_eps: float
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of already-sorted values (q in [0, 100])."""
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+async def measure_latency(
+    stack: BenchStack, workload: Sequence[Record], *, rate_eps: float, seconds: float, device: str, run_dir: Path,
+) -> Latency:
+    topics = stack.topics(inputs="latency", outputs="latency")
+    n_paced = max(1, round(rate_eps * seconds))
+    records = relabelled(workload, WARMUP_EVENTS + n_paced)
+    contender = Contender.start("latency", worker_argv(), stack.env(topics, "latency", device=device, run_dir=run_dir), run_dir)
+    try:
+        async with OutputWatch(stack.bootstrap, topics.scored, keep_values=True) as watch:
+            await produce_all(stack.bootstrap, topics.inputs, records[:WARMUP_EVENTS])
+            if await watch.wait_for(WARMUP_EVENTS, START_S, contender.check) < WARMUP_EVENTS:
+                raise TimeoutError(f"the worker did not score its warm-up within {START_S:.0f} s; log {contender.log_path}")
+            sent_at = await produce_paced(stack.bootstrap, topics.inputs, records[WARMUP_EVENTS:], rate_eps)
+            await watch.wait_for(len(records), DRAIN_S, contender.check)
+            acked = watch.acknowledged_at()
+    finally:
+        contender.stop()
+    latencies = sorted(1000 * (acked[e] - sent) for e, sent in sent_at.items() if e in acked)
+    if not latencies:
+        raise RuntimeError(f"no paced event was scored; log {contender.log_path}")
+    return Latency(percentile(latencies, 50), percentile(latencies, 99), latencies[-1], len(latencies), rate_eps)

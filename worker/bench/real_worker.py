@@ -1,0 +1,83 @@
+"""``worker_eps``: the real worker, `python -m worker.cli worker` as production runs it, on the
+pre-produced topic; plus its peak RSS and the Redis bytes it keeps per patient.
+
+A worker's throughput counts only what is safe: risk-scores (and dead-letters) acknowledged by
+the broker, from the first to the last. K workers in one consumer group on the same topic give
+the scale-out figure the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from worker.bench.output_watch import OutputWatch
+from worker.bench.processes import Contender, stop_all
+from worker.bench.stack import BenchStack
+
+#: Keys sampled for MEMORY USAGE: enough for a stable mean, few enough to stay quick.
+REDIS_SAMPLE = 200
+#: Slowest rate the wait allows for before giving up on a phase (events/s), plus start-up.
+MIN_EPS = 100
+START_S = 120.0
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    eps: float
+    outputs: int
+    peak_rss_mb: float
+    redis_bytes_per_patient: float
+
+
+def worker_argv() -> list[str]:
+    return ["-m", "worker.cli", "worker"]
+
+
+async def measure_worker(
+    stack: BenchStack, inputs: str, n_events: int, *, workers: int, device: str, run_dir: Path, phase: str,
+) -> WorkerRun:
+    """Start ``workers`` worker processes in one group on the ``inputs`` topic set and wait
+    until all ``n_events`` are scored (or dead-lettered)."""
+    topics = stack.topics(inputs=inputs, outputs=phase)
+    contenders = [
+        Contender.start(f"{phase}-{i}", worker_argv(), stack.env(topics, phase, device=device, run_dir=run_dir), run_dir)
+        for i in range(workers)
+    ]
+    try:
+        async with OutputWatch(stack.bootstrap, topics.scored) as watch:
+            reached = await watch.wait_for(n_events, START_S + n_events / MIN_EPS, check=lambda: _check_all(contenders))
+            if reached < n_events:
+                raise TimeoutError(f"{phase}: {reached} of {n_events} events scored in time; logs in {run_dir}")
+            span = watch.span()
+        rss = max(c.peak_rss_mb() for c in contenders)
+    finally:
+        stop_all(contenders)
+    state_bytes = await asyncio.to_thread(redis_bytes_per_patient, stack.redis_url, f"{stack.redis_prefix(phase)}state:")
+    return WorkerRun(span.eps, span.count, rss, state_bytes)
+
+
+def _check_all(contenders: Sequence[Contender]) -> None:
+    for contender in contenders:
+        contender.check()
+
+
+def redis_bytes_per_patient(url: str, state_prefix: str) -> float:
+    """Mean MEMORY USAGE (value, key and Redis's overhead) over a sample of patient keys."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        keys = []
+        for key in client.scan_iter(match=f"{state_prefix}*", count=1000):
+            keys.append(key)
+            if len(keys) == REDIS_SAMPLE:
+                break
+        if not keys:
+            return 0.0
+        sizes = [client.memory_usage(key) or 0 for key in keys]
+        return sum(sizes) / len(sizes)
+    finally:
+        client.close()

@@ -1,0 +1,102 @@
+"""The bench's result: derived ratios, the issue's targets, a table for people, JSON for CI.
+
+Absolute numbers on a shared machine are noisy; the ratios between contenders measured in one
+run on one machine are what the targets are stated in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    text: str
+    measured: Callable[[dict[str, Any]], float | None]
+    met: Callable[[float], bool]
+
+
+def _ratio(result: dict[str, Any], top: str, bottom: str) -> float | None:
+    a, b = result.get(top), result.get(bottom)
+    return a / b if a and b else None
+
+
+def add_ratios(result: dict[str, Any]) -> dict[str, Any]:
+    """The result with ``ratios`` (contender over contender) and ``scaleout_ratio`` filled in."""
+    ratios = {
+        "worker_vs_bare_faust": _ratio(result, "worker_eps", "bare_faust_eps"),
+        "worker_vs_naive": _ratio(result, "worker_eps", "naive_eps"),
+        "bare_faust_vs_raw_consumer": _ratio(result, "bare_faust_eps", "raw_consumer_eps"),
+    }
+    return {**result, "ratios": ratios, "scaleout_ratio": _ratio(result, "scaleout_eps", "worker_eps")}
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("worker_vs_bare_faust", "worker_eps / bare_faust_eps >= 0.9",
+           lambda r: r["ratios"]["worker_vs_bare_faust"], lambda v: v >= 0.9),
+    Target("worker_vs_naive", "worker_eps / naive_eps >= 8", lambda r: r["ratios"]["worker_vs_naive"], lambda v: v >= 8),
+    Target("latency_p99_ms", "p99 latency at 50 % load <= 100 ms", lambda r: r.get("latency_p99_ms"), lambda v: v <= 100),
+    Target("redis_bytes_per_patient", "Redis state <= 2 KB per patient",
+           lambda r: r.get("redis_bytes_per_patient"), lambda v: v <= 2048),
+)
+
+
+def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target: its statement, the measured value and whether it is met (None: not measured)."""
+    out = {}
+    for target in TARGETS:
+        value = target.measured(result)
+        out[target.name] = {"target": target.text, "measured": value, "met": None if value is None else target.met(value)}
+    return out
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "skipped"
+    if isinstance(value, float):
+        text = f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+        return f"{text}{unit}"
+    return f"{value}{unit}"
+
+
+def table(result: dict[str, Any]) -> Table:
+    t = Table(title=f"vitalwatch bench — {result['events']:,} events, {result['patients']:,} patients, device {result['device']}")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    rows = [
+        ("raw consumer (aiokafka getmany + JSON)", _fmt(result.get("raw_consumer_eps"), " ev/s")),
+        ("bare Faust agent", _fmt(result.get("bare_faust_eps"), " ev/s")),
+        ("worker", _fmt(result.get("worker_eps"), " ev/s")),
+        (f"worker × {result.get('scaleout_workers')} processes", _fmt(result.get("scaleout_eps"), " ev/s")),
+        ("naive worker", _fmt(result.get("naive_eps"), " ev/s")),
+        ("latency p50 / p99 / max",
+         " / ".join(_fmt(result.get(k)) for k in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms")) + " ms"),
+        ("worker peak RSS", _fmt(result.get("peak_rss_mb"), " MiB")),
+        ("Redis bytes per patient", _fmt(result.get("redis_bytes_per_patient"), " B")),
+    ]
+    rows += [(f"model step, batch {b}", _fmt(v, " patient-steps/s")) for b, v in (result.get("model_step") or {}).items()]
+    rows += [(f"ratio {name}", _fmt(value)) for name, value in result["ratios"].items()]
+    rows.append(("scale-out ratio", _fmt(result.get("scaleout_ratio"))))
+    for row in rows:
+        t.add_row(*row)
+    for name, target in result["targets"].items():
+        verdict = {True: "[green]met[/]", False: "[red]not met[/]", None: "not measured"}[target["met"]]
+        t.add_row(f"target: {target['target']}", f"{_fmt(target['measured'])} {verdict}")
+    return t
+
+
+def finish(result: dict[str, Any], json_path: Path | None, console: Console) -> dict[str, Any]:
+    """Add ratios and targets, print the table, write the JSON; returns the full result."""
+    full = add_ratios(result)
+    full["targets"] = targets(full)
+    console.print(table(full))
+    if json_path is not None:
+        json_path.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    return full
