@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "evaluate",
     "distill",
+    "bench",
     "schemas_cmd",
 )
 
