@@ -1,0 +1,343 @@
+"""Hostile input at the one validation path: refused with a precise reason, never a crash.
+
+Two halves. The corpus (tests/hostile_corpus.py, 350 messages across every category a
+hospital integration produces) pins *which* field each refusal names and *what* it says, so a
+dead letter tells the sending team what to fix. The fuzz tests search for inputs that make
+``decode`` or the FHIR mapper raise anything other than ContractError, accept something the
+contract forbids, or take unbounded time.
+
+tests/test_schemas_properties.py already feeds random bytes, random JSON and one-location
+replacements of valid messages; the fuzz tests here add what it does not reach: byte-level
+mutations of valid messages (the realistic corruption: truncation, bit flips, spliced
+buffers), structurally plausible FHIR documents and Bundles built from the catalogue's own
+LOINC codes and units (so the mapper's grouping, panel and unit paths run, not only the
+validator's early exits), values at and beyond every plausible-range edge, arbitrary
+offsets and instants, and the mapper called directly on every document that validates.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from schemas.decode import KINDS, decode
+from schemas.errors import VALUE_PREVIEW_CHARS, ContractError
+from schemas.fhir import FHIR_DOCUMENT, PANELS, observations_from_fhir
+from schemas.fields import PATIENT_ID_PATTERN
+from schemas.observation import Observation
+from schemas.timestamps import EARLIEST, FUTURE_TOLERANCE_S
+from schemas.units import accepted_units
+from schemas.variables import BY_LOINC, BY_NAME, LABS, VARIABLES, VITALS
+from tests.hostile_corpus import BadMessage, hostile_corpus
+
+#: The consumer's clock for every test here (2026-01-15), so future-timestamp checks are exercised.
+NOW = 1_768_435_200.0
+CORPUS = hostile_corpus(NOW)
+
+#: What "bounded time" means on this shared 2-core machine: a refusal or a decode that takes
+#: longer than this is a denial-of-service vector, whatever the reason.
+MAX_DECODE_S = 1.0
+
+#: A dead letter carries the errors whole; they must stay far below the producer's 1 MB limit.
+MAX_ERRORS_BYTES = 64 * 1024
+
+REQUIRED_CATEGORIES = {
+    "malformed JSON", "wrong type", "missing field", "NaN/Infinity", "impossible value", "unknown code",
+    "unknown unit", "oversize payload", "deep nesting", "invalid UTF-8", "future timestamp",
+    "ancient timestamp", "bad patient id", "FHIR wrong resource",
+}
+
+
+def refusal(kind: str, raw: bytes) -> tuple[ContractError | None, list[Observation], float]:
+    """decode's verdict and how long it took; any exception but ContractError propagates."""
+    started = time.perf_counter()
+    try:
+        observations = decode(kind, raw, now=NOW)  # type: ignore[arg-type]
+    except ContractError as exc:
+        return exc, [], time.perf_counter() - started
+    return None, observations, time.perf_counter() - started
+
+
+def assert_well_formed(exc: ContractError) -> None:
+    """Every problem names a field and says something, and the list fits in a dead letter."""
+    assert exc.errors
+    for error in exc.errors:
+        assert error.field and error.problem.strip(), error
+    encoded = orjson.dumps(exc.to_list())
+    assert len(encoded) <= MAX_ERRORS_BYTES, f"{len(encoded)} bytes of errors"
+    for entry in exc.to_list():
+        value = entry["value"]
+        if isinstance(value, str):
+            assert len(value) <= VALUE_PREVIEW_CHARS
+
+
+def assert_within_contract(observations: list[Observation]) -> None:
+    """What decode accepts is something the model may see: the invariants every consumer relies on."""
+    assert observations
+    for obs in observations:
+        assert re.fullmatch(PATIENT_ID_PATTERN.strip("^$"), obs.patient_id), obs.patient_id
+        assert 1 <= len(obs.event_id) <= 128
+        assert obs.observed_at.tzinfo is timezone.utc
+        assert EARLIEST <= obs.observed_at
+        assert obs.observed_ts <= NOW + FUTURE_TOLERANCE_S
+        assert obs.values
+        for name, value in obs.values.items():
+            assert math.isfinite(value) and BY_NAME[name].low <= value <= BY_NAME[name].high, (name, value)
+
+
+# -- the corpus ------------------------------------------------------------------------------
+
+
+def test_the_corpus_covers_every_category_and_kind() -> None:
+    assert len(CORPUS) >= 200
+    assert REQUIRED_CATEGORIES <= {m.category for m in CORPUS}
+    for category in REQUIRED_CATEGORIES - {"NaN/Infinity"}:
+        kinds = {m.kind for m in CORPUS if m.category == category}
+        assert len(kinds) >= 2 or category in ("unknown unit",), (category, kinds)
+    assert {m.kind for m in CORPUS} == set(KINDS)
+    assert len({(m.kind, m.raw) for m in CORPUS}) == len(CORPUS), "no message is in twice"
+    assert any(len(m.raw) > 1_000_000 for m in CORPUS)
+
+
+@pytest.mark.parametrize("message", CORPUS, ids=[m.label for m in CORPUS])
+def test_each_corpus_message_is_refused_with_its_precise_reason(message: BadMessage) -> None:
+    exc, observations, took = refusal(message.kind, message.raw)
+    assert exc is not None, f"accepted: {observations}"
+    assert_well_formed(exc)
+    problems = [(e.field, e.problem) for e in exc.errors]
+    assert any(field == message.field and message.problem in problem for field, problem in problems), problems
+    assert took < MAX_DECODE_S
+
+
+# -- fuzzing -----------------------------------------------------------------------------------
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+CATEGORY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}
+SEEDS: dict[str, list[bytes]] = {
+    "vitals": [orjson.dumps({
+        "event_id": "e1", "patient_id": "p1", "observed_at": "2026-01-14T10:00:00+01:00", "heart_rate": 80,
+        "resp_rate": 14, "spo2": 97, "temperature": 36.8, "sbp": 121, "dbp": 77, "map": 92,
+        "consciousness": "A", "on_oxygen": False, "source": "mon-1",
+    })],
+    "labs": [orjson.dumps({
+        "event_id": "e2", "patient_id": "p1", "observed_at": "2026-01-14T10:00:00Z",
+        "results": [{"code": "creatinine", "value": 88, "unit": "umol/L"}, {"code": "2524-7", "value": 2.1, "unit": "mmol/L"}],
+    })],
+    "fhir": [orjson.dumps({
+        "resourceType": "Bundle", "type": "message", "id": "b1",
+        "entry": [
+            {"resource": {"resourceType": "MessageHeader"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "category": [CATEGORY],
+                          "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+                          "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-01-14T10:00:00Z",
+                          "component": [
+                              {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                               "valueQuantity": {"value": 118, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                              {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                               "valueQuantity": {"value": 9.9, "system": "http://unitsofmeasure.org", "code": "kPa"}}]}},
+            {"fullUrl": "urn:uuid:1", "resource": {
+                "resourceType": "Observation", "id": "o2", "category": [CATEGORY],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+                "subject": {"reference": "https://fhir.example.org/r4/Patient/p1/_history/3"},
+                "effectiveDateTime": "2026-01-14T10:00:00Z",
+                "valueQuantity": {"value": 99.1, "system": "http://unitsofmeasure.org", "code": "[degF]"}}},
+        ],
+    })],
+}
+
+
+def test_the_fuzz_seeds_are_valid() -> None:
+    for kind, seeds in SEEDS.items():
+        for seed in seeds:
+            exc, observations, _ = refusal(kind, seed)
+            assert exc is None and observations
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A valid message after 1–6 byte-level corruptions of the kinds real links produce."""
+    kind = draw(st.sampled_from(KINDS))
+    raw = bytearray(draw(st.sampled_from(SEEDS[kind])))
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, max(0, len(raw) - 1)))
+        op = draw(st.sampled_from(["flip", "delete", "insert", "duplicate", "truncate", "swap-digit"]))
+        if op == "flip" and raw:
+            raw[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "delete":
+            del raw[at : at + draw(st.integers(1, 16))]
+        elif op == "insert":
+            raw[at:at] = draw(st.binary(min_size=1, max_size=8) | st.sampled_from([b'"', b"{", b"]", b",", b"\\", b"e9", b"-", b"\xff"]))
+        elif op == "duplicate":
+            raw[at:at] = raw[at : at + draw(st.integers(1, 40))]
+        elif op == "truncate":
+            del raw[at:]
+        elif op == "swap-digit" and raw:
+            digits = [i for i, c in enumerate(raw) if 0x30 <= c <= 0x39]
+            if digits:
+                raw[draw(st.sampled_from(digits))] = ord(str(draw(st.integers(0, 9))))
+    return kind, bytes(raw)
+
+
+def edge_numbers() -> st.SearchStrategy[Any]:
+    """Numbers at and around every plausible-range edge, float extremes, and a few non-numbers."""
+    edges = [x for v in VARIABLES for x in (v.low, v.high)]
+    around = st.sampled_from(edges).flatmap(
+        lambda e: st.sampled_from([e, math.nextafter(e, -math.inf), math.nextafter(e, math.inf), e * 10, -e])
+    )
+    return (
+        around
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.integers(-(2**63), 2**63 - 1)
+        | st.sampled_from([0, -0.0, 5e-324, 1.7976931348623157e308, "80", None, True, [], {}])
+    )
+
+
+def instants() -> st.SearchStrategy[str]:
+    """RFC 3339-ish strings: real instants at arbitrary offsets (some in the future or before
+    2000), fractional seconds, and near-misses."""
+    offsets = st.integers(-18 * 60, 18 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+    real = st.builds(
+        lambda dt, tz, frac: dt.replace(tzinfo=tz).isoformat(timespec="microseconds" if frac else "seconds"),
+        st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2030, 12, 31)),
+        offsets,
+        st.booleans(),
+    )
+    return real | real.map(lambda s: s[:19]) | real.map(lambda s: s.replace("T", " ")) | st.text(max_size=30)
+
+
+def units_for(name: str) -> st.SearchStrategy[str]:
+    return st.sampled_from([*accepted_units(name), "mmol/L", "mg/dL", "%", "/min", "Cel", "kg", "", "[degF]", "u" * 40])
+
+
+@st.composite
+def fhir_observations(draw: st.DrawFn) -> dict[str, Any]:
+    """A FHIR Observation assembled from the catalogue, each element sometimes wrong."""
+    coded = [(code, v.name) for code, v in BY_LOINC.items()]
+    code, name = draw(st.sampled_from([*coded, *((p, "heart_rate") for p in PANELS), ("0000-0", "heart_rate")]))
+    quantity = {"value": draw(edge_numbers()), "system": draw(st.sampled_from(["http://unitsofmeasure.org", "urn:x"])),
+                "code": draw(units_for(name))}
+    resource: dict[str, Any] = {
+        "resourceType": draw(st.sampled_from(["Observation"] * 6 + ["Patient", "Bundle", "MessageHeader"])),
+        "category": draw(st.sampled_from([[CATEGORY]] * 4 + [[], [{"coding": [{"code": "vital-signs"}]}]])),
+        "code": {"coding": [{"system": draw(st.sampled_from(["http://loinc.org"] * 4 + ["http://snomed.info/sct"])), "code": code}]},
+        "subject": {"reference": draw(st.sampled_from(["Patient/p1", "Patient/p2", "Device/d1", "Patient/" + "x" * 70]))},
+        "effectiveDateTime": draw(st.sampled_from(["2026-01-14T10:00:00Z", "2026-01-14T11:00:00+01:00"]) | instants()),
+    }
+    if draw(st.booleans()):
+        resource["id"] = draw(st.sampled_from(["o1", "o2", "o3"]) | st.text(max_size=140))
+    if draw(st.booleans()):
+        resource["status"] = draw(st.sampled_from(["final", "amended", "cancelled", "entered-in-error", "x"]))
+    if code in PANELS or draw(st.booleans()):
+        parts = draw(st.lists(st.sampled_from(["8480-6", "8462-4", "8478-0", "8867-4", "9999-9"]), max_size=4))
+        resource["component"] = [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": c}]},
+             "valueQuantity": {"value": draw(edge_numbers()), "system": "http://unitsofmeasure.org",
+                               "code": draw(units_for("sbp"))}}
+            for c in parts
+        ]
+    if draw(st.integers(0, 9)) > 0:
+        resource["valueQuantity"] = quantity
+    return resource
+
+
+@st.composite
+def fhir_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """A single Observation or a Bundle of 0–8 of them (a MessageHeader sometimes first)."""
+    if draw(st.booleans()):
+        return draw(fhir_observations())
+    entries = [{"resource": r} for r in draw(st.lists(fhir_observations(), max_size=8))]
+    if draw(st.booleans()):
+        entries.insert(draw(st.integers(0, len(entries))), {"resource": {"resourceType": "MessageHeader"}})
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": draw(st.sampled_from(["collection", "message", "batch", "searchset"])),
+                              "entry": entries}
+    if draw(st.booleans()):
+        bundle["id"] = draw(st.sampled_from(["b1", "", "b" * 80]))
+    return bundle
+
+
+@st.composite
+def native_documents(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """vitals.v1 or labs.v1 with every field drawn from plausible, edge and wrong values."""
+    kind = draw(st.sampled_from(["vitals", "labs"]))
+    doc: dict[str, Any] = {
+        "event_id": draw(st.sampled_from(["e1", ""]) | st.text(max_size=130)),
+        "patient_id": draw(st.sampled_from(["p1", "bed-7:icu.2", "p" * 64, "p" * 65, "p 1", "p1\n"]) | st.text(max_size=70)),
+        "observed_at": draw(instants()),
+    }
+    if kind == "vitals":
+        for v in VITALS:
+            if draw(st.booleans()):
+                if v.name == "consciousness":
+                    doc[v.name] = draw(st.sampled_from(["A", "C", "V", "P", "U", "a", "X", 0, None]))
+                elif v.name == "on_oxygen":
+                    doc[v.name] = draw(st.sampled_from([True, False, 0, 1, "true", None]))
+                else:
+                    doc[v.name] = draw(edge_numbers())
+    else:
+        labs = st.sampled_from([code for lab in LABS for code in (lab.name, *lab.loinc)] + ["x", ""])
+        doc["results"] = [
+            {"code": c, "value": draw(edge_numbers()), "unit": draw(units_for(BY_NAME[c].name if c in BY_NAME else "lactate"))}
+            for c in draw(st.lists(labs, max_size=5))
+        ]
+    return kind, doc
+
+
+def check_verdict(kind: str, raw: bytes) -> None:
+    """The property every fuzz test asserts: a well-formed refusal or observations within the
+    contract, and either way within the time bound."""
+    exc, observations, took = refusal(kind, raw)
+    if exc is not None:
+        assert_well_formed(exc)
+    else:
+        assert_within_contract(observations)
+    assert took < MAX_DECODE_S, f"{took:.2f} s for {len(raw)} bytes"
+
+
+@FUZZ
+@given(mutated())
+def test_corrupted_valid_messages(case: tuple[str, bytes]) -> None:
+    check_verdict(*case)
+
+
+@FUZZ
+@given(native_documents())
+def test_native_messages_from_edge_values(case: tuple[str, dict[str, Any]]) -> None:
+    kind, doc = case
+    check_verdict(kind, orjson.dumps(doc))
+
+
+@FUZZ
+@given(fhir_documents())
+def test_fhir_documents_through_decode_and_the_mapper(document: dict[str, Any]) -> None:
+    raw = orjson.dumps(document)
+    check_verdict("fhir", raw)
+    try:
+        resource = FHIR_DOCUMENT.validate_python(orjson.loads(raw))
+    except ValidationError:
+        return
+    started = time.perf_counter()
+    try:
+        observations = observations_from_fhir(resource, raw=raw, now=NOW)
+    except ContractError as exc:
+        assert_well_formed(exc)
+    else:
+        assert_within_contract(observations)
+        assert len({(o.patient_id, o.observed_ts) for o in observations}) == len(observations), "one per (patient, instant)"
+    assert time.perf_counter() - started < MAX_DECODE_S
+
+
+@settings(max_examples=25, deadline=None)
+@given(kind=st.sampled_from(KINDS), size=st.integers(200_000, 999_000), byte=st.sampled_from([b"[", b"{", b" ", b"9", b'"', b"\\"]))
+def test_large_payloads_under_the_limit_are_judged_in_bounded_time(kind: str, size: int, byte: bytes) -> None:
+    """Just under the size limit, a payload is parsed: it must still be refused quickly."""
+    check_verdict(kind, byte * size)
