@@ -1,0 +1,89 @@
+"""Two workers in one consumer group on a 4-partition topic, one added and one removed while a
+ward's vitals stream in: patients move between workers with their state (from Redis) and no
+event is lost or applied twice.
+
+Worker A starts alone and owns all four partitions. Worker B joins mid-stream: A gives up two
+partitions (persisting and dropping those patients, worker.app.release_revoked) and B reads
+them from Redis on first sight. Then A is stopped mid-stream and B takes everything, reading
+A's patients from Redis again. The run is held to the uninterrupted pass (fault_harness).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import pytest
+
+from tests.integration.fault_harness import (
+    PacedStream,
+    all_scored,
+    metric,
+    reference_run,
+    score_differences,
+    vitals_events,
+    wait_for_states,
+)
+from worker.embedded import EmbeddedBroker, create_topics
+
+pytestmark = [pytest.mark.integration]
+
+
+def rebalance_run(
+    start_worker: Callable[..., Any], producer: Any, broker: EmbeddedBroker, read_output: Callable[[str], Any],
+    redis_url: str, unique: str, topics: dict[str, str], *, events: int, per_second: float, seed: int,
+) -> None:
+    started = time.monotonic()
+    vitals = f"vitals4-{unique}"
+    create_topics(broker.bootstrap, [vitals], partitions=4)
+    stream_events = vitals_events(events, seed=seed)
+    scores = read_output(topics["risk_scores"])
+
+    first = start_worker(VITALWATCH_TOPIC_VITALS=vitals)
+    first.wait_ready()
+    stream = PacedStream(producer, vitals, stream_events, per_second).start()
+    scores.until(lambda r: len(r) >= events // 10, 60, [first])
+    second = start_worker(VITALWATCH_TOPIC_VITALS=vitals)
+    second.wait_ready()
+    scores.until(lambda r: metric(second.metrics(), "vitalwatch_events_total", outcome="scored") > 0, 60, [first, second])
+    scores.until(lambda r: len(r) >= events // 2, 60, [first, second])
+    by_first = metric(first.metrics(), "vitalwatch_events_total", outcome="scored")
+    by_second_before = metric(second.metrics(), "vitalwatch_events_total", outcome="scored")
+    assert first.stop() == 0, first.log_tail()
+    removed_at = len(scores.poll())
+    coordinates = stream.join(timeout_s=events / per_second + 60)
+    assert removed_at < events, "the worker must be removed before the stream is fully scored"
+
+    expected = reference_run(stream_events, coordinates, redis_url, f"ref-{unique}:state:")
+    records = scores.until(all_scored(expected.risks), 90, [second])
+    time.sleep(1.0)
+    records = scores.poll()
+    wrong = score_differences(records, expected.risks)
+    assert not wrong, f"{len(wrong)} of {len(records)} scores differ from the uninterrupted run: {wrong[:5]}"
+    alerts = {a["alert_id"] for a in read_output(topics["alerts"]).until(
+        lambda r: {a["alert_id"] for a in r} >= expected.alerts, 30, [second])}
+    assert alerts == expected.alerts
+    problems = wait_for_states(redis_url, f"test-{unique}:state:", expected.states)
+    assert not problems, f"{len(problems)} state differences, e.g. {problems[:5]}"
+    by_second = metric(second.metrics(), "vitalwatch_events_total", outcome="scored")
+    print(
+        f"\n{events} events, {len(expected.states)} patients on 4 partitions: A scored {by_first:.0f} before B had "
+        f"{by_second_before:.0f}; A removed at {removed_at} scores; B scored {by_second:.0f} in all; "
+        f"{len(records)} records ({len(records) - events} re-published), {len(alerts)} alerts; "
+        f"{time.monotonic() - started:.1f} s"
+    )
+
+
+@pytest.mark.timeout(150)
+def test_worker_added_and_removed_mid_stream_moves_patients_with_their_state(
+    start_worker, producer, broker, read_output, redis_url, unique, topics
+) -> None:
+    rebalance_run(start_worker, producer, broker, read_output, redis_url, unique, topics,
+                  events=2_000, per_second=120, seed=31)
+
+
+@pytest.mark.faults
+@pytest.mark.timeout(900)
+def test_soak_rebalance_20000_events(start_worker, producer, broker, read_output, redis_url, unique, topics) -> None:
+    rebalance_run(start_worker, producer, broker, read_output, redis_url, unique, topics,
+                  events=20_000, per_second=400, seed=32)
