@@ -91,13 +91,14 @@ class PacedStream:
                 time.sleep(lag)
 
     def join(self, timeout_s: float) -> dict[str, Coordinates]:
-        """Wait for the last event to be acknowledged; return event_id -> coordinates."""
+        """Wait for the last event to be acknowledged; return event_id -> coordinates (of its
+        first copy, should an event be sent twice)."""
         assert self._thread is not None
         self._thread.join(timeout=timeout_s)
         assert not self._thread.is_alive(), f"producer still running after {timeout_s} s ({self.sent} sent)"
         for event_id, future in self._futures:
             meta = future.get(timeout=30)
-            self.coordinates[event_id] = (meta.topic, meta.partition, meta.offset)
+            self.coordinates.setdefault(event_id, (meta.topic, meta.partition, meta.offset))
         return self.coordinates
 
 
