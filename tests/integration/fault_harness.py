@@ -45,9 +45,9 @@ TOLERANCE = 1e-5
 Coordinates = tuple[str, int, int]  # topic, partition, offset
 
 
-def vitals_events(count: int, *, seed: int, patients_per_100: int = 5) -> list[SimEvent]:
+def vitals_events(count: int, *, seed: int, patients_per_100: int = 7) -> list[SimEvent]:
     """The first ``count`` vitals events, in time order, of a simulated ward big enough to
-    supply them (about 19 vitals per patient)."""
+    supply them (about 19 vitals per patient, fewer for some)."""
     patients = max(2, count * patients_per_100 // 100)
     cohort = simulate_cohort(patients, seed=seed, deteriorating_fraction=0.3)
     events = [event for _, event in interleave(cohort) if event.topic == "vitals"]

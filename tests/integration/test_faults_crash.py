@@ -79,7 +79,7 @@ def test_repeated_sigkill_loses_nothing_and_applies_nothing_twice(
     start_worker, producer, topics, read_output, redis_url, unique
 ) -> None:
     crash_run(start_worker, producer, topics, read_output, redis_url, unique,
-              events=2_000, kills=3, per_second=150, seed=21)
+              events=1_500, kills=2, per_second=150, seed=21)
 
 
 @pytest.mark.faults

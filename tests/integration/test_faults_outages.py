@@ -105,7 +105,7 @@ def test_redis_outage_stops_commits_retries_with_backoff_reports_and_resumes(
     group = f"vitalwatch-{unique}"
     worker = start_worker(VITALWATCH_REDIS_URL=own_redis.url)
     worker.wait_ready()
-    events = vitals_events(800, seed=41)
+    events = vitals_events(600, seed=41)
     scores = read_output(topics["risk_scores"])
     stream = PacedStream(producer, topics["vitals"], events, per_second=40).start()
     scores.until(lambda r: len(r) >= 100, 60, [worker])
@@ -170,7 +170,7 @@ def test_broker_outage_keeps_the_worker_up_reports_it_and_resumes(
         worker.wait_ready()
         pid = worker.proc.pid
         producer = KafkaProducer(bootstrap_servers=own.bootstrap, acks="all", linger_ms=5)
-        events = vitals_events(800, seed=42)
+        events = vitals_events(600, seed=42)
         half = len(events) // 2
         coordinates = PacedStream(producer, names["vitals"], events[:half], per_second=1e9).start().join(60)
         scores = OutputReader(own.bootstrap, names["risk_scores"])
