@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-EPS_KEYS = ("raw_consumer_eps", "bare_faust_eps", "worker_eps", "naive_eps", "scaleout_eps")
+EPS_KEYS = ("raw_consumer_eps", "bare_faust_eps", "bare_faust_batch_eps", "worker_eps", "naive_eps", "scaleout_eps")
 POSITIVE_KEYS = (
     *EPS_KEYS, "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "peak_rss_mb", "redis_bytes_per_patient",
     "scaleout_ratio",

@@ -1,9 +1,14 @@
-"""Faust's own ceiling: an agent shaped like the worker's (same settings, same
-``take_events`` batching) whose body does nothing but count.
+"""Faust's own ceiling: a consumer shaped like the worker's (same settings, same batch size)
+that does nothing with the events but count them.
 
-Run as ``python -m worker.bench.bare_faust --events N --result PATH`` with the bench's
-VITALWATCH_* environment; it writes {"events", "seconds"} (first to N-th event) once N events
-have arrived. Nothing is published, so the count comes from the agent itself.
+Two deliveries are measured. ``stream``: an agent iterating ``stream.take_events``, the way
+the worker consumes today. ``batch``: worker.bench.batch_delivery, fetched batches handed to
+one coroutine with Faust still tracking, acking and committing every offset.
+
+Run as ``python -m worker.bench.bare_faust --delivery stream|batch --events N --result PATH``
+with the bench's VITALWATCH_* environment; it writes {"events", "seconds"} (first to N-th
+event) once N events have arrived. Nothing is published, so the count comes from the
+consumer itself.
 """
 
 from __future__ import annotations
@@ -18,14 +23,17 @@ from typing import Sequence
 
 import faust
 
+from faust.types import Message
+
+from worker.bench.batch_delivery import BatchDeliveryApp
 from worker.bench.faust_process import build_app, run
-from worker.bench.processes import Contender
 from worker.bench.stack import BenchStack
 from worker.config import load_settings
 
 #: Longest wait for the agent to reach its target, beyond start-up, per event.
 START_S = 120.0
 SECONDS_PER_EVENT = 0.01
+DELIVERIES = ("stream", "batch")
 
 
 @dataclass
@@ -50,27 +58,38 @@ class Progress:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m worker.bench.bare_faust", description=__doc__.splitlines()[0])
+    parser.add_argument("--delivery", choices=DELIVERIES, required=True, help="how Faust hands over the events")
     parser.add_argument("--events", type=int, required=True, help="events after which the result is written")
     parser.add_argument("--result", type=Path, required=True, help="where the JSON result goes")
     args = parser.parse_args(argv)
     settings = load_settings()
-    app, topic = build_app(settings)
     progress = Progress(args.events, args.result)
+    if args.delivery == "batch":
+        app, topic = build_app(settings, BatchDeliveryApp, broker_max_poll_records=settings.max_batch)
 
-    @app.agent(topic)
-    async def count_only(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000):
-            progress.add(len(events))
+        async def count_batch(messages: Sequence[Message]) -> None:
+            progress.add(len(messages))
+
+        app.batch_handler = count_batch
+        app.subscribe(topic)
+    else:
+        app, topic = build_app(settings)
+
+        @app.agent(topic)
+        async def count_only(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000):
+                progress.add(len(events))
 
     run(app)
 
 
-async def measure_bare_faust(stack: BenchStack, inputs: str, n_events: int, *, run_dir: Path) -> float:
-    """Events/s of the do-nothing agent over the ``inputs`` topic set, first to last event."""
-    topics = stack.topics(inputs=inputs, outputs="bare")
-    result = run_dir / "bare-faust.json"
-    argv = ["-m", "worker.bench.bare_faust", "--events", str(n_events), "--result", str(result)]
-    contender = Contender.start("bare-faust", argv, stack.env(topics, "bare", device="cpu", run_dir=run_dir), run_dir)
+async def measure_bare_faust(stack: BenchStack, inputs: str, n_events: int, *, delivery: str, run_dir: Path) -> float:
+    """Events/s of the do-nothing consumer over the ``inputs`` topic set, first to last event."""
+    phase = f"bare-{delivery}"
+    topics = stack.topics(inputs=inputs, outputs=phase)
+    result = run_dir / f"{phase}.json"
+    argv = ["-m", "worker.bench.bare_faust", "--delivery", delivery, "--events", str(n_events), "--result", str(result)]
+    contender = stack.start_contender(phase, argv, stack.env(topics, phase, device="cpu", run_dir=run_dir), run_dir)
     try:
         deadline = time.monotonic() + START_S + n_events * SECONDS_PER_EVENT
         while not result.exists():
@@ -79,7 +98,7 @@ async def measure_bare_faust(stack: BenchStack, inputs: str, n_events: int, *, r
                 raise TimeoutError(f"bare Faust did not reach {n_events} events in time; log {contender.log_path}")
             await asyncio.sleep(0.1)
     finally:
-        contender.stop()
+        contender.terminate()
     measured = json.loads(result.read_text())
     return (measured["events"] - 1) / measured["seconds"]
 

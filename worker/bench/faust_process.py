@@ -11,13 +11,14 @@ import faust
 from worker.config import Settings
 
 
-def build_app(settings: Settings) -> tuple[faust.App, Any]:
-    """A Faust app with the worker's own settings (worker.app.faust_options) and its input topic.
+def build_app(settings: Settings, app_class: type[faust.App] = faust.App, **overrides: Any) -> tuple[faust.App, Any]:
+    """A Faust app with the worker's own settings (worker.app.faust_options, then
+    ``overrides``) and its input topic.
 
     The web server is off: these contenders serve no /health or /metrics."""
     from worker.app import faust_options
 
-    app = faust.App(settings.group_id, **{**faust_options(settings), "web_enabled": False})
+    app = app_class(settings.group_id, **{**faust_options(settings), "web_enabled": False, **overrides})
     topic = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
     return app, topic
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Sequence
 
 from worker.bench.output_watch import OutputWatch
-from worker.bench.processes import Contender
 from worker.bench.produce import Record, produce_all, produce_paced, relabelled
 from worker.bench.real_worker import worker_argv
 from worker.bench.stack import BenchStack
@@ -47,7 +46,7 @@ async def measure_latency(
     topics = stack.topics(inputs="latency", outputs="latency")
     n_paced = max(1, round(rate_eps * seconds))
     records = relabelled(workload, WARMUP_EVENTS + n_paced)
-    contender = Contender.start("latency", worker_argv(), stack.env(topics, "latency", device=device, run_dir=run_dir), run_dir)
+    contender = stack.start_contender("latency", worker_argv(), stack.env(topics, "latency", device=device, run_dir=run_dir), run_dir)
     try:
         async with OutputWatch(stack.bootstrap, topics.scored, keep_values=True) as watch:
             await produce_all(stack.bootstrap, topics.inputs, records[:WARMUP_EVENTS])
@@ -57,7 +56,7 @@ async def measure_latency(
             await watch.wait_for(len(records), DRAIN_S, contender.check)
             acked = watch.acknowledged_at()
     finally:
-        contender.stop()
+        contender.terminate()
     latencies = sorted(1000 * (acked[e] - sent) for e, sent in sent_at.items() if e in acked)
     if not latencies:
         raise RuntimeError(f"no paced event was scored; log {contender.log_path}")

@@ -28,7 +28,6 @@ from schemas.observation import Observation
 from schemas.variables import VARIABLE_INDEX, VARIABLES
 from worker.bench.faust_process import build_app, run
 from worker.bench.output_watch import OutputWatch
-from worker.bench.processes import Contender
 from worker.bench.stack import BenchStack
 from worker.config import Settings, load_settings
 
@@ -112,14 +111,14 @@ async def measure_naive(stack: BenchStack, inputs: str, n_events: int, *, second
     done all ``n_events``, whichever comes first): it is too slow to wait for a whole topic."""
     topics = stack.topics(inputs=inputs, outputs="naive")
     env = stack.env(topics, "naive", device=device, run_dir=run_dir)
-    contender = Contender.start("naive", ["-m", "worker.bench.naive_worker"], env, run_dir)
+    contender = stack.start_contender("naive", ["-m", "worker.bench.naive_worker"], env, run_dir)
     try:
         async with OutputWatch(stack.bootstrap, topics.scored) as watch:
             await watch.wait_first(START_S, contender.check)
             await watch.wait_for(n_events, seconds, contender.check)
             span = watch.span()
     finally:
-        contender.stop()
+        contender.terminate()
     return span.eps
 
 

@@ -72,8 +72,11 @@ class Contender:
             time.sleep(0.25)
         raise ContenderDied(f"{self.name} was not ready within {timeout_s:.0f} s; log {self.log_path}:\n{self.log_tail()}")
 
-    def stop(self) -> None:
-        stop_all([self])
+    def terminate(self) -> None:
+        """SIGTERM without waiting: the next phase starts while this one winds down (a
+        contender takes seconds to start, a Faust worker about one to stop)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -83,7 +86,7 @@ def stop_all(contenders: Sequence[Contender]) -> None:
     """SIGTERM every contender at once, then wait for each (SIGKILL after STOP_GRACE_S)."""
     running = [c for c in contenders if c.proc.poll() is None]
     for contender in running:
-        contender.proc.send_signal(signal.SIGTERM)
+        contender.terminate()
     deadline = time.monotonic() + STOP_GRACE_S
     for contender in running:
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from worker.bench.output_watch import OutputWatch
-from worker.bench.processes import Contender, stop_all
+from worker.bench.processes import Contender
 from worker.bench.stack import BenchStack
 
 #: Keys sampled for MEMORY USAGE: enough for a stable mean, few enough to stay quick.
@@ -43,7 +43,7 @@ async def measure_worker(
     until all ``n_events`` are scored (or dead-lettered)."""
     topics = stack.topics(inputs=inputs, outputs=phase)
     contenders = [
-        Contender.start(f"{phase}-{i}", worker_argv(), stack.env(topics, phase, device=device, run_dir=run_dir), run_dir)
+        stack.start_contender(f"{phase}-{i}", worker_argv(), stack.env(topics, phase, device=device, run_dir=run_dir), run_dir)
         for i in range(workers)
     ]
     try:
@@ -54,7 +54,8 @@ async def measure_worker(
             span = watch.span()
         rss = max(c.peak_rss_mb() for c in contenders)
     finally:
-        stop_all(contenders)
+        for contender in contenders:
+            contender.terminate()
     state_bytes = await asyncio.to_thread(redis_bytes_per_patient, stack.redis_url, f"{stack.redis_prefix(phase)}state:")
     return WorkerRun(span.eps, span.count, rss, state_bytes)
 

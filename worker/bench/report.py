@@ -34,6 +34,7 @@ def add_ratios(result: dict[str, Any]) -> dict[str, Any]:
         "worker_vs_bare_faust": _ratio(result, "worker_eps", "bare_faust_eps"),
         "worker_vs_naive": _ratio(result, "worker_eps", "naive_eps"),
         "bare_faust_vs_raw_consumer": _ratio(result, "bare_faust_eps", "raw_consumer_eps"),
+        "bare_faust_batch_vs_stream": _ratio(result, "bare_faust_batch_eps", "bare_faust_eps"),
     }
     return {**result, "ratios": ratios, "scaleout_ratio": _ratio(result, "scaleout_eps", "worker_eps")}
 
@@ -72,7 +73,8 @@ def table(result: dict[str, Any]) -> Table:
     t.add_column("value", justify="right")
     rows = [
         ("raw consumer (aiokafka getmany + JSON)", _fmt(result.get("raw_consumer_eps"), " ev/s")),
-        ("bare Faust agent", _fmt(result.get("bare_faust_eps"), " ev/s")),
+        ("bare Faust, stream delivery (take_events)", _fmt(result.get("bare_faust_eps"), " ev/s")),
+        ("bare Faust, batch delivery", _fmt(result.get("bare_faust_batch_eps"), " ev/s")),
         ("worker", _fmt(result.get("worker_eps"), " ev/s")),
         (f"worker × {result.get('scaleout_workers')} processes", _fmt(result.get("scaleout_eps"), " ev/s")),
         ("naive worker", _fmt(result.get("naive_eps"), " ev/s")),

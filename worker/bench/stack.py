@@ -13,7 +13,9 @@ import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
+from worker.bench.processes import Contender, stop_all
 from worker.commands.dev import delete_keys
 from worker.embedded import EmbeddedBroker, EmbeddedRedis, create_topics, free_port, redis_answers
 
@@ -90,6 +92,12 @@ class BenchStack:
         )
         create_topics(self.bootstrap, [names.vitals, names.labs, names.fhir, *names.outputs], partitions=PARTITIONS)
         return names
+
+    def start_contender(self, name: str, argv: Sequence[str], env: Mapping[str, str], run_dir: Path) -> Contender:
+        """Start a contender that ``close`` stops (and waits for) if it still runs then."""
+        contender = Contender.start(name, argv, env, run_dir)
+        self.exits.callback(stop_all, [contender])
+        return contender
 
     def redis_prefix(self, phase: str) -> str:
         return f"bench-{self.run_id}-{phase}:"

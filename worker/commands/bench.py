@@ -98,8 +98,10 @@ async def measure(args: argparse.Namespace, device: str, run_dir: Path) -> dict[
             say("raw consumer")
             result["raw_consumer_eps"] = await raw_consumer_eps(stack.bootstrap, topic_names, args.events)
         if "bare" not in skip:
-            say("bare Faust agent")
-            result["bare_faust_eps"] = await measure_bare_faust(stack, "main", args.events, run_dir=run_dir)
+            say("bare Faust, stream delivery (take_events)")
+            result["bare_faust_eps"] = await measure_bare_faust(stack, "main", args.events, delivery="stream", run_dir=run_dir)
+            say("bare Faust, batch delivery")
+            result["bare_faust_batch_eps"] = await measure_bare_faust(stack, "main", args.events, delivery="batch", run_dir=run_dir)
         if "worker" not in skip:
             say("worker, 1 process")
             one = await measure_worker(stack, "main", args.events, workers=1, device=device, run_dir=run_dir, phase="worker")
