@@ -79,7 +79,7 @@ def test_worker_added_and_removed_mid_stream_moves_patients_with_their_state(
     start_worker, producer, broker, read_output, redis_url, unique, topics
 ) -> None:
     rebalance_run(start_worker, producer, broker, read_output, redis_url, unique, topics,
-                  events=1_500, per_second=120, seed=31)
+                  events=1_500, per_second=100, seed=31)
 
 
 @pytest.mark.faults
