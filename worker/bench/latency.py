@@ -43,6 +43,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 async def measure_latency(
     stack: BenchStack, workload: Sequence[Record], *, rate_eps: float, seconds: float, device: str, run_dir: Path,
 ) -> Latency:
+    """Latency of the paced events (the warm-up's are left out) at ``rate_eps`` for ``seconds``."""
     topics = stack.topics(inputs="latency", outputs="latency")
     n_paced = max(1, round(rate_eps * seconds))
     records = relabelled(workload, WARMUP_EVENTS + n_paced)

@@ -27,7 +27,6 @@ START_S = 120.0
 @dataclass(frozen=True)
 class WorkerRun:
     eps: float
-    outputs: int
     peak_rss_mb: float
     redis_bytes_per_patient: float
 
@@ -57,7 +56,7 @@ async def measure_worker(
         for contender in contenders:
             contender.terminate()
     state_bytes = await asyncio.to_thread(redis_bytes_per_patient, stack.redis_url, f"{stack.redis_prefix(phase)}state:")
-    return WorkerRun(span.eps, span.count, rss, state_bytes)
+    return WorkerRun(span.eps, rss, state_bytes)
 
 
 def _check_all(contenders: Sequence[Contender]) -> None:

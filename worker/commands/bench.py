@@ -130,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from worker.app import resolve_device
-    from worker.bench.processes import ContenderDied
     from worker.bench.report import finish
     from worker.config import ConfigError, load_settings
 
@@ -142,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="vitalwatch-bench-"))
     try:
         result = asyncio.run(measure(args, device, run_dir))
-    except (ContenderDied, TimeoutError, ValueError) as exc:
+    except (RuntimeError, TimeoutError, ValueError) as exc:  # a contender died, a phase timed out, too few events
         print(f"vitalwatch bench: {exc}", file=sys.stderr)
         print(f"vitalwatch bench: logs kept in {run_dir}", file=sys.stderr)
         return 1
