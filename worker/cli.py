@@ -35,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"worker.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"worker.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"worker.commands.{name}").register(sub)
     return parser
 
 

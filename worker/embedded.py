@@ -89,6 +89,7 @@ class EmbeddedBroker:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C must not kill it before the worker has flushed state
             )
         wait_for_port(self.port, timeout_s, self.proc)
         log.info("tansu broker started", extra={"bootstrap": self.bootstrap, "pid": self.proc.pid})
@@ -132,7 +133,10 @@ class EmbeddedRedis:
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         if self.password:
             args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        # Its own session, so a terminal's Ctrl-C reaches only us; we stop it after the worker has flushed.
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         wait_for_port(self.port, timeout_s, self.proc)
         return self
 
