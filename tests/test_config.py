@@ -25,6 +25,7 @@ def test_defaults_match_the_documented_contract() -> None:
     assert s.state_ttl_s == 7 * 24 * 3600
     assert s.metrics_port == 9108
     assert s.device == "auto"
+    assert s.torch_threads == 1
     assert (s.max_batch, s.max_wait_ms, s.slab_capacity) == (512, 20, 100_000)
     assert s.max_message_bytes == 1_000_000
     assert (s.group_id, s.session_timeout_s) == ("vitalwatch", 10.0)
@@ -52,6 +53,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("MAX_WAIT_MS", "0", "VITALWATCH_MAX_WAIT_MS: must be >= 1, got 0"),
         ("METRICS_PORT", "70000", "VITALWATCH_METRICS_PORT: must be <= 65535, got 70000"),
         ("DEVICE", "gpu", "VITALWATCH_DEVICE: must be auto, cpu, cuda or cuda:N, got gpu"),
+        ("TORCH_THREADS", "0", "VITALWATCH_TORCH_THREADS: must be >= 1, got 0"),
         ("KAFKA_SECURITY_PROTOCOL", "TLS", "VITALWATCH_KAFKA_SECURITY_PROTOCOL: must be one of"),
         ("LOG_PSEUDONYMISE", "maybe", "VITALWATCH_LOG_PSEUDONYMISE: must be true or false, got maybe"),
         ("CHECKPOINT", "/nonexistent/ckpt", "VITALWATCH_CHECKPOINT: no such file or directory"),

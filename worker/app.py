@@ -162,6 +162,8 @@ class Runtime:
         from worker.state_store import RedisStateStore
 
         s = self.settings
+        # Intra-op threads beyond one fight the event loop for cores (VITALWATCH_TORCH_THREADS).
+        torch.set_num_threads(s.torch_threads)
         # Loading weights is blocking file I/O; keep the event loop (heartbeats, /health) free.
         model = await asyncio.to_thread(load_checkpoint, s.checkpoint or DEFAULT_CHECKPOINT, self.device)
         store = RedisStateStore(self.redis, prefix=f"{s.redis_prefix}state:", ttl_s=s.state_ttl_s)

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         "auto",
         description="Torch device for the model and state slab: auto (cuda if available), cpu, cuda or cuda:N.",
     )
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Torch intra-op threads of the model. 1 by default: the worker's event loop is one thread, and "
+        "on a shared machine extra torch threads fight it (and the broker, Redis, other workers) for cores.",
+    )
     checkpoint: Path | None = Field(
         None, description="Model checkpoint directory (unset: the checkpoint shipped in models/checkpoints/default)."
     )
