@@ -21,6 +21,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+#: Faust's --loglevel accepts crit, error, warn, info and debug (click.Choice), not Python's
+#: level names, so WARNING and CRITICAL must be spelled its way or Faust refuses to start.
+FAUST_LOGLEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error", "CRITICAL": "crit"}
+
+
+def faust_loglevel(level: str) -> str:
+    """VITALWATCH_LOG_LEVEL (already validated by worker.config) as Faust's --loglevel value."""
+    return FAUST_LOGLEVELS[level]
+
+
 def run(args: argparse.Namespace) -> int:
     from faust.cli.faust import cli
 
@@ -28,5 +38,5 @@ def run(args: argparse.Namespace) -> int:
 
     # Faust's --loglevel only matters when no logging_config is set; ours is (JSON lines at
     # VITALWATCH_LOG_LEVEL), so the level is passed for the banner and stays consistent.
-    argv = ["-A", "worker.app", "worker", "--loglevel", settings.log_level.lower()]
+    argv = ["-A", "worker.app", "worker", "--loglevel", faust_loglevel(settings.log_level)]
     return int(cli.main(args=argv, prog_name="vitalwatch worker", standalone_mode=False) or 0)
