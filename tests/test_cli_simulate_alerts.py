@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from models.simulator import simulate_cohort
 from schemas.decode import decode
 from worker.cli import main
-from worker.commands.simulate import STAMP_MARGIN_S, Timeline, shift_stamp
+from worker.feed import STAMP_MARGIN_S, Timeline, shift_stamp
 from worker.embedded import EmbeddedBroker
 
 

