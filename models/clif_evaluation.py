@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -31,14 +31,15 @@ from models.training import scored_mask
 
 #: Why the numbers cannot be read as a verdict, printed with every report.
 CAVEAT = (
-    "A few hundred hospitalisations with a few dozen deteriorations give intervals wide enough "
-    "to hold both 'the model beats NEWS2' and 'it does not': treat the numbers as a check that "
-    "real data flows end to end, not as a performance claim; a site needs thousands of its own "
-    "stays to judge the model."
+    "Read the 95 % intervals before any point estimate: with a few dozen deteriorations they "
+    "span tenths and hold both 'the model beats NEWS2' and 'it does not'. Such numbers show that "
+    "real data flows end to end, not how well the model performs; a site needs thousands of its "
+    "own stays to judge it."
 )
 #: What is particular to the MIMIC-IV demo, added to CAVEAT for it.
 DEMO_CAVEAT = (
-    "The MIMIC-IV demo has 100 patients. Its vital signs come almost only from ICU stays "
+    "The MIMIC-IV demo's 100 patients cannot settle whether the model beats NEWS2. Its vital "
+    "signs come almost only from ICU stays "
     "(MIMIC-IV keeps ward vitals elsewhere), so ward-to-ICU transfers are predicted mostly from "
     "labs, and the shipped model was trained on simulated ward patients."
 )
@@ -88,6 +89,14 @@ def training_data(
     fine-tuned checkpoint on this dataset scores only them (see ``held_out_persons``).
     """
     split = split_by_patient(cohort.stays, seed=seed)
+    train, val = series_of(split.train, horizon_hours), series_of(split.val, horizon_hours)
+    for part, series in (("training", train), ("validation", val)):
+        if not any(s.labels.any() for s in series):
+            raise ValueError(
+                f"{dataset}: the {part} persons (split seed {seed}) have no event within {horizon_hours:g} h of a "
+                f"deterioration; {len(cohort.stays)} stays of {len(split.persons('train') + split.persons('val') + split.persons('test'))} "
+                "persons are too few to fine-tune on, or try another --seed"
+            )
     provenance = {
         "provenance": f"CLIF dataset {dataset} ({cohort.report.source})",
         "licence": f"{LICENCE}: {ATTRIBUTION}" if dataset == MIMIC_IV_DEMO else "as licensed by the site that exported it",
@@ -97,7 +106,7 @@ def training_data(
         "n_patients": {part: len(split.persons(part)) for part in ("train", "val", "test")},
         "n_stays": {part: len(getattr(split, part)) for part in ("train", "val", "test")},
     }
-    return series_of(split.train, horizon_hours), series_of(split.val, horizon_hours), provenance
+    return train, val, provenance
 
 
 def dataset_training_data(
@@ -108,17 +117,24 @@ def dataset_training_data(
 
 
 def held_out_persons(manifest: dict[str, Any], dataset: str) -> set[str] | None:
-    """The persons a checkpoint kept out of training on ``dataset`` (fine-tuning bases
-    included); None when it never trained on it. Raises ValueError when it trained on it
+    """The persons a checkpoint kept out of training on ``dataset`` (fine-tuning and
+    distillation parents included); None when it never trained on it. Raises ValueError when it trained on it
     without holding anyone out: no stay of that dataset would be fresh."""
-    data = manifest.get("training", {}).get("data")
-    while isinstance(data, dict):
+    for data in training_lineage(manifest):
         if data.get("dataset") == dataset:
             if not data.get("held_out_patients"):
                 raise ValueError(f"the checkpoint was trained on {dataset} without a held-out test set")
             return set(data["held_out_patients"])
-        data = (data.get("fine_tuned_from") or {}).get("training_data")
     return None
+
+
+def training_lineage(manifest: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The checkpoint's training data, then its parent's (the checkpoint it was fine-tuned
+    from or distilled from), and so on: data any ancestor learned from is not fresh for it."""
+    data = manifest.get("training", {}).get("data")
+    while isinstance(data, dict):
+        yield data
+        data = (data.get("fine_tuned_from") or data.get("distilled_from") or {}).get("training_data")
 
 
 def bootstrap_intervals(
@@ -156,6 +172,14 @@ def bootstrap_intervals(
     return {"replicates": replicates, "unscorable_replicates": unscorable, "seed": seed, "level": level, "unit": "hospitalisation", "intervals": intervals}
 
 
+@dataclass(frozen=True, slots=True)
+class ClifEvaluation:
+    """The JSON-ready report and the per-event scores it was computed from (for plots)."""
+
+    report: dict[str, Any]
+    scores: CohortScores
+
+
 def evaluate_clif(
     loaded: LoadedModel,
     cohort: ClifCohort,
@@ -163,8 +187,8 @@ def evaluate_clif(
     *,
     replicates: int = DEFAULT_REPLICATES,
     seed: int = 0,
-) -> dict[str, Any]:
-    """The evaluation report for a CLIF dataset: models.evaluation's report, the bootstrap
+) -> ClifEvaluation:
+    """The evaluation of a CLIF dataset: models.evaluation's report, the bootstrap
     intervals merged beside each point estimate, the cohort, the caveat and the conversion
     report. A checkpoint fine-tuned on ``dataset`` is scored on its held-out persons only."""
     horizon = float(loaded.manifest["horizon_hours"])
@@ -182,29 +206,35 @@ def evaluate_clif(
     report["difference"] = {
         name: report["model"][name] - report["news2"][name] for name in _METRICS
     } | {f"{name}_ci95": boot["intervals"][f"difference_{name}"] for name in _METRICS}
-    with_event = [s for s in stays if s.event_kind is not None]
-    report["cohort"] |= {
+    report["cohort"] |= _cohort_counts(stays, dataset, held_out is not None) | {"hospitalisations_scored": len(series)}
+    return ClifEvaluation(
+        {
+            "checkpoint": {"version": loaded.manifest["version"], "weights_sha256": loaded.manifest.get("weights_sha256")},
+            **report,
+            "bootstrap": {k: v for k, v in boot.items() if k != "intervals"},
+            "caveat": CAVEAT + (" " + DEMO_CAVEAT if dataset == MIMIC_IV_DEMO else ""),
+            "conversion": cohort.report.to_dict(),
+        },
+        scores,
+    )
+
+
+def _cohort_counts(stays: Sequence[ClifStay], dataset: str, held_out_only: bool) -> dict[str, Any]:
+    """Who was evaluated: persons, stays, how many had vital signs, and their outcomes."""
+    return {
         "dataset": dataset,
         "persons": len({s.patient_id for s in stays}),
         "hospitalisations": len(stays),
-        "hospitalisations_scored": len(series),
         "with_vital_signs": sum(any(e.topic == "vitals" for e in s.events) for s in stays),
-        "deaths": sum(s.event_kind == "death" for s in with_event),
-        "ward_to_icu_transfers": sum(s.event_kind == "icu_transfer" for s in with_event),
-        "held_out_only": held_out is not None,
-    }
-    return {
-        "checkpoint": {"version": loaded.manifest["version"], "weights_sha256": loaded.manifest.get("weights_sha256")},
-        **report,
-        "bootstrap": {k: v for k, v in boot.items() if k != "intervals"},
-        "caveat": CAVEAT + (" " + DEMO_CAVEAT if dataset == MIMIC_IV_DEMO else ""),
-        "conversion": cohort.report.to_dict(),
+        "deaths": sum(s.event_kind == "death" for s in stays),
+        "ward_to_icu_transfers": sum(s.event_kind == "icu_transfer" for s in stays),
+        "held_out_only": held_out_only,
     }
 
 
 def evaluate_dataset(
     loaded: LoadedModel, dataset: str, clif_dir: Path | None = None, *, replicates: int = DEFAULT_REPLICATES, seed: int = 0
-) -> dict[str, Any]:
+) -> ClifEvaluation:
     """``evaluate_clif`` for a dataset named on the command line (``--dataset``, ``--clif-dir``)."""
     return evaluate_clif(loaded, load_clif(dataset_location(dataset, clif_dir)), dataset, replicates=replicates, seed=seed)
 
@@ -216,7 +246,7 @@ def report_lines(report: dict[str, Any]) -> list[str]:
 
     def ci(block: dict[str, Any], name: str) -> str:
         value, interval = block[name], block.get(f"{name}_ci95")
-        return f"{value:.3f}" + (f" (95% CI {interval[0]:.3f}–{interval[1]:.3f})" if interval else "")
+        return f"{value:.3f}" + (f" (95% CI {interval[0]:.3f} to {interval[1]:.3f})" if interval else "")
 
     def opt(value: float | None, fmt: str) -> str:
         return "—" if value is None else format(value, fmt)

