@@ -25,7 +25,6 @@ the validation split exactly as ``models.training`` does for a trained model.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -33,14 +32,25 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from models.checkpoint import LoadedModel
 from models.features import N_FEATURES, FeatureEncoder
 from models.metrics import auprc, auroc, expected_calibration_error
 from models.network import RiskLSTM
 from models.series import PatientSeries
-from models.training import TrainConfig, TrainResult, choose_thresholds, collate, fit_platt, predict_series, scored_mask
+from models.training import (
+    TrainConfig,
+    TrainResult,
+    balanced_pos_weight,
+    choose_thresholds,
+    collate,
+    descend,
+    fit_with_early_stopping,
+    fit_platt,
+    predict_series,
+    scored_mask,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class DistillConfig:
@@ -93,34 +103,24 @@ def distill(
     teacher_model = copy.deepcopy(teacher.model).to(device).eval()
     train_batches = _targets(teacher_model, encoder, train, tc.batch_size)
     val_batches = _targets(teacher_model, encoder, val, tc.batch_size)
-    pos_weight = tc.pos_weight if tc.pos_weight is not None else _balanced_pos_weight(train_batches)
+    pos_weight = tc.pos_weight if tc.pos_weight is not None else balanced_pos_weight([b.labels[b.mask] for b in train_batches], "distillation")
 
     student = RiskLSTM(N_FEATURES, tc.hidden_size, tc.num_layers, tc.dropout).to(device)
     optimiser = torch.optim.AdamW(student.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=tc.lr_decay, patience=tc.lr_patience)
-    history: list[dict[str, float]] = []
-    best_auroc, best_state, stale = -math.inf, copy.deepcopy(student.state_dict()), 0
-    bar = tqdm(range(tc.epochs), desc="distilling", unit="epoch", disable=not progress)
-    for epoch in bar:
-        loss = _epoch(student, train_batches, optimiser, config, pos_weight, rng, device)
-        val_logits, val_labels = _scored_logits(student, val_batches, device)
-        val_auroc = auroc(val_labels, val_logits)
-        history.append({"epoch": epoch + 1, "loss": loss, "val_auroc": val_auroc, "lr": optimiser.param_groups[0]["lr"]})
-        schedule.step(val_auroc)
-        bar.set_postfix(loss=f"{loss:.4f}", val_auroc=f"{val_auroc:.4f}")
-        if val_auroc > best_auroc:
-            best_auroc, best_state, stale = val_auroc, copy.deepcopy(student.state_dict()), 0
-        else:
-            stale += 1
-            if stale >= tc.patience:
-                break
-    student.load_state_dict(best_state)
-    student.eval()
+    history, best_auroc = fit_with_early_stopping(
+        student,
+        optimiser,
+        tc,
+        lambda: _epoch(student, train_batches, optimiser, config, pos_weight, rng, device),
+        lambda: _scored_logits(student, val_batches, device),
+        desc="distilling",
+        progress=progress,
+    )
 
     val_logits, val_labels = _scored_logits(student, val_batches, device)
     student.set_calibration(*fit_platt(val_logits, val_labels))
     risk = student.risk(torch.from_numpy(val_logits)).numpy()
-    return TrainResult(student, encoder, history, float(best_auroc), choose_thresholds(val_labels, risk, tc))
+    return TrainResult(student, encoder, history, best_auroc, choose_thresholds(val_labels, risk, tc))
 
 
 def distillation_loss(
@@ -188,15 +188,6 @@ def _targets(teacher: RiskLSTM, encoder: FeatureEncoder, series: Sequence[Patien
     return batches
 
 
-def _balanced_pos_weight(batches: Sequence[_Batch]) -> float:
-    """Negatives per positive among the scored events, as training weights its loss."""
-    positives = sum(float(b.labels[b.mask].sum()) for b in batches)
-    scored = sum(float(b.mask.sum()) for b in batches)
-    if positives == 0:
-        raise ValueError("the distillation set has no positive events: nothing deteriorates in it")
-    return (scored - positives) / positives
-
-
 def _epoch(
     student: RiskLSTM,
     batches: Sequence[_Batch],
@@ -218,11 +209,7 @@ def _epoch(
             temperature=config.temperature, soft_weight=config.soft_weight, pos_weight=pos_weight,
         )
         n = int(mask.sum())
-        optimiser.zero_grad()
-        (loss / max(n, 1)).backward()
-        nn.utils.clip_grad_norm_(student.parameters(), config.train.grad_clip)
-        optimiser.step()
-        total += float(loss.detach())
+        total += descend(student, optimiser, loss, n, config.train.grad_clip)
         count += n
     return total / max(count, 1)
 

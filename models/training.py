@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -169,17 +169,42 @@ def _fit(
     """Epochs until ``patience`` runs out; leaves ``model`` at its best validation AUROC, in
     eval mode. Returns the per-epoch history and that AUROC."""
     rng = np.random.default_rng(config.seed)
-    pos_weight = config.pos_weight if config.pos_weight is not None else _balanced_pos_weight(train_set)
+    pos_weight = config.pos_weight if config.pos_weight is not None else balanced_pos_weight([e.y[e.mask] for e in train_set], "training")
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device), reduction="sum")
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return fit_with_early_stopping(
+        model,
+        optimiser,
+        config,
+        lambda: _train_epoch(model, train_set, loss_fn, optimiser, config, rng, device),
+        lambda: _logits(model, val_set, config.batch_size, device),
+        desc="training",
+        progress=progress,
+    )
+
+
+def fit_with_early_stopping(
+    model: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    config: TrainConfig,
+    train_epoch: Callable[[], float],
+    validate: Callable[[], tuple[np.ndarray, np.ndarray]],
+    *,
+    desc: str,
+    progress: bool,
+) -> tuple[list[dict[str, float]], float]:
+    """Epochs until ``config.patience`` runs out, halving the learning rate on plateaus of
+    validation AUROC (the ranking is what alerts depend on; calibration is fitted afterwards).
+    Leaves ``model`` at its best epoch, in eval mode; returns the per-epoch history and that AUROC.
+    ``train_epoch`` runs one epoch and returns its mean loss; ``validate`` returns logits and labels."""
     schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=config.lr_decay, patience=config.lr_patience)
     history: list[dict[str, float]] = []
     best_auroc, best_state, stale = -math.inf, copy.deepcopy(model.state_dict()), 0
-    bar = tqdm(range(config.epochs), desc="training", unit="epoch", disable=not progress)
+    bar = tqdm(range(config.epochs), desc=desc, unit="epoch", disable=not progress)
     for epoch in bar:
         lr = optimiser.param_groups[0]["lr"]
-        loss = _train_epoch(model, train_set, loss_fn, optimiser, config, rng, device)
-        val_logits, val_labels = _logits(model, val_set, config.batch_size, device)
+        loss = train_epoch()
+        val_logits, val_labels = validate()
         val_auroc = auroc(val_labels, val_logits)
         history.append({"epoch": epoch + 1, "loss": loss, "val_auroc": val_auroc, "lr": lr})
         bar.set_postfix(loss=f"{loss:.4f}", val_auroc=f"{val_auroc:.4f}")
@@ -285,12 +310,24 @@ def _encode_all(series: list[PatientSeries], encoder: FeatureEncoder, chunk: int
     return encoded
 
 
-def _balanced_pos_weight(data: Sequence[_Encoded]) -> float:
-    positives = sum(float(e.y[e.mask].sum()) for e in data)
-    scored = sum(float(e.mask.sum()) for e in data)
+def balanced_pos_weight(labels: Sequence[torch.Tensor], dataset: str) -> float:
+    """Negatives per positive among the scored events' labels: the loss weight that lets the
+    rare deteriorations count as much as the many quiet events."""
+    positives = sum(float(y.sum()) for y in labels)
+    scored = sum(y.numel() for y in labels)
     if positives == 0:
-        raise ValueError("the training set has no positive events: nothing deteriorates in it")
+        raise ValueError(f"the {dataset} set has no positive events: nothing deteriorates in it")
     return (scored - positives) / positives
+
+
+def descend(model: nn.Module, optimiser: torch.optim.Optimizer, summed_loss: torch.Tensor, scored: int, grad_clip: float) -> float:
+    """One clipped step on the mean loss per scored event (so long and short batches weigh
+    their events alike); returns the summed loss for the epoch's mean."""
+    optimiser.zero_grad()
+    (summed_loss / max(scored, 1)).backward()
+    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimiser.step()
+    return float(summed_loss.detach())
 
 
 def _batches(data: Sequence[_Encoded], batch_size: int, rng: np.random.Generator) -> Iterator[list[_Encoded]]:
@@ -324,13 +361,8 @@ def _train_epoch(
     for batch in _batches(data, config.batch_size, rng):
         x, y, mask = _pad(batch, device)
         logits = model(x)
-        loss = loss_fn(logits[mask], y[mask])
         n = int(mask.sum())
-        optimiser.zero_grad()
-        (loss / max(n, 1)).backward()
-        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimiser.step()
-        total += float(loss.detach())
+        total += descend(model, optimiser, loss_fn(logits[mask], y[mask]), n, config.grad_clip)
         count += n
     return total / max(count, 1)
 

@@ -59,8 +59,27 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
         proc.wait(timeout=timeout_s)
 
 
+class _ChildProcess:
+    """A server we started: paused (SIGSTOP) for outage tests, keeping its data, and stopped."""
+
+    proc: subprocess.Popen | None
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+
 @dataclass
-class EmbeddedBroker:
+class EmbeddedBroker(_ChildProcess):
     """Tansu on a free loopback port, memory storage: it keeps nothing across its own restart."""
 
     port: int = field(default_factory=free_port)
@@ -95,23 +114,9 @@ class EmbeddedBroker:
         log.info("tansu broker started", extra={"bootstrap": self.bootstrap, "pid": self.proc.pid})
         return self
 
-    def pause(self) -> None:
-        """SIGSTOP the broker: a broker outage that keeps its data, for fault tests."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
-            self.proc = None
-
 
 @dataclass
-class EmbeddedRedis:
+class EmbeddedRedis(_ChildProcess):
     """A throw-away redis-server on a free loopback port, persisting nothing to disk."""
 
     port: int = field(default_factory=free_port)
@@ -139,19 +144,6 @@ class EmbeddedRedis:
         )
         wait_for_port(self.port, timeout_s, self.proc)
         return self
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
-            self.proc = None
 
 
 def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
