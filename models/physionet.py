@@ -183,11 +183,28 @@ def _read_table(path: Path) -> tuple[list[str], np.ndarray]:
         return header, np.empty((0, len(header)))
     try:
         rows = np.loadtxt(body, delimiter="|", dtype=np.float64, ndmin=2)
-    except ValueError as exc:
-        raise PsvFormatError(f"{path}: not pipe-separated numbers below the header ({exc})") from exc
-    if rows.shape[1] != len(header):
-        raise PsvFormatError(f"{path}: rows have {rows.shape[1]} fields but the header names {len(header)} columns")
+    except ValueError:
+        rows = None
+    if rows is None or rows.shape[1] != len(header):
+        raise PsvFormatError(f"{path}: {_first_bad_cell(lines, header)}")
     return header, rows
+
+
+def _first_bad_cell(lines: list[str], header: list[str]) -> str:
+    """Where the table below the header stops being pipe-separated numbers, by file line
+    (1-based, the header is line 1) and column name, so a site can fix its export."""
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) != len(header):
+            return f"line {number}: {len(fields)} fields, but the header names {len(header)} columns"
+        for name, field in zip(header, fields):
+            try:
+                float(field)
+            except ValueError:
+                return f"line {number}, column {name}: {field.strip()[:40]!r} is not a number (write NaN where nothing was measured)"
+    return "not pipe-separated numbers below the header"
 
 
 def _within(raw: np.ndarray, low: float, high: float) -> tuple[np.ndarray, int]:

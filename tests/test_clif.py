@@ -4,6 +4,7 @@ the demo evaluation end to end on a few stays."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -338,3 +339,68 @@ def test_demo_evaluation_reports_model_and_news2_with_intervals(demo: ClifCohort
     assert "100 patients" in report["caveat"] and report["conversion"]["payloads"]["vitals"] == 23_295
     text = "\n".join(report_lines(report))
     assert "model - NEWS2" in text and "95% CI" in text and "alerts/patient-day" in text
+
+
+# --- the command line: evaluate and train on real data -------------------------------------
+
+
+def test_evaluate_reads_a_sites_clif_directory_and_writes_json_and_plots(
+    export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from worker.cli import main
+
+    out = tmp_path / "report.json"
+    code = main(["evaluate", "--dataset", "clif", "--clif-dir", str(export), "--replicates", "50",
+                 "--json", str(out), "--plots", str(tmp_path / "plots"), "--threads", "1"])
+
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "vs NEWS2 on clif: 3 of 3 hospitalisations (2 persons" in printed and "95% CI" in printed and "caveat:" in printed
+    report = json.loads(out.read_text())
+    assert report["cohort"]["deaths"] == 1 and report["cohort"]["ward_to_icu_transfers"] == 1
+    assert report["bootstrap"]["replicates"] == 50 and len(report["model"]["auroc_ci95"]) == 2
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["calibration.png", "pr.png", "roc.png"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--dataset", "clif"], "--dataset clif needs --clif-dir DIR"),
+        (["--dataset", "mimic-iv-demo", "--patients", "10"], "--patients applies to the simulated cohort"),
+        (["--clif-dir", "x"], "--clif-dir needs --dataset"),
+    ],
+)
+def test_evaluate_refuses_options_that_do_not_fit_together(argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from worker.cli import main
+
+    assert main(["evaluate", *argv]) == 2
+    assert problem in capsys.readouterr().err
+
+
+def test_fine_tuning_on_the_demo_records_licence_parent_and_held_out_persons_that_evaluate_then_scores(
+    demo: ClifCohort, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from models.checkpoint import DEFAULT_CHECKPOINT
+    from worker.cli import main
+
+    out = tmp_path / "ft"
+    code = main(["train", "--dataset", "mimic-iv-demo", "--init-from", str(DEFAULT_CHECKPOINT), "--epochs", "1",
+                 "--seed", "0", "--out", str(out), "--no-progress", "--threads", "1"])
+
+    assert code == 0
+    data = json.loads((out / "manifest.json").read_text())["training"]["data"]
+    assert data["licence"].startswith("ODbL-1.0") and "PhysioNet" in data["licence"] and "CLIF" in data["licence"]
+    parent = json.loads((DEFAULT_CHECKPOINT / "manifest.json").read_text())
+    assert data["fine_tuned_from"]["version"] == parent["version"]
+    assert data["fine_tuned_from"]["weights_sha256"] == parent["weights_sha256"]
+    assert data["fine_tuned_from"]["training_data"] == parent["training"]["data"]
+    assert data["n_patients"] == {"train": 60, "val": 20, "test": 20}
+
+    report_path = tmp_path / "ft.json"
+    assert main(["evaluate", "--dataset", "mimic-iv-demo", "--checkpoint", str(out), "--replicates", "20",
+                 "--json", str(report_path), "--threads", "1"]) == 0
+    cohort = json.loads(report_path.read_text())["cohort"]
+    assert cohort["held_out_only"] and cohort["persons"] == 20
+    held_out = set(data["held_out_patients"])
+    assert cohort["hospitalisations"] == sum(s.patient_id in held_out for s in demo.stays)
+    assert "held-out test persons only" in capsys.readouterr().out

