@@ -12,8 +12,10 @@ from torch import nn
 
 from schemas.observation import Observation
 from schemas.variables import VARIABLES
+from tests.state_v1 import as_v1
 from worker.alert_policy import AlertPolicy, alert_id
 from worker.engine import InputEvent, RiskEngine
+from worker.state_codec import RECENT_IDS
 from worker.state_store import RedisStateStore
 
 V = len(VARIABLES)
@@ -90,6 +92,11 @@ def stream(patients: int, steps: int) -> list[list[InputEvent]]:
     return batches
 
 
+def resent(event: InputEvent, offset: int) -> InputEvent:
+    """The same observation (same event_id) produced again, landing at a new offset."""
+    return InputEvent(event.observation, event.topic, event.partition, offset, None)
+
+
 def risks(outcome) -> list[float]:
     return [s.risk for s in outcome.scored]
 
@@ -110,7 +117,11 @@ async def test_mixed_batch_outputs_follow_input_order(store: RedisStateStore) ->
     assert [s.event for s in outcome.scored] == events
 
 
-async def test_restored_engine_scores_exactly_like_an_uninterrupted_one(store: RedisStateStore, redis_url: str, unique: str) -> None:
+@pytest.mark.parametrize("left_in_format_1", [False, True], ids=["format-2", "format-1"])
+async def test_restored_engine_scores_exactly_like_an_uninterrupted_one(
+    store: RedisStateStore, redis_url: str, unique: str, left_in_format_1: bool
+) -> None:
+    """Also over state a format-1 worker left (before recent ids): an upgrade keeps every history."""
     batches = stream(patients=20, steps=6)
     reference = engine(RedisStateStore(redis_url, prefix=f"test:{unique}:ref:"))
     expected = [risks(await reference.score(b)) for b in batches]
@@ -119,9 +130,16 @@ async def test_restored_engine_scores_exactly_like_an_uninterrupted_one(store: R
     for b in batches[:3]:
         await first.score(b)
     assert await first.persist() == 20
+    if left_in_format_1:
+        records = await store.load_many([f"p{i}" for i in range(20)])
+        shape = {"num_layers": 2, "hidden_size": 16, "n_vars": V}  # StandInLSTM's
+        await store.save_many({p: as_v1(r, **shape) for p, r in records.items()})
     restarted = engine(store)  # a new process: empty slab, state only in Redis
+    assert (await restarted.score(batches[2])).duplicates == batches[2], "the watermark came through"
     got = [risks(await restarted.score(b)) for b in batches[3:]]
     assert got == expected[3:]
+    await restarted.persist()
+    assert {r[2] for r in (await store.load_many([f"p{i}" for i in range(20)])).values()} == {2}, "written in format 2"
 
 
 async def test_redelivered_events_are_duplicates(store: RedisStateStore) -> None:
@@ -219,3 +237,49 @@ async def test_news2_carries_vitals_forward_for_24_hours(store: RedisStateStore)
     await e.score([ev("a", 0, 0, resp_rate=26.0)])
     assert (await e.score([ev("a", 1, 60, heart_rate=135.0)])).scored[0].news2 == 3 + 3
     assert (await e.score([ev("a", 2, 24 * 60 + 1, heart_rate=135.0)])).scored[0].news2 == 3
+
+
+async def test_a_resent_event_id_at_a_new_offset_is_skipped_and_changes_nothing(
+    store: RedisStateStore, redis_url: str, unique: str
+) -> None:
+    e, never_resent = engine(store), engine(RedisStateStore(redis_url, prefix=f"test:{unique}:ref:"))
+    first, second = ev("a", 0, 0, heart_rate=120.0), ev("a", 1, 10, heart_rate=90.0)
+    for x in (e, never_resent):
+        await x.score([first, second])
+    copy = resent(first, 2)
+    outcome = await e.score([copy])
+    assert outcome.duplicates == [copy] and not outcome.scored
+    probe = ev("a", 3, 20, heart_rate=100.0)
+    assert risks(await e.score([probe])) == risks(await never_resent.score([probe]))
+    assert (await e.score([resent(first, 2)])).duplicates, "its offset advanced the watermark: a redelivery"
+
+
+async def test_two_copies_in_one_batch_apply_once(store: RedisStateStore, redis_url: str, unique: str) -> None:
+    events = [ev("a", 0, 0, heart_rate=80.0), ev("b", 0, 0), ev("a", 1, 5, spo2=91.0), ev("a", 4, 9, heart_rate=130.0)]
+    batch = [events[0], events[1], events[2], resent(events[2], 2), resent(events[0], 3), events[3]]  # offsets rise
+    outcome = await engine(store).score(batch)
+    assert outcome.duplicates == [batch[3], batch[4]]
+    assert [s.event for s in outcome.scored] == events
+    reference = engine(RedisStateStore(redis_url, prefix=f"test:{unique}:ref:"))
+    assert risks(outcome) == risks(await reference.score(events))
+
+
+async def test_recent_ids_survive_a_restart(store: RedisStateStore) -> None:
+    first = engine(store)
+    events = [ev("a", k, k) for k in range(3)]
+    await first.score(events)
+    await first.persist()
+    restarted = engine(store)  # a new process, or the partition's new owner after a rebalance
+    copies = [resent(events[1], 10), resent(events[0], 11)]
+    assert (await restarted.score(copies)).duplicates == copies
+
+
+async def test_a_copy_older_than_the_last_recent_ids_events_is_applied_again(store: RedisStateStore) -> None:
+    """The documented bound: the ring holds RECENT_IDS ids; an older copy is a new event."""
+    e = engine(store)
+    events = [ev("a", k, k) for k in range(RECENT_IDS + 1)]
+    await e.score(events)
+    recent, forgotten = resent(events[1], 100), resent(events[0], 101)
+    outcome = await e.score([recent, forgotten])
+    assert outcome.duplicates == [recent]
+    assert [s.event for s in outcome.scored] == [forgotten]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from worker.slab import SlotState, StateSlab
-from worker.state_codec import PatientState
+from worker.state_codec import RECENT_IDS, PatientState, id_hashes
 
 SHAPE = dict(num_layers=2, hidden_size=4, n_vars=3)
 CPU = torch.device("cpu")
@@ -84,6 +84,7 @@ def test_host_records_round_trip_through_the_device_layout() -> None:
             level=i,
             cleared_level=1,
             cleared_ts=math.nan,
+            recent_ids=np.roll(id_hashes([f"e{i}-{k}" for k in range(RECENT_IDS)]), i),
             watermark={("labs", i): i},
         )
         for i in range(3)
@@ -95,4 +96,25 @@ def test_host_records_round_trip_through_the_device_layout() -> None:
     for i, r in enumerate(records):
         np.testing.assert_array_equal(host["h"][i], r.h)
         np.testing.assert_array_equal(host["last_time"][i], r.last_time)
+        np.testing.assert_array_equal(host["recent_ids"][i], r.recent_ids)
         assert (host["prev_time"][i], host["level"][i], host["cleared_level"][i]) == (r.prev_time, r.level, r.cleared_level)
+
+
+def test_recent_ids_ring_wraps_around_forgetting_the_oldest() -> None:
+    slab = StateSlab(3, device=CPU, **SHAPE)
+    slab.admit(["a", "b", "fresh"], SlotState.fresh(3, device=CPU, **SHAPE), [{}, {}, {}])
+    slots = slab.index([slab.slot("a"), slab.slot("b")])
+    a_ids = torch.from_numpy(id_hashes([f"a{k}" for k in range(RECENT_IDS + 1)]))
+    b_ids = torch.from_numpy(id_hashes([f"b{k}" for k in range(RECENT_IDS + 1)]))
+    a_slot = slots[:1].expand(RECENT_IDS + 1)
+    for k in range(RECENT_IDS + 1):  # one event each per round, as the engine applies them
+        state = slab.gather(slots)
+        state.recent_ids = state.remember(torch.stack([a_ids[k], b_ids[k]]))
+        slab.scatter(slots, state)
+        remembered = slab.holds_ids(a_slot, a_ids).tolist()
+        oldest = max(0, k + 1 - RECENT_IDS)
+        assert remembered == [oldest <= j <= k for j in range(RECENT_IDS + 1)], f"after {k + 1} events"
+    assert torch.equal(slab.gather(slots).recent_ids[0], a_ids[1:]), "oldest first, newest last"
+    assert not slab.holds_ids(slots[1:].expand(RECENT_IDS + 1), a_ids).any(), "each patient has its own ring"
+    fresh = slab.index([slab.slot("fresh")]).expand(RECENT_IDS + 1)
+    assert not slab.holds_ids(fresh, a_ids).any(), "an empty place (0) matches no id (ids are odd)"

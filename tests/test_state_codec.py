@@ -7,17 +7,24 @@ import math
 import numpy as np
 import pytest
 
-from worker.state_codec import ModelMismatchError, PatientState, StateCodecError, pack_many, unpack
+from tests.state_v1 import V1_RECORD, V1_SHAPE, V1_STATE, as_v1
+from worker.state_codec import (
+    RECENT_IDS,
+    ModelMismatchError,
+    PatientState,
+    StateCodecError,
+    id_hashes,
+    pack_many,
+    unpack,
+)
 
 SHAPE = {"num_layers": 2, "hidden_size": 64, "n_vars": 18}
+ARRAYS = ("h", "c", "last_value", "last_time", "prev_time", "level", "cleared_level", "cleared_ts", "recent_ids")
 
 
 def pack(state: PatientState, model_version: str) -> bytes:
     """One record through the batch packer (the engine always packs batches)."""
-    columns = {
-        name: np.asarray(getattr(state, name))[None]
-        for name in ("h", "c", "last_value", "last_time", "prev_time", "level", "cleared_level", "cleared_ts")
-    }
+    columns = {name: np.asarray(getattr(state, name))[None] for name in ARRAYS}
     (data,) = pack_many(columns, [state.watermark], model_version)
     return data
 
@@ -36,6 +43,7 @@ def _state(rng: np.random.Generator) -> PatientState:
         level=2,
         cleared_level=1,
         cleared_ts=math.nan,
+        recent_ids=np.concatenate([np.zeros(5, np.int64), id_hashes([f"e{i}" for i in range(RECENT_IDS - 5)])]),
         watermark={("vitals", 3): 12345678901, ("labs", 3): 7, ("fhir-observations", 0): 0},
     )
 
@@ -45,7 +53,7 @@ def test_round_trip_is_bit_exact_and_compact() -> None:
     data = pack(state, "risk-lstm-2025.1")
     assert len(data) <= 2048
     back = unpack(data, model_version="risk-lstm-2025.1", **SHAPE)
-    for name in ("h", "c", "last_value", "last_time"):
+    for name in ("h", "c", "last_value", "last_time", "recent_ids"):
         np.testing.assert_array_equal(getattr(back, name), getattr(state, name))
         assert getattr(back, name).tobytes() == np.asarray(getattr(state, name)).tobytes()
     assert (back.prev_time, back.level, back.cleared_level) == (state.prev_time, 2, 1)
@@ -53,21 +61,19 @@ def test_round_trip_is_bit_exact_and_compact() -> None:
     assert back.watermark == state.watermark
 
 
-def test_one_layer_hidden_64_fits_well_under_2kb() -> None:
+def test_one_layer_hidden_64_with_recent_ids_fits_in_1_1_kb() -> None:
+    """The shipped model's shape: 1,083 bytes, of which the 32 recent ids are 257."""
     rng = np.random.default_rng(1)
     state = _state(rng)
     state.h, state.c = state.h[:1], state.c[:1]
-    assert len(pack(state, "v1")) < 1024
+    assert len(pack(state, "v1")) <= 1100
 
 
 def test_batch_packing_matches_one_by_one() -> None:
     rng = np.random.default_rng(5)
     states = [_state(rng) for _ in range(3)]
     states[1].watermark = {}
-    columns = {
-        name: np.stack([np.asarray(getattr(s, name)) for s in states])
-        for name in ("h", "c", "last_value", "last_time", "prev_time", "level", "cleared_level", "cleared_ts")
-    }
+    columns = {name: np.stack([np.asarray(getattr(s, name)) for s in states]) for name in ARRAYS}
     assert pack_many(columns, [s.watermark for s in states], "v1") == [pack(s, "v1") for s in states]
     back = unpack(pack_many(columns, [s.watermark for s in states], "v1")[2], model_version="v1", **SHAPE)
     np.testing.assert_array_equal(back.c, states[2].c)
@@ -92,6 +98,7 @@ def test_other_shape_is_refused() -> None:
     [
         (lambda d: b"XX" + d[2:], "magic"),
         (lambda d: d[:2] + bytes((99,)) + d[3:], "format version 99"),
+        (lambda d: d[:2], "truncated"),
         (lambda d: d[:20], "truncated"),
         (lambda d: d[:-3], "watermark unreadable"),
         (lambda d: d + b"\0", "trailing"),
@@ -101,3 +108,40 @@ def test_corrupt_records_raise_codec_errors(mutate, message: str) -> None:
     data = pack(_state(np.random.default_rng(4)), "v1")
     with pytest.raises(StateCodecError, match=message):
         unpack(mutate(data), model_version="v1", **SHAPE)
+
+
+def test_id_hashes_are_stable_odd_and_distinct() -> None:
+    """The ring outlives the process, so the hash must not depend on it (Python's hash does)."""
+    ids = [f"sim-{i}" for i in range(10_000)]
+    hashes = id_hashes(ids)
+    assert hashes.dtype == np.int64 and (hashes & 1).all(), "odd: 0 marks an empty place"
+    assert len(set(hashes.tolist())) == len(ids)
+    assert id_hashes(["sim-0"])[0] == hashes[0] == -5126020852494850905, "changing it would forget every stored ring"
+
+
+def test_format_1_record_loads_with_no_recent_ids() -> None:
+    """A record written before the ring (format 1) restores the patient's whole state."""
+    back = unpack(V1_RECORD, model_version="m-1", **V1_SHAPE)
+    for name in ("h", "c", "last_value", "last_time"):
+        np.testing.assert_array_equal(getattr(back, name), V1_STATE[name])
+    assert (back.prev_time, back.level, back.cleared_level) == (V1_STATE["prev_time"], 2, 1)
+    assert back.watermark == V1_STATE["watermark"]
+    assert back.recent_ids.shape == (RECENT_IDS,) and not back.recent_ids.any()
+
+
+def test_as_v1_writes_what_format_1_wrote() -> None:
+    """The helper the engine test uses to plant old state produces genuine format-1 bytes."""
+    state = PatientState(**{**V1_STATE, "recent_ids": id_hashes([f"x{i}" for i in range(RECENT_IDS)])})
+    assert as_v1(pack(state, "m-1"), **V1_SHAPE) == V1_RECORD
+
+
+@pytest.mark.parametrize("stored", [0, 4, RECENT_IDS, RECENT_IDS + 8])
+def test_a_ring_of_another_length_keeps_its_newest_ids(stored: int) -> None:
+    state = _state(np.random.default_rng(6))
+    ids = id_hashes([f"r{i}" for i in range(stored)])
+    state.recent_ids = ids
+    back = unpack(pack(state, "v1"), model_version="v1", **SHAPE)
+    kept = min(stored, RECENT_IDS)
+    assert back.recent_ids.shape == (RECENT_IDS,)
+    np.testing.assert_array_equal(back.recent_ids[RECENT_IDS - kept :], ids[stored - kept :])
+    assert not back.recent_ids[: RECENT_IDS - kept].any()

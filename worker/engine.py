@@ -13,6 +13,11 @@ Rules the rest of the worker relies on:
   An event at or below it is a redelivery: skipped (``BatchOutcome.duplicates``), no state
   change, no output. Together with deterministic alert ids this gives exactly-once state and
   at-least-once outputs across crashes and rebalances.
+* A resent event (same event_id at a new offset: a producer retrying after a lost ack) is
+  recognised by the hashes of the patient's last ``RECENT_IDS`` applied event ids, kept in the
+  slab and in the Redis record: it is skipped like a redelivery (its offset still advances the
+  watermark, since it was read), and so is a second copy within the same batch. A copy that
+  arrives after ``RECENT_IDS`` newer events of that patient is applied again: that is the bound.
 * Time never goes back — an event observed before the patient's previous step (a late lab,
   clock skew between monitors) is still applied, in arrival order, with its time clamped to
   the previous step's time: its values count as of now, and the LSTM never sees a negative
@@ -51,7 +56,15 @@ from schemas.variables import VARIABLE_INDEX, VARIABLES
 from worker.alert_policy import LEVELS, AlertPolicy, alert_id
 from worker.reasons import occlusion, top_reasons
 from worker.slab import SlotState, StateSlab
-from worker.state_codec import ModelMismatchError, PatientState, StateCodecError, Watermark, pack_many, unpack
+from worker.state_codec import (
+    ModelMismatchError,
+    PatientState,
+    StateCodecError,
+    Watermark,
+    id_hashes,
+    pack_many,
+    unpack,
+)
 from worker.state_store import RedisStateStore
 
 if TYPE_CHECKING:
@@ -94,7 +107,7 @@ class ScoredEvent:
 @dataclass(slots=True)
 class BatchOutcome:
     scored: list[ScoredEvent]
-    duplicates: list[InputEvent]  # at or below the patient's watermark: skipped, no output
+    duplicates: list[InputEvent]  # redelivered (at or below the watermark) or resent (a recent event_id): skipped
 
 
 class RiskEngine:
@@ -252,28 +265,53 @@ class RiskEngine:
 
     @torch.inference_mode()
     def _score_chunk(self, events: Sequence[InputEvent], outcome: BatchOutcome) -> None:
-        kept: list[InputEvent] = []
+        unread = self._past_watermarks(events, outcome.duplicates)
+        ids = id_hashes([e.observation.event_id for e in unread])
+        applied = self._already_applied(unread, ids)
+        outcome.duplicates.extend(e for e, seen in zip(unread, applied) if seen)
+        kept = [e for e, seen in zip(unread, applied) if not seen]
+        if not kept:
+            return
         rounds: dict[int, list[int]] = defaultdict(list)  # round k -> rows of kept
         per_patient: dict[str, int] = defaultdict(int)
+        for row, event in enumerate(kept):
+            pid = event.observation.patient_id
+            rounds[per_patient[pid]].append(row)
+            per_patient[pid] += 1
+        values, times = self._inputs(kept)
+        kept_ids = torch.from_numpy(ids[~applied]).to(self.device)
+        results: list[ScoredEvent | None] = [None] * len(kept)
+        for k in range(len(rounds)):
+            self._step(rounds[k], kept, values, times, kept_ids, results)
+        outcome.scored.extend(r for r in results if r is not None)
+
+    def _past_watermarks(self, events: Sequence[InputEvent], duplicates: list[InputEvent]) -> list[InputEvent]:
+        """The events past their patient's watermark, which they advance (and so mark the patient
+        dirty); a redelivered one, at or below it, goes to ``duplicates``."""
+        unread: list[InputEvent] = []
         for event in events:
             pid = event.observation.patient_id
             watermark = self._slab.watermark(pid)
             source = (event.topic, event.partition)
             if event.offset <= watermark.get(source, -1):
-                outcome.duplicates.append(event)
+                duplicates.append(event)
                 continue
             watermark[source] = event.offset
             self._dirty.add(pid)
-            rounds[per_patient[pid]].append(len(kept))
-            per_patient[pid] += 1
-            kept.append(event)
-        if not kept:
-            return
-        values, times = self._inputs(kept)
-        results: list[ScoredEvent | None] = [None] * len(kept)
-        for k in range(len(rounds)):
-            self._step(rounds[k], kept, values, times, results)
-        outcome.scored.extend(r for r in results if r is not None)
+            unread.append(event)
+        return unread
+
+    def _already_applied(self, events: list[InputEvent], ids: np.ndarray) -> np.ndarray:
+        """[n] bool: the event's id is among its patient's recent ids, or an earlier event of
+        ``events`` for the same patient has the same id (two copies in one batch)."""
+        if not events:
+            return np.zeros(0, dtype=bool)
+        slots = np.fromiter((self._slab.slot(e.observation.patient_id) for e in events), dtype=np.int64, count=len(events))
+        in_ring = self._slab.holds_ids(torch.from_numpy(slots).to(self.device), torch.from_numpy(ids).to(self.device))
+        _, first = np.unique(np.stack([slots, ids], axis=1), axis=0, return_index=True)
+        later_copy = np.ones(len(events), dtype=bool)
+        later_copy[first] = False
+        return later_copy | in_ring.cpu().numpy()
 
     def _inputs(self, events: list[InputEvent]) -> tuple[torch.Tensor, torch.Tensor]:
         """Values [B, V] float32 (NaN = not measured in this event) and times [B] float64,
@@ -298,6 +336,7 @@ class RiskEngine:
         kept: list[InputEvent],
         values: torch.Tensor,
         times: torch.Tensor,
+        ids: torch.Tensor,
         results: list[ScoredEvent | None],
     ) -> None:
         """One round: every patient in it appears once, so gather/scatter slots are distinct."""
@@ -324,6 +363,7 @@ class RiskEngine:
             level=level,
             cleared_level=torch.where(down, before.level, before.cleared_level),
             cleared_ts=torch.where(down, t, before.cleared_ts),
+            recent_ids=before.remember(ids.index_select(0, index)),
         )
         self._slab.scatter(slots, after)
         changed = (level != before.level).nonzero().squeeze(1)

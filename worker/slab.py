@@ -5,7 +5,9 @@ resident patient's LSTM state and feature memory in one set of preallocated tens
 by slot, turns a batch into one gather, one step and one scatter — no allocation, no host
 round trip per patient, the same on CPU and GPU. The slot map is an LRU so a bounded slab can
 serve an unbounded census: the least recently seen patients make room (the engine persists
-them first when they hold unsaved changes).
+them first when they hold unsaved changes). The hashes of each patient's recent event ids are
+a column like any other, so recognising a resent event is one gather and one comparison for
+the whole batch.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from worker.state_codec import PatientState, Watermark
+from worker.state_codec import RECENT_IDS, PatientState, Watermark
 
 
 @dataclass(slots=True)
@@ -33,6 +35,7 @@ class SlotState:
     level: torch.Tensor  # [B] int8 alert level code
     cleared_level: torch.Tensor  # [B] int8 level most recently cleared by a downgrade
     cleared_ts: torch.Tensor  # [B] float64 time of that downgrade, NaN never
+    recent_ids: torch.Tensor  # [B, RECENT_IDS] int64 hashes of the last applied event ids, oldest first, 0 = empty
 
     @classmethod
     def fresh(cls, n: int, *, num_layers: int, hidden_size: int, n_vars: int, device: torch.device) -> SlotState:
@@ -47,6 +50,7 @@ class SlotState:
             level=torch.zeros(n, dtype=torch.int8, device=device),
             cleared_level=torch.zeros(n, dtype=torch.int8, device=device),
             cleared_ts=torch.full((n,), math.nan, **nan64),
+            recent_ids=torch.zeros(n, RECENT_IDS, dtype=torch.int64, device=device),
         )
 
     @classmethod
@@ -65,6 +69,7 @@ class SlotState:
             level=put(np.array([s.level for s in states], dtype=np.int8)),
             cleared_level=put(np.array([s.cleared_level for s in states], dtype=np.int8)),
             cleared_ts=put(np.array([s.cleared_ts for s in states], dtype=np.float64)),
+            recent_ids=put(np.stack([s.recent_ids for s in states])),
         )
 
     def to_host(self) -> dict[str, np.ndarray]:
@@ -78,6 +83,10 @@ class SlotState:
     def select(self, rows: torch.Tensor) -> SlotState:
         """The subset of rows ``rows`` (a long tensor on the state's device)."""
         return SlotState(**{f.name: _take(getattr(self, f.name), f.name, rows) for f in fields(self)})
+
+    def remember(self, ids: torch.Tensor) -> torch.Tensor:
+        """The rows' recent ids after applying one more event each: the oldest falls out."""
+        return torch.cat([self.recent_ids[:, 1:], ids.unsqueeze(1)], dim=1)
 
 
 def _batch_dim(name: str) -> int:
@@ -159,6 +168,11 @@ class StateSlab:
     def gather(self, slots: torch.Tensor) -> SlotState:
         """A copy of the state in ``slots`` (later scatters do not change it)."""
         return self.state.select(slots)
+
+    def holds_ids(self, slots: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """[B] bool: whether ``ids[i]`` is among the recent ids of ``slots[i]`` (one gather of
+        that column and one comparison for the whole batch, not a lookup per event)."""
+        return (self.state.recent_ids.index_select(0, slots) == ids.unsqueeze(1)).any(dim=1)
 
     def scatter(self, slots: torch.Tensor, update: SlotState) -> None:
         """Write ``update`` into ``slots`` (distinct slots; one index_copy_ per field)."""

@@ -3,8 +3,8 @@
 * A redelivered record (same topic, partition, offset — a crash or rebalance replays it) is
   skipped by the patient's watermark: the crash and rebalance tests prove that at scale.
 * A producer-side duplicate (an interface engine resending a message after a lost
-  acknowledgement: same event_id and bytes, a new offset) must be applied once too: event_id
-  is the contract's idempotence key.
+  acknowledgement: same event_id and bytes, a new offset) is applied once too: event_id is
+  the contract's idempotence key, and the patient's record keeps its last 32 applied ids.
 * A late event (observed before the patient's latest step) follows the documented rule in
   worker/engine.py: it is scored against the current state, applied in arrival order with its
   time clamped to the previous step's, so time never goes back; it is not dead-lettered.
@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 
 from models.simulator import SimEvent
-from tests.integration.fault_harness import all_scored, produce_now, reference_run, stored_states, wait_for_states
+from tests.integration.fault_harness import (
+    all_scored,
+    metric,
+    produce_now,
+    reference_run,
+    stored_states,
+    wait_for_states,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -32,9 +39,9 @@ def vitals_at(event_id: str, at: datetime, heart_rate: float, patient: str = "or
 
 
 def run_through_worker(sent: list[SimEvent], unique_events: list[SimEvent], start_worker, producer, topics,
-                       read_output, redis_url: str, unique: str) -> tuple[dict[str, list[dict[str, Any]]], Any]:
-    """Send ``sent`` through a worker; return its records per event_id and the reference run of
-    ``unique_events`` (the same events without resent copies)."""
+                       read_output, redis_url: str, unique: str) -> tuple[dict[str, list[dict[str, Any]]], Any, Any]:
+    """Send ``sent`` through a worker; return its records per event_id, the reference run of
+    ``unique_events`` (the same events without resent copies) and the worker."""
     worker = start_worker()
     worker.wait_ready()
     coordinates = produce_now(producer, topics["vitals"], sent)
@@ -44,7 +51,7 @@ def run_through_worker(sent: list[SimEvent], unique_events: list[SimEvent], star
     by_id: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         by_id.setdefault(record["event_id"], []).append(record)
-    return by_id, expected
+    return by_id, expected, worker
 
 
 def test_a_late_event_is_scored_against_current_state_and_never_rewinds_time(
@@ -55,7 +62,7 @@ def test_a_late_event_is_scored_against_current_state_and_never_rewinds_time(
     late = vitals_at("late-x", t0 + timedelta(minutes=5), 128)
     probe = vitals_at("late-probe", t0 + timedelta(minutes=30), 96)
     events = [*steps, late, probe]
-    by_id, expected = run_through_worker(events, events, start_worker, producer, topics, read_output, redis_url, unique)
+    by_id, expected, _ = run_through_worker(events, events, start_worker, producer, topics, read_output, redis_url, unique)
 
     record = by_id["late-x"][0]
     assert record["observed_at"] == late.payload["observed_at"].replace("Z", "+00:00"), "reported at its own time"
@@ -67,17 +74,12 @@ def test_a_late_event_is_scored_against_current_state_and_never_rewinds_time(
     assert state.prev_time == probe.observed_ts, "time never went back: the late event did not rewind the patient"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker bug reported to the lead: the engine deduplicates by (topic, partition, offset) only, so a "
-    "resent event_id at a new offset is applied again (fix: remember recent event ids per patient)",
-)
 def test_a_resent_event_id_is_applied_once(start_worker, producer, topics, read_output, redis_url, unique) -> None:
     t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
     first, second, third = (vitals_at(f"dup-{i}", t0 + timedelta(minutes=10 * i), 80 + 10 * i) for i in range(3))
     probe = vitals_at("dup-probe", t0 + timedelta(minutes=30), 96)
     sent = [first, second, third, second, probe]  # ``second`` resent after ``third``, as after a lost ack
-    by_id, expected = run_through_worker(
+    by_id, expected, worker = run_through_worker(
         sent, [first, second, third, probe], start_worker, producer, topics, read_output, redis_url, unique
     )
     assert len(by_id["dup-1"]) == 1, "a resent event is not scored again"
@@ -86,3 +88,4 @@ def test_a_resent_event_id_is_applied_once(start_worker, producer, topics, read_
     )
     problems = wait_for_states(redis_url, f"test-{unique}:state:", expected.states)
     assert not problems, problems
+    assert metric(worker.metrics(), "vitalwatch_events_total", outcome="duplicate") >= 1, "the copy is counted as a duplicate"

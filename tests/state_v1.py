@@ -1,0 +1,48 @@
+"""Format-1 state records (before the recent-ids ring), for the compatibility tests.
+
+Redis holds records written by earlier workers for up to the state TTL, so an upgraded worker
+must read them. ``V1_RECORD`` is a record exactly as format 1 packed it (bytes taken from the
+previous ``state_codec.pack_many``); ``as_v1`` turns a format-2 record into the format-1 record
+of the same state, so a test can put old-format state for any model shape into Redis. The
+codec test checks ``as_v1`` against ``V1_RECORD``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from worker.state_codec import RECENT_IDS
+
+#: Layers 1, hidden 2, variables 3, model "m-1"; the values of ``V1_STATE``.
+V1_RECORD = bytes.fromhex(
+    "565701030100020003000000204ffc54d9410201000000000000f87f02006d2d310000003f0000a0bf00000040"
+    "000040bf0000c2420000c07f0000c03f00000040fc54d941000000000000f87f0000204ffc54d941067669746"
+    "16c73030000002900000000000000046c616273000000000700000000000000"
+)
+V1_SHAPE = {"num_layers": 1, "hidden_size": 2, "n_vars": 3}
+V1_STATE = {
+    "h": np.array([[0.5, -1.25]], np.float32),
+    "c": np.array([[2.0, -0.75]], np.float32),
+    "last_value": np.array([97.0, np.nan, 1.5], np.float32),
+    "last_time": np.array([1.7e9, np.nan, 1.7e9 + 60.5]),
+    "prev_time": 1.7e9 + 60.5,
+    "level": 2,
+    "cleared_level": 1,
+    "cleared_ts": math.nan,
+    "watermark": {("vitals", 3): 41, ("labs", 0): 7},
+}
+
+_HEAD_V1 = 30  # bytes; format 2 adds one (K) at its end
+
+
+def as_v1(record: bytes, *, num_layers: int, hidden_size: int, n_vars: int) -> bytes:
+    """The format-1 record of the state in a format-2 ``record`` written with ``RECENT_IDS``:
+    format byte 1, no K in the header, no recent ids after the arrays."""
+    version_len = record[3]
+    arrays_end = _HEAD_V1 + 1 + version_len + 2 * num_layers * hidden_size * 4 + n_vars * (4 + 8)
+    return (
+        record[:2] + b"\x01" + record[3:_HEAD_V1] + record[_HEAD_V1 + 1 : arrays_end]
+        + record[arrays_end + RECENT_IDS * 8 :]
+    )
