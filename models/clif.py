@@ -264,16 +264,6 @@ def stay_series(stay: ClifStay, horizon_hours: float) -> PatientSeries | None:
     return series_from_observations(stay.hospitalization_id, observations, stay.event_at, horizon_hours)
 
 
-def cohort_series(cohort: ClifCohort, horizon_hours: float) -> list[PatientSeries]:
-    """Every stay with at least one observation before its clinical event, as a PatientSeries."""
-    return [s for s in (stay_series(stay, horizon_hours) for stay in cohort.stays) if s is not None]
-
-
-def load_clif_series(location: Path | str, horizon_hours: float = 12.0) -> list[PatientSeries]:
-    """A CLIF export as training/evaluation series (see ``cohort_series``)."""
-    return cohort_series(load_clif(location), horizon_hours)
-
-
 def aligned_events(stays: Iterable[ClifStay]) -> list[SimEvent]:
     """All events of ``stays`` in one time order, each stay moved so its first event falls at
     the earliest first event among them.

@@ -63,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--seconds", type=float, default=None, help="stop after this many seconds of feed (default: at Ctrl-C)"
+        "--seconds", type=float, default=None,
+        help="stop after this many seconds of feed, counted from the first event published (default: at Ctrl-C)",
     )
     parser.add_argument(
         "--patients", type=positive_int,
@@ -319,22 +320,39 @@ def show(args: argparse.Namespace, settings: Settings, stack: DevStack, running:
     )
     stack.on_close(consumer.close)
     feed = BoardFeed(consumer, roles, f"http://127.0.0.1:{running.metrics_port}/metrics")
-    started = time.monotonic()
+    clock = FeedClock()
     limit = f" of {args.seconds:.0f}" if args.seconds is not None else ""
     try:
         with display_for(Console()) as display:
-            while args.seconds is None or time.monotonic() - started < args.seconds:
+            while args.seconds is None or clock.elapsed() < args.seconds:
                 feed.read(250)
                 stack.check()
-                elapsed = time.monotonic() - started
                 finished = running.feed.proc.poll() is not None
-                activity = "feed finished" if finished else running.activity
-                display.update(feed, f"vitalwatch dev — {elapsed:.0f}{limit} s, {activity} — Ctrl-C to stop", elapsed)
+                clock.start_when(feed.board.published > 0 or finished)
+                activity = "feed finished" if finished else running.activity if clock.started else "feed loading"
+                status = f"vitalwatch dev — {clock.elapsed():.0f}{limit} s, {activity} — Ctrl-C to stop"
+                display.update(feed, status, clock.elapsed())
     except KeyboardInterrupt:
         pass
     running.feed.stop()
     feed.drain(DRAIN_S)
-    return f"summary: {time.monotonic() - started:.0f} s of feed; {summary_line(feed.board, feed.latency)}"
+    return f"summary: {clock.elapsed():.0f} s of feed; {summary_line(feed.board, feed.latency)}"
+
+
+class FeedClock:
+    """Seconds of feed: counted from the first published event (or the feed's end), not from
+    the feed's start, so that --seconds means the same for the simulator, which sends within
+    a second or two, and a replay, which first reads and converts its whole data set."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+
+    def start_when(self, feeding: bool) -> None:
+        if self.started is None and feeding:
+            self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started is None else time.monotonic() - self.started
 
 
 def check_dataset(args: argparse.Namespace) -> None:
