@@ -116,4 +116,4 @@ def test_evaluate_command_writes_report_and_plots(checkpoint: Path, tmp_path: Pa
 def test_evaluate_refuses_a_training_seed(checkpoint: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "eval.json"
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--patients", "10", "--seed", "6", "--json", str(out)]) == 2
-    assert "seed 6 was used to train" in capsys.readouterr().out and not out.exists()
+    assert "seed 6 was used to train" in capsys.readouterr().err and not out.exists()

@@ -132,7 +132,10 @@ def _evaluate_simulated(args: argparse.Namespace, loaded: "LoadedModel", checkpo
     patients = args.patients or DEFAULT_PATIENTS
     used = training_seeds(loaded.manifest)
     if seed in used:
-        print(f"seed {seed} was used to train or validate {checkpoint} (seeds {sorted(used)}); pick another seed")
+        print(
+            f"vitalwatch evaluate: seed {seed} was used to train or validate {checkpoint} (seeds {sorted(used)}); pick another seed",
+            file=sys.stderr,
+        )
         return 2
     horizon = float(loaded.manifest["horizon_hours"])
     series = [series_from_simulated(p, horizon) for p in simulate_cohort(patients, seed=seed)]
