@@ -98,7 +98,8 @@ def training_data(
                 "persons are too few to fine-tune on, or try another --seed"
             )
     provenance = {
-        "provenance": f"CLIF dataset {dataset} ({cohort.report.source})",
+        # The file or directory name only: a shared checkpoint must not reveal a site's paths.
+        "provenance": f"CLIF dataset {dataset} ({Path(cohort.report.source).name})",
         "licence": f"{LICENCE}: {ATTRIBUTION}" if dataset == MIMIC_IV_DEMO else "as licensed by the site that exported it",
         "dataset": dataset,
         "split_seed": seed,
