@@ -26,7 +26,7 @@ def test_defaults_match_the_documented_contract() -> None:
     assert s.metrics_port == 9108
     assert s.device == "auto"
     assert s.torch_threads == 1
-    assert (s.max_batch, s.max_wait_ms, s.slab_capacity) == (512, 20, 100_000)
+    assert (s.max_batch, s.max_wait_ms, s.slab_capacity) == (512, 10, 100_000)
     assert s.max_message_bytes == 1_000_000
     assert (s.group_id, s.session_timeout_s) == ("vitalwatch", 10.0)
     assert s.input_topics == {"vitals": "vitals", "labs": "labs", "fhir-observations": "fhir"}

@@ -9,21 +9,28 @@ channel queue, the stream iterator, an Event object, sensors, and an ack per eve
 the per-message path off (stream buffer, fetch sizes, poll records and a silent monitor
 were all measured: within noise), so this replaces it, in a consumer subclass.
 
-Semantics kept: every message of a batch is tracked (Faust counts it as in flight) before
-the handler runs, and acked only once the handler returns, so Faust's commit task commits
-only offsets whose batch is done; a handler that raises leaves its batch unacked, never
-committed, redelivered after a restart or rebalance. A rebalance waits for the batch in
-flight (Faust's ``wait_empty``), as it does for a ``take_events`` batch. Messages at or
-below the partition's read offset (seen again after a seek) are dropped, as Faust's own
-drain loop drops them. Batches are at most ``broker_max_poll_records`` messages (aiokafka's
-``max_records``): set it to the worker's max_batch.
+Semantics kept from Faust's own drain loop: every message of a batch is tracked (Faust counts
+it as in flight) before the handler runs, and acked only once the handler returns, so Faust's
+commit task commits only offsets whose batch is done. A rebalance or a stop waits for the
+batch in flight (Faust's ``wait_empty``), as it does for a ``take_events`` batch. Messages at
+or below the partition's read offset (seen again after a seek) are dropped, offset gaps
+(compaction, transaction markers) are registered so commits can pass them, and
+``broker_commit_every`` still forces a commit. Batches are at most
+``broker_max_poll_records`` messages (aiokafka's ``max_records``).
 
-The consumer also fetches with a short ``fetch_max_wait_ms``. Faust hard-codes 1500 ms, and
-Tansu answers a waiting fetch only when that wait runs out, not when data arrives (measured:
-a lone record is consumed 133 ms after it was produced at aiokafka's 500 ms default, 3 ms at
-10 ms), so under light load every event sat up to 1.5 s in the broker. Apache Kafka answers
-as soon as data is there, so there a short wait only costs an idle consumer a few more empty
-fetches per second.
+A batch that is not safe is never committed: a handler that raises BatchWithheld (or anything
+else) leaves the batch's offsets out of Faust's acked set, and delivery stops, since a later
+batch of the same partition acked after an uncommitted one could let Faust's commit step past
+it. The messages are flagged acked on the message only, so a stop or a rebalance waiting for
+the batch is not held forever; the batch is redelivered from the last commit after a restart
+or by the partition's next owner.
+
+The consumer also fetches with a short ``fetch_max_wait_ms`` (BatchDeliveryApp's
+``fetch_max_wait_ms``). Faust hard-codes 1500 ms, and Tansu answers a waiting fetch only when
+that wait runs out, not when data arrives (measured: a lone record is consumed 133 ms after it
+was produced at aiokafka's 500 ms default, 3 ms at 10 ms), so under light load every event sat
+up to 1.5 s in the broker. Apache Kafka answers as soon as data is there, so there a short wait
+only costs an idle consumer a few more empty fetches per second.
 
 Use: ``app = BatchDeliveryApp(id, **options)``, ``app.batch_handler = coroutine``,
 ``app.subscribe(topic)`` instead of an agent on the topic.
@@ -31,26 +38,32 @@ Use: ``app = BatchDeliveryApp(id, **options)``, ``app.batch_handler = coroutine`
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Awaitable, Callable, Sequence
 
 import faust
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
-from faust.types import Message
+from faust.types import TP, Message
 
 BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
 #: Longest a fetch waits for records before the loop checks whether it should stop, seconds.
 FETCH_TIMEOUT_S = 1.0
-#: Longest the broker may hold a fetch that finds no data, ms (see the module docstring).
+#: Default longest time the broker may hold a fetch that finds no data, ms (see the docstring).
 FETCH_MAX_WAIT_MS = 10
 
 
+class BatchWithheld(Exception):
+    """Raised by a batch handler whose batch is not safe (e.g. the worker is stopping mid-batch):
+    its offsets must not be committed and nothing more is delivered."""
+
+
 class ShortFetchWaitThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread with FETCH_MAX_WAIT_MS instead of its hard-coded 1500 ms."""
+    """Faust's consumer thread with the app's ``fetch_max_wait_ms`` instead of its hard-coded 1500 ms."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start()
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read by AIOKafkaConsumer.start()
         return consumer
 
 
@@ -62,28 +75,83 @@ class BatchDeliveryConsumer(AIOKafkaConsumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:
         handler: BatchHandler = self.app.batch_handler
+        try:
+            while not (self.should_stop or fetcher.should_stop):
+                batch = await self._fetch_tracked()
+                if not batch:
+                    continue
+                try:
+                    await handler(batch)
+                except BatchWithheld:
+                    self._withhold(batch)
+                    self.log.warning("batch withheld (%d messages); delivery stops", len(batch))
+                    return
+                except BaseException:
+                    self._withhold(batch)
+                    raise
+                await self._ack_batch(batch)
+        except self.consumer_stopped_errors:
+            if self.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+
+    async def _fetch_tracked(self) -> list[Message]:
+        """One fetch, tracked, without the messages already read, with offset gaps registered.
+
+        Faust's getmany stops yielding when a rebalance begins (flow stopped or a new
+        generation), and nothing here awaits between its last record and the tracking: a
+        rebalance that starts later waits for this batch (``wait_empty``), one that started
+        earlier never sees it, so a batch never straddles a change of partition owner."""
+        await self.sleep(0)  # getmany may return at once, batch after batch: let others run
         read_offset = self._read_offset
-        while not (self.should_stop or fetcher.should_stop):
-            batch: list[Message] = []
-            async for tp, message in self.getmany(timeout=FETCH_TIMEOUT_S):
-                last = read_offset[tp]
-                if last is None or message.offset >= last:
-                    batch.append(message)
-            await self.sleep(0)  # getmany may return at once, batch after batch: let others run
-            if not batch:
+        last_seen: dict[TP, int | None] = {}
+        gaps: list[tuple[TP, int, int]] = []
+        batch: list[Message] = []
+        async for tp, message in self.getmany(timeout=FETCH_TIMEOUT_S):
+            last = last_seen[tp] if tp in last_seen else read_offset[tp]
+            if last is not None and message.offset < last:
                 continue
-            for message in batch:
-                self.track_message(message)
-            await handler(batch)
-            for message in batch:
-                self.ack(message)
-                read_offset[message.tp] = message.offset
+            if last and message.offset - last > 1 and self.app.topics.acks_enabled_for(message.topic):
+                gaps.append((tp, last + 1, message.offset))
+            last_seen[tp] = message.offset
+            batch.append(message)
+        for message in batch:
+            self.track_message(message)
+        for tp, first, last in gaps:
+            await self._add_gap(tp, first, last)
+        return batch
+
+    async def _ack_batch(self, batch: Sequence[Message]) -> None:
+        """Ack a finished batch so Faust's commit task may commit it."""
+        read_offset = self._read_offset
+        for message in batch:
+            self.ack(message)
+            read_offset[message.tp] = message.offset
+        commit_every = self._commit_every
+        if commit_every is not None and self._n_acked >= commit_every:
+            self._n_acked = 0
+            await self.commit()
+
+    @staticmethod
+    def _withhold(batch: Sequence[Message]) -> None:
+        """Flag the batch done on the messages alone: Faust's acked offsets (what it commits)
+        never see it, and ``wait_empty`` stops waiting for it."""
+        for message in batch:
+            message.acked = True
 
 
 class BatchDeliveryApp(faust.App):
     """A Faust app whose subscribed topics are delivered to ``batch_handler`` in batches."""
 
     batch_handler: BatchHandler | None = None
+    fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
 
     def subscribe(self, topic: faust.types.TopicT) -> None:
         """Consume ``topic`` (its offsets acked and committed) without an agent on it."""

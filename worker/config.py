@@ -95,9 +95,15 @@ class Settings(BaseSettings):
     checkpoint: Path | None = Field(
         None, description="Model checkpoint directory (unset: the checkpoint shipped in models/checkpoints/default)."
     )
-    max_batch: int = Field(512, ge=1, le=100_000, description="Most events scored in one micro-batch.")
+    max_batch: int = Field(
+        512, ge=1, le=100_000, description="Most events scored in one micro-batch (the most records one fetch returns)."
+    )
     max_wait_ms: int = Field(
-        20, ge=1, le=60_000, description="Longest wait, ms, for a micro-batch to fill before it is scored."
+        10,
+        ge=1,
+        le=60_000,
+        description="Longest wait, ms, the broker may hold a fetch that finds no new records; each fetch's records "
+        "are scored at once as one micro-batch. Short because some brokers (Tansu) hold a fetch for the whole wait.",
     )
     slab_capacity: int = Field(
         100_000, ge=1, description="Patients kept resident on the device; least recently seen are evicted to Redis."
@@ -148,6 +154,16 @@ class Settings(BaseSettings):
     def input_topics(self) -> dict[str, str]:
         """Input topic name -> the decode kind (schemas.decode) its payloads follow."""
         return {self.topic_vitals: "vitals", self.topic_labs: "labs", self.topic_fhir: "fhir"}
+
+
+def resolve_device(device: str) -> str:
+    """The torch device a VITALWATCH_DEVICE value means here: ``auto`` is cuda when torch sees
+    a GPU, else cpu. Torch is imported only when asked, so reading settings stays cheap."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def env_name(field: str) -> str:

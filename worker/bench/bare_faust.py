@@ -2,8 +2,9 @@
 that does nothing with the events but count them.
 
 Two deliveries are measured. ``stream``: an agent iterating ``stream.take_events``, the way
-the worker consumes today. ``batch``: worker.bench.batch_delivery, fetched batches handed to
-one coroutine with Faust still tracking, acking and committing every offset.
+the worker consumed before batch delivery. ``batch``: worker.batch_delivery, as the worker
+consumes now: fetched batches handed to one coroutine with Faust still tracking, acking and
+committing every offset, and the worker's fetch wait.
 
 Run as ``python -m worker.bench.bare_faust --delivery stream|batch --events N --result PATH``
 with the bench's VITALWATCH_* environment; it writes {"events", "seconds"} (first to N-th
@@ -25,7 +26,7 @@ import faust
 
 from faust.types import Message
 
-from worker.bench.batch_delivery import BatchDeliveryApp
+from worker.batch_delivery import BatchDeliveryApp
 from worker.bench.faust_process import build_app, run
 from worker.bench.stack import BenchStack
 from worker.config import load_settings
@@ -65,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = load_settings()
     progress = Progress(args.events, args.result)
     if args.delivery == "batch":
-        app, topic = build_app(settings, BatchDeliveryApp, broker_max_poll_records=settings.max_batch)
+        app, topic = build_app(settings, BatchDeliveryApp)
+        app.fetch_max_wait_ms = settings.max_wait_ms
 
         async def count_batch(messages: Sequence[Message]) -> None:
             progress.add(len(messages))

@@ -9,16 +9,14 @@ from typing import Any
 import faust
 
 from worker.config import Settings
+from worker.faust_options import faust_options
 
 
-def build_app(settings: Settings, app_class: type[faust.App] = faust.App, **overrides: Any) -> tuple[faust.App, Any]:
-    """A Faust app with the worker's own settings (worker.app.faust_options, then
-    ``overrides``) and its input topic.
+def build_app(settings: Settings, app_class: type[faust.App] = faust.App) -> tuple[faust.App, Any]:
+    """A Faust app with the worker's own settings (worker.faust_options) and its input topic.
 
     The web server is off: these contenders serve no /health or /metrics."""
-    from worker.app import faust_options
-
-    app = app_class(settings.group_id, **{**faust_options(settings), "web_enabled": False, **overrides})
+    app = app_class(settings.group_id, **{**faust_options(settings), "web_enabled": False})
     topic = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
     return app, topic
 

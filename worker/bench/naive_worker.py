@@ -53,9 +53,10 @@ class WindowScorer:
 
     def __init__(self, settings: Settings) -> None:
         from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-        from worker.app import resolve_device
+        from worker.config import resolve_device
 
         self.device = resolve_device(settings.device)
+        torch.set_num_threads(settings.torch_threads)  # as the worker does: same cores, same threads
         loaded = load_checkpoint(settings.checkpoint or DEFAULT_CHECKPOINT, self.device)
         self.model = loaded.model.eval()
         self.encoder = loaded.encoder

@@ -129,7 +129,7 @@ async def measure(args: argparse.Namespace, device: str, run_dir: Path) -> dict[
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from worker.app import resolve_device
+    from worker.config import resolve_device
     from worker.bench.report import finish
     from worker.config import ConfigError, load_settings
 
