@@ -272,17 +272,11 @@ class RiskEngine:
         kept = [e for e, seen in zip(unread, applied) if not seen]
         if not kept:
             return
-        rounds: dict[int, list[int]] = defaultdict(list)  # round k -> rows of kept
-        per_patient: dict[str, int] = defaultdict(int)
-        for row, event in enumerate(kept):
-            pid = event.observation.patient_id
-            rounds[per_patient[pid]].append(row)
-            per_patient[pid] += 1
         values, times = self._inputs(kept)
         kept_ids = torch.from_numpy(ids[~applied]).to(self.device)
         results: list[ScoredEvent | None] = [None] * len(kept)
-        for k in range(len(rounds)):
-            self._step(rounds[k], kept, values, times, kept_ids, results)
+        for rows in _rounds(kept):
+            self._step(rows, kept, values, times, kept_ids, results)
         outcome.scored.extend(r for r in results if r is not None)
 
     def _past_watermarks(self, events: Sequence[InputEvent], duplicates: list[InputEvent]) -> list[InputEvent]:
@@ -410,3 +404,17 @@ class RiskEngine:
             risk=risk.index_select(0, changed),
         )
         return top_reasons(contribution, last_value.index_select(0, changed))
+
+
+def _rounds(events: list[InputEvent]) -> list[list[int]]:
+    """Rows of ``events`` per round: the k-th event of each patient goes to round k, so one
+    patient's events apply in order while different patients share a step."""
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = defaultdict(int)
+    for row, event in enumerate(events):
+        k = seen[event.observation.patient_id]
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(row)
+        seen[event.observation.patient_id] = k + 1
+    return rounds

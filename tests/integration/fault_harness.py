@@ -7,7 +7,7 @@ is correct when (a) every input event_id has a risk score, (b) every risk score 
 an uninterrupted pass gives (a skipped or doubled event shifts every later score), (c) the set
 of alert ids equals the uninterrupted pass's (ids are deterministic, so a missing transition
 or a spurious one shows), and (d) each patient's final state in Redis — LSTM state, latest
-values, level, watermark — equals the uninterrupted pass's.
+values, level, watermark, recent event ids — equals the uninterrupted pass's.
 
 The reference pass runs the same RiskEngine in this process on the same events with the same
 (topic, partition, offset) coordinates the broker assigned, so even the watermarks must match.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,12 +59,18 @@ def vitals_events(count: int, *, seed: int, patients_per_100: int = 7) -> list[S
 @dataclass
 class PacedStream:
     """Produces events at a steady rate from a thread, like a ward's monitors, and records the
-    coordinates the broker gave each one."""
+    coordinates the broker gave each one.
+
+    ``allowed`` caps how many events it may have sent so far (all by default). A test that must
+    inject its fault mid-stream holds the rest back and ``allow``s it after the fault: the fault
+    then lands mid-stream however slowly this machine starts a worker or joins a group, instead
+    of racing a fixed-rate stream to its end."""
 
     producer: KafkaProducer
     topic: str
     events: Sequence[SimEvent]
     per_second: float
+    allowed: int = sys.maxsize
     sent: int = 0
     coordinates: dict[str, Coordinates] = field(default_factory=dict)
     _thread: threading.Thread | None = None
@@ -74,19 +81,28 @@ class PacedStream:
         self._thread.start()
         return self
 
+    def allow(self, count: int) -> None:
+        """Let the stream send up to ``count`` events in all; it goes on at its pace."""
+        self.allowed = max(self.allowed, count)
+
     def _run(self) -> None:
         chunk = max(1, int(self.per_second / 20))
-        started = time.monotonic()
-        for begin in range(0, len(self.events), chunk):
-            for event in self.events[begin : begin + chunk]:
+        paced_from, paced_count = time.monotonic(), 0  # the schedule restarts after a hold
+        while self.sent < len(self.events):
+            end = min(self.sent + chunk, self.allowed, len(self.events))
+            if end <= self.sent:
+                time.sleep(0.02)
+                paced_from, paced_count = time.monotonic(), self.sent
+                continue
+            for event in self.events[self.sent : end]:
                 payload = event.payload
                 future = self.producer.send(
                     self.topic, key=payload["patient_id"].encode(), value=orjson.dumps(payload)
                 )
                 self._futures.append((payload["event_id"], future))
             self.producer.flush()
-            self.sent = min(len(self.events), begin + chunk)
-            lag = started + self.sent / self.per_second - time.monotonic()
+            self.sent = end
+            lag = paced_from + (self.sent - paced_count) / self.per_second - time.monotonic()
             if lag > 0:
                 time.sleep(lag)
 
@@ -188,6 +204,8 @@ def state_differences(actual: dict[str, PatientState], expected: dict[str, Patie
             a, b = getattr(got, name), getattr(want, name)
             if not np.allclose(a, b, atol=TOLERANCE, rtol=0, equal_nan=True):
                 problems.append(f"{patient}: {name} differs by up to {np.nanmax(np.abs(a - b)):.2e}")
+        if not np.array_equal(got.recent_ids, want.recent_ids):
+            problems.append(f"{patient}: recent event ids differ")
         for name in ("prev_time", "cleared_ts"):
             a, b = getattr(got, name), getattr(want, name)
             if not (a == b or (np.isnan(a) and np.isnan(b))):

@@ -6,6 +6,10 @@ Worker A starts alone and owns all four partitions. Worker B joins mid-stream: A
 partitions (persisting and dropping those patients, worker.app.release_revoked) and B reads
 them from Redis on first sight. Then A is stopped mid-stream and B takes everything, reading
 A's patients from Redis again. The run is held to the uninterrupted pass (fault_harness).
+
+"Mid-stream" is made certain, not timed: the stream holds back its last third until A has
+been stopped, and while B joins it trickles (a few events every half second) until B has
+scored, so neither a slow start nor a slow rebalance lets the stream run out first.
 """
 
 from __future__ import annotations
@@ -29,6 +33,24 @@ from worker.embedded import EmbeddedBroker, create_topics
 pytestmark = [pytest.mark.integration]
 
 
+def feed_until_scoring(
+    stream: PacedStream, worker: Any, *, up_to: int, alive: list[Any], timeout_s: float = 60.0
+) -> None:
+    """Let ``stream`` send a few more events every half second (never past ``up_to``) until
+    ``worker`` has scored one.
+
+    A joining worker gets partitions only after the group rebalances (seconds on Tansu, more on
+    a loaded machine); events must keep arriving until then, or it has nothing to score, but a
+    full-rate stream could run out first and the removal would no longer land mid-stream."""
+    deadline = time.monotonic() + timeout_s
+    while metric(worker.metrics(), "vitalwatch_events_total", outcome="scored") == 0:
+        assert time.monotonic() < deadline, f"the joining worker scored nothing in {timeout_s} s\n{worker.log_tail()}"
+        for w in alive:
+            w.assert_alive()
+        stream.allow(min(up_to, stream.sent + 10))
+        time.sleep(0.5)
+
+
 def rebalance_run(
     start_worker: Callable[..., Any], producer: Any, broker: EmbeddedBroker, read_output: Callable[[str], Any],
     redis_url: str, unique: str, topics: dict[str, str], *, events: int, per_second: float, seed: int,
@@ -41,18 +63,20 @@ def rebalance_run(
 
     first = start_worker(VITALWATCH_TOPIC_VITALS=vitals)
     first.wait_ready()
-    stream = PacedStream(producer, vitals, stream_events, per_second).start()
+    stream = PacedStream(producer, vitals, stream_events, per_second, allowed=events // 3).start()
     scores.until(lambda r: len(r) >= events // 10, 60, [first])
     second = start_worker(VITALWATCH_TOPIC_VITALS=vitals)
     second.wait_ready()
-    scores.until(lambda r: metric(second.metrics(), "vitalwatch_events_total", outcome="scored") > 0, 60, [first, second])
+    feed_until_scoring(stream, second, up_to=2 * events // 3, alive=[first, second])
+    stream.allow(2 * events // 3)
     scores.until(lambda r: len(r) >= events // 2, 60, [first, second])
     by_first = metric(first.metrics(), "vitalwatch_events_total", outcome="scored")
     by_second_before = metric(second.metrics(), "vitalwatch_events_total", outcome="scored")
     assert first.stop() == 0, first.log_tail()
-    removed_at = len(scores.poll())
+    removed_at = len({r["event_id"] for r in scores.poll()})
+    assert removed_at < events, "the last third is held back until the worker is removed"
+    stream.allow(events)
     coordinates = stream.join(timeout_s=events / per_second + 60)
-    assert removed_at < events, "the worker must be removed before the stream is fully scored"
 
     expected = reference_run(stream_events, coordinates, redis_url, f"ref-{unique}:state:")
     records = scores.until(all_scored(expected.risks), 90, [second])

@@ -15,7 +15,6 @@ property.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from models.simulator import SimEvent, interleave, simulate_cohort
 from schemas.decode import decode
-from tests.integration.conftest import produce
+from tests.integration.fault_harness import PacedStream
 from worker.alert_policy import AlertPolicy
 from worker.engine import InputEvent, RiskEngine
 from worker.state_store import RedisStateStore
@@ -57,21 +56,6 @@ async def _reference(events: list[SimEvent], redis_url: str, prefix: str) -> tup
     return risks, alerts
 
 
-def _paced(producer: Any, topic: str, events: list[SimEvent], chunk: int = 8, pause_s: float = 0.04) -> threading.Thread:
-    """Produce in small timed chunks, like monitors do, so the kill lands mid-stream."""
-
-    def run() -> None:
-        for start in range(0, len(events), chunk):
-            for event in events[start : start + chunk]:
-                produce(producer, topic, event.payload["patient_id"], event.payload)
-            producer.flush()
-            time.sleep(pause_s)
-
-    thread = threading.Thread(target=run, name="paced-producer", daemon=True)
-    thread.start()
-    return thread
-
-
 def test_sigkill_mid_stream_then_restart_resumes_every_patient_from_redis(
     start_worker, producer, topics, read_output, redis_url, unique
 ) -> None:
@@ -83,13 +67,15 @@ def test_sigkill_mid_stream_then_restart_resumes_every_patient_from_redis(
 
     first = start_worker()
     first.wait_ready()
-    feeding = _paced(producer, topics["vitals"], events)
+    # The last 40 % is held back until after the kill, so the kill lands mid-stream however
+    # long the worker takes to join its group (a fixed-rate stream can be over by then).
+    feeding = PacedStream(producer, topics["vitals"], events, per_second=200, allowed=len(events) * 6 // 10).start()
     reader = read_output(topics["risk_scores"])
     reader.until(lambda r: len(r) >= len(events) * 0.4, 60, [first])
     first.kill()
     scored_before_kill = {r["event_id"] for r in reader.poll()}
-    feeding.join(timeout=60)
-    assert not feeding.is_alive()
+    feeding.allow(len(events))
+    feeding.join(timeout_s=60)
     assert 0 < len(scored_before_kill) < len(events), "the kill must land mid-stream"
 
     second = start_worker()
