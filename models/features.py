@@ -15,8 +15,9 @@ row of ``N_FEATURES`` numbers:
   standing for "never seen", so the LSTM can tell fresh from stale from absent.
 * the time since the patient's previous event (hours, same log scale, 0 for the first event).
 
-``FeatureEncoder.step`` is the one function both the trainer and the worker call: pure tensor
-ops over a batch of patients, no loop over rows, on whatever device the tensors live.
+``FeatureEncoder.steps`` is the one function both the trainer and the worker call (``step`` is
+its one-event case): pure tensor ops over a batch of patients and a run of their events, no
+loop over rows or steps, on whatever device the tensors live.
 """
 
 from __future__ import annotations
@@ -113,20 +114,47 @@ class FeatureEncoder(nn.Module):
         Returns (x [B, N_FEATURES] f32, last_value, last_time, prev_time) — new tensors; the
         inputs are not modified. ``t`` must not precede ``prev_time`` (the worker clamps it).
         """
+        x, last_value, last_time = self.steps(values.unsqueeze(1), t.unsqueeze(1), last_value, last_time, prev_time)
+        return x[:, 0], last_value[:, 0], last_time[:, 0], t.clone()
+
+    def steps(
+        self,
+        values: torch.Tensor,
+        t: torch.Tensor,
+        last_value: torch.Tensor,
+        last_time: torch.Tensor,
+        prev_time: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fold K consecutive events per patient into the memory and encode each, in one pass.
+
+        values [B, K, V] f32, t [B, K] f64 (non-decreasing along K, none before prev_time), and
+        the memory before the first of them as in ``step``. Returns (x [B, K, N_FEATURES],
+        last_value [B, K, V], last_time [B, K, V]): row k is what ``step`` gives for event k
+        after events 0..k-1, since carrying values forward is a running "latest observed"
+        index (a cummax), not a recurrence; the previous event's time is t[:, k-1]. Padding
+        events (all NaN, time repeated) leave the memory unchanged.
+        """
+        batch, k_steps, n_vars = values.shape
         observed = ~torch.isnan(values)
-        last_value = torch.where(observed, values, last_value)
-        last_time = torch.where(observed, t.unsqueeze(1), last_time)
+        position = torch.arange(k_steps, device=values.device).view(1, k_steps, 1).expand(batch, k_steps, n_vars)
+        latest = torch.where(observed, position, -1).cummax(dim=1).values  # latest observed step <= k, -1 none
+        ever = latest >= 0
+        at = latest.clamp(min=0)
+        t_each = t.unsqueeze(2).expand(batch, k_steps, n_vars)
+        last_value = torch.where(ever, values.gather(1, at), last_value.unsqueeze(1))
+        last_time = torch.where(ever, t_each.gather(1, at), last_time.unsqueeze(1))
         seen = ~torch.isnan(last_time)
 
-        age_h = ((t.unsqueeze(1) - last_time) / 3600.0).float()
+        age_h = ((t_each - last_time) / 3600.0).float()
         age_h = torch.where(seen, age_h.clamp(min=0.0), torch.full_like(age_h, AGE_CAP_HOURS))
         weight = torch.exp(-age_h / self.decay_hours)
         current = torch.where(seen, self.normal + weight * (last_value - self.normal), self.normal)
         z = ((current - self.mean) / self.std).clamp(-Z_CLIP, Z_CLIP)
 
-        gap_h = torch.nan_to_num((t - prev_time) / 3600.0, nan=0.0).float()
-        x = torch.cat([z, observed.float(), _log_hours(age_h), _log_hours(gap_h).unsqueeze(1)], dim=1)
-        return x, last_value, last_time, t.clone()
+        previous = torch.cat([prev_time.unsqueeze(1), t[:, :-1]], dim=1)
+        gap_h = torch.nan_to_num((t - previous) / 3600.0, nan=0.0).float()
+        x = torch.cat([z, observed.float(), _log_hours(age_h), _log_hours(gap_h).unsqueeze(2)], dim=2)
+        return x, last_value, last_time
 
     def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Memory of ``batch`` patients never seen: (last_value, last_time, prev_time), all NaN."""
@@ -140,13 +168,9 @@ class FeatureEncoder(nn.Module):
     def encode(self, values: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
         """A whole batch of sequences, values [B, T, V] f32 and ts [B, T] f64 -> x [B, T, F].
 
-        Runs ``step`` once per time step, so training sees exactly the rows serving computes.
+        ``steps`` from an empty memory, so training sees exactly the rows serving computes.
         Padding rows (all-NaN values with a repeated time) after a sequence's end only produce
         rows the caller masks out.
         """
         last_value, last_time, prev_time = self.initial_state(values.shape[0])
-        rows = []
-        for k in range(values.shape[1]):
-            x, last_value, last_time, prev_time = self.step(values[:, k], ts[:, k], last_value, last_time, prev_time)
-            rows.append(x)
-        return torch.stack(rows, dim=1)
+        return self.steps(values, ts, last_value, last_time, prev_time)[0]

@@ -39,6 +39,16 @@ class StandInEncoder:
         dt = torch.nan_to_num((t - prev_time) / 3600.0, nan=0.0).float().unsqueeze(1)
         return torch.cat([z, observed.float(), age, dt], dim=1), last_value, last_time, t.clone()
 
+    def steps(self, values, t, last_value, last_time, prev_time):
+        """FeatureEncoder.steps contract: K events per patient, as K steps one after another."""
+        xs, values_after, times_after = [], [], []
+        for k in range(values.shape[1]):
+            x, last_value, last_time, prev_time = self.step(values[:, k], t[:, k], last_value, last_time, prev_time)
+            xs.append(x)
+            values_after.append(last_value)
+            times_after.append(last_time)
+        return torch.stack(xs, dim=1), torch.stack(values_after, dim=1), torch.stack(times_after, dim=1)
+
 
 class StandInLSTM(nn.Module):
     """RiskLSTM.step/risk contract over a real nn.LSTM."""
@@ -230,6 +240,33 @@ async def test_alerts_carry_deterministic_ids_components_and_reasons(store: Redi
     later = await e.score([ev("a", 1, 10, heart_rate=130.0), ev("a", 2, 20, heart_rate=75.0, resp_rate=16.0, spo2=97.0, temperature=37.0, sbp=120.0)])
     assert later.scored[0].alert is None
     assert (later.scored[1].alert.previous_level, later.scored[1].level) == ("high", "none")
+
+
+async def test_alerts_inside_a_run_of_events_match_the_events_scored_one_by_one(store: RedisStateStore) -> None:
+    """A batch folds a patient's events together; an alert on a patient's 2nd or 3rd event of
+    the batch must carry the id, levels, NEWS2 components and reasons it would have had with
+    every event in a batch of its own (the reasons need the state from just before that step)."""
+    policy = AlertPolicy(medium=0.9, high=0.99)  # only NEWS2 can alert here
+    sick = dict(heart_rate=135.0, resp_rate=26.0, spo2=90.0, temperature=39.5, sbp=95.0)
+    well = dict(heart_rate=75.0, resp_rate=16.0, spo2=97.0, temperature=37.0, sbp=120.0)
+    events = [
+        ev("a", 0, 0), ev("b", 0, 0), ev("a", 1, 5, **sick), ev("c", 0, 1, **sick), ev("b", 1, 3),
+        ev("a", 2, 9, **well), ev("b", 2, 6, heart_rate=140.0, resp_rate=30.0, spo2=88.0, sbp=90.0), ev("a", 3, 12),
+    ]
+    together = (await engine(store, policy=policy).score(events)).scored
+    one_by_one = engine(store, policy=policy)
+    separate = [s for e in events for s in (await one_by_one.score([e])).scored]
+
+    assert [s.event for s in together] == events
+    assert [(s.risk, s.news2, s.level) for s in together] == [(s.risk, s.news2, s.level) for s in separate]
+    alerts = [(s.alert, t.alert) for s, t in zip(together, separate)]
+    assert [a is not None for a, _ in alerts] == [b is not None for _, b in alerts]
+    assert sum(a is not None for a, _ in alerts) == 4, "a raised, a resolved, c raised, b raised"
+    for batched, alone in ((a, b) for a, b in alerts if a is not None):
+        assert (batched.alert_id, batched.level, batched.previous_level) == (alone.alert_id, alone.level, alone.previous_level)
+        assert batched.news2_components == alone.news2_components
+        assert [(r["variable"], r["value"]) for r in batched.reasons] == [(r["variable"], r["value"]) for r in alone.reasons]
+        assert [r["contribution"] for r in batched.reasons] == pytest.approx([r["contribution"] for r in alone.reasons], abs=1e-6)
 
 
 async def test_news2_carries_vitals_forward_for_24_hours(store: RedisStateStore) -> None:

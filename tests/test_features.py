@@ -100,6 +100,40 @@ def test_encode_matches_each_patient_stepped_alone() -> None:
     assert batched.shape == (B, T, N_FEATURES) and not batched.isnan().any()
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_steps_at_once_equal_one_step_after_another_from_any_memory(device: str) -> None:
+    """The worker folds a patient's K events of one micro-batch in one ``steps`` call; it must
+    give what K ``step`` calls (the recurrence) give, rows, memory and all, padding included."""
+    enc = encoder(device)
+    gen = torch.Generator().manual_seed(11)
+    B, K = 6, 7
+    values = NORMAL + 10 * torch.randn(B, K, V, generator=gen)
+    values[torch.rand(B, K, V, generator=gen) < 0.75] = math.nan
+    values[0] = math.nan  # a patient whose events measure nothing new
+    values[1, 4:] = math.nan  # padding after a shorter run of events
+    ts = T0 + torch.cumsum(torch.rand(B, K, generator=gen, dtype=torch.float64) * 3600, dim=1)
+    ts[1, 4:] = ts[1, 3]
+    values[2, :3, HR] = math.nan  # carried from the memory for three events
+    # Memory from earlier events for some patients, none for others.
+    last_value, last_time, prev_time = enc.initial_state(B)
+    last_value[2:, HR], last_time[2:, HR], prev_time[2:] = 91.0, T0 - 5000.0, T0 - 100.0
+    values, ts = values.to(device), ts.to(device)
+    last_value, last_time, prev_time = last_value.to(device), last_time.to(device), prev_time.to(device)
+
+    x_all, value_all, time_all = enc.steps(values, ts, last_value, last_time, prev_time)
+
+    memory = (last_value, last_time, prev_time)
+    for k in range(K):
+        x, *memory = enc.step(values[:, k], ts[:, k], *memory)
+        torch.testing.assert_close(x_all[:, k], x, rtol=0, atol=1e-6)
+        torch.testing.assert_close(value_all[:, k], memory[0], rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(time_all[:, k], memory[1], rtol=0, atol=0, equal_nan=True)
+    # Padding leaves the memory as it was.
+    torch.testing.assert_close(value_all[1, K - 1], value_all[1, 3], rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(time_all[1, K - 1], time_all[1, 3], rtol=0, atol=0, equal_nan=True)
+    assert value_all[2, :3, HR].tolist() == [91.0] * 3 and time_all[2, :3, HR].tolist() == [T0 - 5000.0] * 3
+
+
 def test_fit_uses_observed_values_and_falls_back_for_unmeasured_variables() -> None:
     a = np.full((3, V), np.nan, dtype=np.float32)
     b = np.full((2, V), np.nan, dtype=np.float32)

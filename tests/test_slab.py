@@ -107,9 +107,10 @@ def test_recent_ids_ring_wraps_around_forgetting_the_oldest() -> None:
     a_ids = torch.from_numpy(id_hashes([f"a{k}" for k in range(RECENT_IDS + 1)]))
     b_ids = torch.from_numpy(id_hashes([f"b{k}" for k in range(RECENT_IDS + 1)]))
     a_slot = slots[:1].expand(RECENT_IDS + 1)
-    for k in range(RECENT_IDS + 1):  # one event each per round, as the engine applies them
+    one_each = torch.ones(2, dtype=torch.long)
+    for k in range(RECENT_IDS + 1):  # one event each per batch
         state = slab.gather(slots)
-        state.recent_ids = state.remember(torch.stack([a_ids[k], b_ids[k]]))
+        state.recent_ids = state.remember(torch.stack([a_ids[k], b_ids[k]]).unsqueeze(1), one_each)
         slab.scatter(slots, state)
         remembered = slab.holds_ids(a_slot, a_ids).tolist()
         oldest = max(0, k + 1 - RECENT_IDS)
@@ -118,3 +119,21 @@ def test_recent_ids_ring_wraps_around_forgetting_the_oldest() -> None:
     assert not slab.holds_ids(slots[1:].expand(RECENT_IDS + 1), a_ids).any(), "each patient has its own ring"
     fresh = slab.index([slab.slot("fresh")]).expand(RECENT_IDS + 1)
     assert not slab.holds_ids(fresh, a_ids).any(), "an empty place (0) matches no id (ids are odd)"
+
+
+def test_remembering_a_run_of_events_at_once_equals_one_after_another() -> None:
+    """A batch applies each patient's events together: a ring fed ``counts[b]`` ids at once
+    must equal the ring fed them one by one, whatever the rest of the padded row holds."""
+    state = SlotState.fresh(3, device=CPU, **SHAPE)
+    state.recent_ids = torch.from_numpy(id_hashes([f"old{j}" for j in range(3 * RECENT_IDS)])).view(3, RECENT_IDS)
+    counts = torch.tensor([5, 1, RECENT_IDS + 3])
+    ids = torch.from_numpy(id_hashes([f"new{j}" for j in range(3 * (RECENT_IDS + 3))])).view(3, RECENT_IDS + 3)
+    at_once = state.remember(ids, counts)
+    for b, n in enumerate(counts.tolist()):
+        ring = state.recent_ids[b : b + 1]
+        for k in range(n):
+            one = SlotState.fresh(1, device=CPU, **SHAPE)
+            one.recent_ids = ring
+            ring = one.remember(ids[b : b + 1, k : k + 1], torch.ones(1, dtype=torch.long))
+        assert torch.equal(at_once[b], ring[0]), f"row {b}"
+    assert torch.equal(at_once[2], ids[2, 3:]), "more new ids than places: only the newest stay"

@@ -1,11 +1,14 @@
 """RiskEngine: a micro-batch of decoded observations in, one risk score per event out.
 
 The engine owns the device-resident state (``StateSlab``) and its durable copy in Redis. A
-batch is scored as: restore every patient not resident with one MGET → split the events into
-rounds (the k-th event of each patient goes to round k, so one patient's events are applied
-in order while different patients share a step) → per round one gather, one
-``FeatureEncoder.step``, one ``RiskLSTM.step``, NEWS2, the alert policy and one scatter, all
-as tensor ops over the round → occlusion reasons for the rows whose level changed.
+batch is scored as: restore every patient not resident with one MGET → lay the events out
+patient by patient ([P, K]: patient p's k-th event of the batch, patients with the most events
+first) → one gather of the P patients' state → ``FeatureEncoder.steps`` and NEWS2 over all
+events at once (neither depends on the LSTM) → the recurrence alone step by step: step k runs
+one ``RiskLSTM.step`` and the alert policy over the patients that have a k-th event (a prefix
+of the layout) → one scatter → occlusion reasons for every event whose level changed, in one
+batch. One patient's events are therefore applied in order while different patients share
+each step, and a batch costs one LSTM call per event of its busiest patient, not per event.
 
 Rules the rest of the worker relies on:
 
@@ -43,8 +46,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
@@ -274,10 +276,7 @@ class RiskEngine:
             return
         values, times = self._inputs(kept)
         kept_ids = torch.from_numpy(ids[~applied]).to(self.device)
-        results: list[ScoredEvent | None] = [None] * len(kept)
-        for rows in _rounds(kept):
-            self._step(rows, kept, values, times, kept_ids, results)
-        outcome.scored.extend(r for r in results if r is not None)
+        outcome.scored.extend(self._apply(_Block.of(kept), kept, values, times, kept_ids))
 
     def _past_watermarks(self, events: Sequence[InputEvent], duplicates: list[InputEvent]) -> list[InputEvent]:
         """The events past their patient's watermark, which they advance (and so mark the patient
@@ -324,97 +323,185 @@ class RiskEngine:
         times = np.fromiter((e.observation.observed_ts for e in events), dtype=np.float64, count=len(events))
         return torch.from_numpy(values).to(self.device), torch.from_numpy(times).to(self.device)
 
-    def _step(
-        self,
-        rows: list[int],
-        kept: list[InputEvent],
-        values: torch.Tensor,
-        times: torch.Tensor,
-        ids: torch.Tensor,
-        results: list[ScoredEvent | None],
-    ) -> None:
-        """One round: every patient in it appears once, so gather/scatter slots are distinct."""
-        patients = [kept[r].observation.patient_id for r in rows]
-        slots = self._slab.index([self._slab.slot(p) for p in patients])
-        index = torch.tensor(rows, dtype=torch.long, device=self.device)
-        x_values = values.index_select(0, index)
+    def _apply(
+        self, block: _Block, kept: list[InputEvent], values: torch.Tensor, times: torch.Tensor, ids: torch.Tensor
+    ) -> list[ScoredEvent]:
+        """Fold every kept event into its patient's state and score it: one gather and one
+        scatter for the chunk, the encoder and NEWS2 over all [P, K] events at once (neither
+        depends on the LSTM), and only the recurrence itself (LSTM step, alert policy) step
+        by step, step k over the patients that have a k-th event (a prefix of the block)."""
+        p_count, k_count = block.rows.shape
+        rows = torch.from_numpy(block.rows).to(self.device)
+        padding = torch.from_numpy(block.padding).to(self.device)
+        slots = self._slab.index([self._slab.slot(p) for p in block.patients])
         before = self._slab.gather(slots)
-        t = torch.fmax(times.index_select(0, index), before.prev_time)
-        x, last_value, last_time, prev_time = self._encoder.step(x_values, t, before.last_value, before.last_time, before.prev_time)
-        logits, h, c = self._model.step(x, before.h, before.c)
-        risk = self._model.risk(logits)
-        fresh_enough = (t.unsqueeze(1) - last_time) <= self._carry_forward_s
-        components = news2_components(torch.where(fresh_enough, last_value, math.nan))
-        news2 = components.sum(dim=1)
-        level = self._policy.decide(risk, news2, before.level, t, before.cleared_level, before.cleared_ts)
-        down = level < before.level
-        after = SlotState(
-            h=h,
-            c=c,
-            last_value=last_value,
-            last_time=last_time,
-            prev_time=prev_time,
-            level=level,
-            cleared_level=torch.where(down, before.level, before.cleared_level),
-            cleared_ts=torch.where(down, t, before.cleared_ts),
-            recent_ids=before.remember(ids.index_select(0, index)),
+        x_values = values[rows].masked_fill(padding.unsqueeze(2), math.nan)
+        # Time never goes back for a patient: each event's time is clamped to the latest before it.
+        t = torch.fmax(times[rows].cummax(dim=1).values, before.prev_time.unsqueeze(1))
+        x, last_value, last_time = self._encoder.steps(
+            x_values, t, before.last_value, before.last_time, before.prev_time
         )
-        self._slab.scatter(slots, after)
-        changed = (level != before.level).nonzero().squeeze(1)
-        reasons = self._reasons(changed, x_values, t, before, risk, last_value)
-        alerting = dict(zip(changed.tolist(), zip(reasons, components.index_select(0, changed).tolist())))
-        risk_l, news2_l, level_l, prev_l = risk.tolist(), news2.tolist(), level.tolist(), before.level.tolist()
-        for i, r in enumerate(rows):
-            event = kept[r]
+        fresh_enough = (t.unsqueeze(2) - last_time) <= self._carry_forward_s
+        components = news2_components(torch.where(fresh_enough, last_value, math.nan).flatten(0, 1))
+        components = components.view(p_count, k_count, -1)
+        news2 = components.sum(dim=2)
+
+        steps = self._recurrence(block, x, t, news2, before)
+        last = torch.from_numpy(block.lengths - 1).to(self.device)
+        self._slab.scatter(slots, SlotState(
+            h=steps.h, c=steps.c,
+            last_value=_at(last_value, last), last_time=_at(last_time, last), prev_time=_at(t, last),
+            level=steps.level, cleared_level=steps.cleared_level, cleared_ts=steps.cleared_ts,
+            recent_ids=before.remember(ids[rows], last + 1),
+        ))
+
+        # Outputs in step-major order: step 0 of every patient, then step 1, ...
+        patient_of, step_of = block.positions()
+        patient_t, step_t = torch.from_numpy(patient_of).to(self.device), torch.from_numpy(step_of).to(self.device)
+        risk, level, previous = torch.cat(steps.risk), torch.cat(steps.levels), torch.cat(steps.previous)
+        changed = (level != previous).nonzero().squeeze(1)
+        alerting: dict[int, tuple[list[dict], list[int]]] = {}
+        if changed.numel():
+            i, k = patient_t.index_select(0, changed), step_t.index_select(0, changed)
+            why = self._reasons(changed, i, k, x_values, t, last_value, last_time, before, steps, risk)
+            alerting = dict(zip(changed.tolist(), zip(why, components[i, k].tolist())))
+        risk_l, level_l, prev_l = risk.tolist(), level.tolist(), previous.tolist()
+        news2_l = news2[patient_t, step_t].tolist()
+        results: list[ScoredEvent | None] = [None] * len(kept)
+        for j, row in enumerate(block.rows[patient_of, step_of].tolist()):
+            event = kept[row]
             alert = None
-            if i in alerting:
-                why, points = alerting[i]
-                previous, new = LEVELS[prev_l[i]], LEVELS[level_l[i]]
+            if j in alerting:
+                reasons, points = alerting[j]
+                was, now = LEVELS[prev_l[j]], LEVELS[level_l[j]]
                 alert = AlertDecision(
-                    alert_id=alert_id(patients[i], event.observation.event_id, previous, new),
-                    level=new,
-                    previous_level=previous,
-                    reasons=why,
+                    alert_id=alert_id(event.observation.patient_id, event.observation.event_id, was, now),
+                    level=now,
+                    previous_level=was,
+                    reasons=reasons,
                     news2_components=dict(zip(NEWS2_COMPONENTS, points)),
                 )
-            results[r] = ScoredEvent(event, risk_l[i], int(news2_l[i]), LEVELS[level_l[i]], alert)
+            results[row] = ScoredEvent(event, risk_l[j], int(news2_l[j]), LEVELS[level_l[j]], alert)
+        return [r for r in results if r is not None]
+
+    def _recurrence(
+        self, block: _Block, x: torch.Tensor, t: torch.Tensor, news2: torch.Tensor, before: SlotState
+    ) -> _Steps:
+        """LSTM and alert policy, step k over the first ``block.active[k]`` patients. Nothing is
+        written in place, so each step's inputs stay available for the alert reasons."""
+        h, c = before.h, before.c
+        level, cleared_level, cleared_ts = before.level, before.cleared_level, before.cleared_ts
+        steps = _Steps()
+        for k, n in enumerate(block.active):
+            logits, h_new, c_new = self._model.step(x[:n, k], h[:, :n], c[:, :n])
+            risk = self._model.risk(logits)
+            decided = self._policy.decide(risk, news2[:n, k], level[:n], t[:n, k], cleared_level[:n], cleared_ts[:n])
+            down = decided < level[:n]
+            steps.h_before.append(h[:, :n])
+            steps.c_before.append(c[:, :n])
+            steps.risk.append(risk)
+            steps.levels.append(decided)
+            steps.previous.append(level[:n])
+            h, c = torch.cat([h_new, h[:, n:]], dim=1), torch.cat([c_new, c[:, n:]], dim=1)
+            cleared_level = torch.cat([torch.where(down, level[:n], cleared_level[:n]), cleared_level[n:]])
+            cleared_ts = torch.cat([torch.where(down, t[:n, k], cleared_ts[:n]), cleared_ts[n:]])
+            level = torch.cat([decided, level[n:]])
+        steps.h, steps.c, steps.level, steps.cleared_level, steps.cleared_ts = h, c, level, cleared_level, cleared_ts
+        return steps
 
     def _reasons(
         self,
         changed: torch.Tensor,
+        i: torch.Tensor,
+        k: torch.Tensor,
         values: torch.Tensor,
         t: torch.Tensor,
-        before: SlotState,
-        risk: torch.Tensor,
         last_value: torch.Tensor,
+        last_time: torch.Tensor,
+        before: SlotState,
+        steps: _Steps,
+        risk: torch.Tensor,
     ) -> list[list[dict]]:
-        if changed.numel() == 0:
-            return []
-        at = before.select(changed)
+        """Occlusion reasons for the events whose level changed (``changed``: step-major
+        positions; patient ``i``, step ``k`` in the block), all in one batch: each needs the
+        memory and LSTM state from just before its own step."""
+        memory_before = (
+            torch.cat([before.last_value.unsqueeze(1), last_value[:, :-1]], dim=1)[i, k],
+            torch.cat([before.last_time.unsqueeze(1), last_time[:, :-1]], dim=1)[i, k],
+            torch.cat([before.prev_time.unsqueeze(1), t[:, :-1]], dim=1)[i, k],
+        )
         contribution = occlusion(
             self._encoder,
             self._model,
-            values=values.index_select(0, changed),
-            t=t.index_select(0, changed),
-            last_value=at.last_value,
-            last_time=at.last_time,
-            prev_time=at.prev_time,
-            h=at.h,
-            c=at.c,
+            values=values[i, k],
+            t=t[i, k],
+            last_value=memory_before[0],
+            last_time=memory_before[1],
+            prev_time=memory_before[2],
+            h=torch.cat(steps.h_before, dim=1).index_select(1, changed),
+            c=torch.cat(steps.c_before, dim=1).index_select(1, changed),
             risk=risk.index_select(0, changed),
         )
-        return top_reasons(contribution, last_value.index_select(0, changed))
+        return top_reasons(contribution, last_value[i, k])
 
 
-def _rounds(events: list[InputEvent]) -> list[list[int]]:
-    """Rows of ``events`` per round: the k-th event of each patient goes to round k, so one
-    patient's events apply in order while different patients share a step."""
-    rounds: list[list[int]] = []
-    seen: dict[str, int] = defaultdict(int)
-    for row, event in enumerate(events):
-        k = seen[event.observation.patient_id]
-        if k == len(rounds):
-            rounds.append([])
-        rounds[k].append(row)
-        seen[event.observation.patient_id] = k + 1
-    return rounds
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """A chunk's events laid out patient by patient: ``rows[p, :lengths[p]]`` are the rows (in
+    the chunk) of ``patients[p]``'s events, in order; the rest of the row is padding.
+
+    Patients are sorted by how many events they have, most first, so the patients with a k-th
+    event are the first ``active[k]``: step k of the recurrence works on a prefix."""
+
+    patients: list[str]
+    rows: np.ndarray  # [P, K] int64, padded with the patient's last row
+    lengths: np.ndarray  # [P] int64
+    active: list[int]  # [K] non-increasing
+
+    @classmethod
+    def of(cls, events: Sequence[InputEvent]) -> _Block:
+        by_patient: dict[str, list[int]] = {}
+        for row, event in enumerate(events):
+            by_patient.setdefault(event.observation.patient_id, []).append(row)
+        ordered = sorted(by_patient.items(), key=lambda item: -len(item[1]))  # stable: first seen first among equals
+        lengths = np.array([len(r) for _, r in ordered], dtype=np.int64)
+        rows = np.empty((len(ordered), int(lengths[0])), dtype=np.int64)
+        for p, (_, patient_rows) in enumerate(ordered):
+            rows[p, : len(patient_rows)] = patient_rows
+            rows[p, len(patient_rows) :] = patient_rows[-1]
+        active = [int((lengths > k).sum()) for k in range(rows.shape[1])]
+        return cls([pid for pid, _ in ordered], rows, lengths, active)
+
+    @property
+    def padding(self) -> np.ndarray:
+        """[P, K] bool: no event there."""
+        return np.arange(self.rows.shape[1]) >= self.lengths[:, None]
+
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(patient, step) of every event in step-major order, the order of ``_Steps``' outputs."""
+        patient = np.concatenate([np.arange(n) for n in self.active])
+        step = np.repeat(np.arange(len(self.active)), self.active)
+        return patient, step
+
+
+@dataclass(slots=True)
+class _Steps:
+    """The recurrence's outputs: per step k, tensors over the first active[k] patients, and
+    the state after each patient's last step."""
+
+    risk: list[torch.Tensor] = field(default_factory=list)
+    levels: list[torch.Tensor] = field(default_factory=list)
+    previous: list[torch.Tensor] = field(default_factory=list)  # level before the step
+    h_before: list[torch.Tensor] = field(default_factory=list)
+    c_before: list[torch.Tensor] = field(default_factory=list)
+    h: torch.Tensor | None = None
+    c: torch.Tensor | None = None
+    level: torch.Tensor | None = None
+    cleared_level: torch.Tensor | None = None
+    cleared_ts: torch.Tensor | None = None
+
+
+def _at(tensor: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """tensor[p, step[p]] for a [P, K] or [P, K, V] tensor."""
+    index = step.view(-1, 1, *([1] * (tensor.dim() - 2))).expand(-1, 1, *tensor.shape[2:])
+    return tensor.gather(1, index).squeeze(1)

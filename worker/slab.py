@@ -84,9 +84,13 @@ class SlotState:
         """The subset of rows ``rows`` (a long tensor on the state's device)."""
         return SlotState(**{f.name: _take(getattr(self, f.name), f.name, rows) for f in fields(self)})
 
-    def remember(self, ids: torch.Tensor) -> torch.Tensor:
-        """The rows' recent ids after applying one more event each: the oldest falls out."""
-        return torch.cat([self.recent_ids[:, 1:], ids.unsqueeze(1)], dim=1)
+    def remember(self, ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """The rows' recent ids after applying ``counts[b]`` more events each, whose ids are
+        ``ids[b, :counts[b]]`` in order ([B, K]; the rest is ignored): the oldest fall out."""
+        ring = self.recent_ids.shape[1]
+        appended = torch.cat([self.recent_ids, ids], dim=1)
+        window = counts.unsqueeze(1) + torch.arange(ring, device=ids.device).unsqueeze(0)
+        return appended.gather(1, window)
 
 
 def _batch_dim(name: str) -> int:
