@@ -61,12 +61,13 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 async def measure_latency(
     stack: BenchStack, workload: Sequence[Record], *, rate_eps: float, seconds: float, device: str, run_dir: Path,
+    name: str = "latency",
 ) -> Latency:
     """Latency of the paced events (the warm-up's are left out) at ``rate_eps`` for ``seconds``."""
-    topics = stack.topics(inputs="latency", outputs="latency")
+    topics = stack.topics(inputs=name, outputs=name)
     n_paced = max(1, round(rate_eps * seconds))
     records = relabelled(workload, WARMUP_EVENTS + n_paced)
-    contender = stack.start_contender("latency", worker_argv(), stack.env(topics, "latency", device=device, run_dir=run_dir), run_dir)
+    contender = stack.start_contender(name, worker_argv(), stack.env(topics, name, device=device, run_dir=run_dir), run_dir)
     try:
         async with OutputWatch(stack.bootstrap, topics.scored, keep_values=True) as watch:
             await produce_all(stack.bootstrap, topics.inputs, records[:WARMUP_EVENTS])

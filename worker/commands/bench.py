@@ -5,8 +5,8 @@ It starts its own Tansu broker and uses REDIS_URL (or VITALWATCH_REDIS_URL) when
 answers, else a throw-away redis-server; it deletes its keys from a shared Redis at the end.
 Phases: the model step alone, the raw consumer, bare Faust, the worker (one process, then
 --workers processes in one group), the naive worker, then latency at 50 % of the measured
-worker throughput. It prints a table and, with --json, writes every figure (the keys are
-listed in docs/performance.md). It is a benchmark, not a test: on a shared machine the
+worker throughput (or at each of --latency-loads). It prints a table and, with --json, writes
+every figure (the keys are listed in the README, Performance). It is a benchmark, not a test: on a shared machine the
 ratios between contenders, not the absolute figures, are what to compare.
 """
 
@@ -39,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--latency-seconds", type=float, default=60.0, help="length of the paced latency run (default 60)"
     )
     parser.add_argument(
+        "--latency-loads", type=_load_fraction, nargs="+", default=[0.5], metavar="FRACTION",
+        help="loads of the latency runs, as fractions of the measured worker_eps (default 0.5: the target's); "
+        "each is its own run; latency_* keys hold the 0.5 run, latency_by_load every one",
+    )
+    parser.add_argument(
         "--naive-seconds", type=float, default=30.0,
         help="the naive worker is measured for this long after its first output (default 30)",
     )
@@ -60,6 +65,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _load_fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return value
 
 
@@ -114,13 +126,21 @@ async def measure(args: argparse.Namespace, device: str, run_dir: Path) -> dict[
             say(f"naive worker, {args.naive_seconds:g} s")
             result["naive_eps"] = await measure_naive(stack, "main", args.events, seconds=args.naive_seconds, device=device, run_dir=run_dir)
         if "latency" not in skip and result.get("worker_eps"):
-            rate = result["worker_eps"] / 2
-            say(f"latency at {rate:,.0f} events/s for {args.latency_seconds:g} s")
-            latency = await measure_latency(stack, workload, rate_eps=rate, seconds=args.latency_seconds, device=device, run_dir=run_dir)
-            result.update(
-                latency_p50_ms=latency.p50_ms, latency_p99_ms=latency.p99_ms, latency_max_ms=latency.max_ms,
-                latency_rate_eps=latency.rate_eps, latency_events=latency.events,
-            )
+            result["latency_by_load"] = {}
+            for load in args.latency_loads:
+                rate = result["worker_eps"] * load
+                say(f"latency at {load:.0%} load ({rate:,.0f} events/s) for {args.latency_seconds:g} s")
+                latency = await measure_latency(
+                    stack, workload, rate_eps=rate, seconds=args.latency_seconds, device=device, run_dir=run_dir,
+                    name=f"latency-{load:g}",
+                )
+                figures = dict(
+                    latency_p50_ms=latency.p50_ms, latency_p99_ms=latency.p99_ms, latency_max_ms=latency.max_ms,
+                    latency_rate_eps=latency.rate_eps, latency_events=latency.events,
+                )
+                result["latency_by_load"][f"{load:g}"] = figures
+            by_load = result["latency_by_load"]
+            result.update(by_load.get("0.5") or by_load[f"{args.latency_loads[0]:g}"])
     finally:
         await asyncio.to_thread(stack.close)
     return result
