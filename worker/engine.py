@@ -425,19 +425,14 @@ class RiskEngine:
         """Occlusion reasons for the events whose level changed (``changed``: step-major
         positions; patient ``i``, step ``k`` in the block), all in one batch: each needs the
         memory and LSTM state from just before its own step."""
-        memory_before = (
-            torch.cat([before.last_value.unsqueeze(1), last_value[:, :-1]], dim=1)[i, k],
-            torch.cat([before.last_time.unsqueeze(1), last_time[:, :-1]], dim=1)[i, k],
-            torch.cat([before.prev_time.unsqueeze(1), t[:, :-1]], dim=1)[i, k],
-        )
         contribution = occlusion(
             self._encoder,
             self._model,
             values=values[i, k],
             t=t[i, k],
-            last_value=memory_before[0],
-            last_time=memory_before[1],
-            prev_time=memory_before[2],
+            last_value=_before_step(before.last_value, last_value, i, k),
+            last_time=_before_step(before.last_time, last_time, i, k),
+            prev_time=_before_step(before.prev_time, t, i, k),
             h=torch.cat(steps.h_before, dim=1).index_select(1, changed),
             c=torch.cat(steps.c_before, dim=1).index_select(1, changed),
             risk=risk.index_select(0, changed),
@@ -499,6 +494,12 @@ class _Steps:
     level: torch.Tensor | None = None
     cleared_level: torch.Tensor | None = None
     cleared_ts: torch.Tensor | None = None
+
+
+def _before_step(initial: torch.Tensor, after: torch.Tensor, i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """What a [P, K, ...] per-event quantity was just before event (i, k): ``after[i, k - 1]``,
+    or ``initial[i]`` (the state gathered for the batch) for a patient's first event."""
+    return torch.cat([initial.unsqueeze(1), after[:, :-1]], dim=1)[i, k]
 
 
 def _at(tensor: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
