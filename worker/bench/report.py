@@ -73,6 +73,10 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+def _latency(figures: dict[str, Any]) -> str:
+    return " / ".join(_fmt(figures.get(k)) for k in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms")) + " ms"
+
+
 def table(result: dict[str, Any]) -> Table:
     t = Table(title=f"vitalwatch bench — {result['events']:,} events, {result['patients']:,} patients, device {result['device']}")
     t.add_column("measure")
@@ -84,12 +88,12 @@ def table(result: dict[str, Any]) -> Table:
         ("worker", _fmt(result.get("worker_eps"), " ev/s")),
         (f"worker × {result.get('scaleout_workers')} processes", _fmt(result.get("scaleout_eps"), " ev/s")),
         ("naive worker", _fmt(result.get("naive_eps"), " ev/s")),
-        ("latency p50 / p99 / max",
-         " / ".join(_fmt(result.get(k)) for k in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms")) + " ms"),
-        *(
+        ("latency p50 / p99 / max", _latency(result)),
+        *(  # the other loads of --latency-loads (the run above is the target's)
             (f"latency at {float(load):.0%} load ({figures['latency_rate_eps']:,.0f} ev/s) p50 / p99 / max",
-             " / ".join(_fmt(figures[k]) for k in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms")) + " ms")
-            for load, figures in (result.get("latency_by_load") or {}).items() if load != "0.5"
+             _latency(figures))
+            for load, figures in (result.get("latency_by_load") or {}).items()
+            if figures["latency_rate_eps"] != result.get("latency_rate_eps")
         ),
         ("worker peak RSS", _fmt(result.get("peak_rss_mb"), " MiB")),
         ("Redis bytes per patient", _fmt(result.get("redis_bytes_per_patient"), " B")),

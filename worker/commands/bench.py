@@ -6,8 +6,9 @@ answers, else a throw-away redis-server; it deletes its keys from a shared Redis
 Phases: the model step alone, the raw consumer, bare Faust, the worker (one process, then
 --workers processes in one group), the naive worker, then latency at 50 % of the measured
 worker throughput (or at each of --latency-loads). It prints a table and, with --json, writes
-every figure (the keys are listed in the README, Performance). It is a benchmark, not a test: on a shared machine the
-ratios between contenders, not the absolute figures, are what to compare.
+every figure (the keys are listed in the README, Performance). It is a benchmark, not a test:
+on a shared machine the ratios between contenders, not the absolute figures, are what to
+compare.
 """
 
 from __future__ import annotations
