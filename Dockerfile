@@ -33,5 +33,5 @@ EXPOSE 9108
 # /health answers 200 only when the model is loaded and Kafka and Redis answer; the port is
 # read through the worker's own Settings, so VITALWATCH_METRICS_PORT moves both together.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; from worker.config import load_settings; urllib.request.urlopen(f'http://127.0.0.1:{load_settings().metrics_port}/health', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; from worker.operations.config import load_settings; urllib.request.urlopen(f'http://127.0.0.1:{load_settings().metrics_port}/health', timeout=4)"]
 CMD ["vitalwatch", "worker"]

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from worker.embedded import EmbeddedBroker, EmbeddedRedis, create_topics, redis_answers
+from worker.tools.embedded import EmbeddedBroker, EmbeddedRedis, create_topics, redis_answers
 
 
 @pytest.fixture(scope="session")

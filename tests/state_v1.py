@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from worker.state_codec import RECENT_IDS
+from worker.state.codec import RECENT_IDS
 
 #: Layers 1, hidden 2, variables 3, model "m-1"; the values of ``V1_STATE``.
 V1_RECORD = bytes.fromhex(

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from worker.alert_policy import HIGH, LEVELS, MEDIUM, NONE, AlertPolicy, alert_id
+from worker.scoring.alert_policy import HIGH, LEVELS, MEDIUM, NONE, AlertPolicy, alert_id
 
 MIN = 60.0
 

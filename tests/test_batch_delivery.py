@@ -1,4 +1,4 @@
-"""Batch delivery's bookkeeping (worker.batch_delivery): what Faust may commit depends on it.
+"""Batch delivery's bookkeeping (worker.stream.batch_delivery): what Faust may commit depends on it.
 
 The consumer's own methods run against a stand-in for Faust's consumer state (read offsets,
 acked offsets, tracked messages), so each rule is checked without a broker; the integration
@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import pytest
 from faust.types import TP
 
-from worker.batch_delivery import BatchDeliveryConsumer, BatchWithheld
+from worker.stream.batch_delivery import BatchDeliveryConsumer, BatchWithheld
 
 
 @dataclass(eq=False)

@@ -15,11 +15,11 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from models.simulator import simulate_cohort
+from models.datasets.simulator import simulate_cohort
 from schemas.decode import decode
 from worker.cli import main
-from worker.feed import STAMP_MARGIN_S, Timeline, shift_stamp
-from worker.embedded import EmbeddedBroker
+from worker.tools.feed import STAMP_MARGIN_S, Timeline, shift_stamp
+from worker.tools.embedded import EmbeddedBroker
 
 
 def _read_all(bootstrap: str, topics: list[str]) -> list[Any]:

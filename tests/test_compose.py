@@ -18,8 +18,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from worker.cli import build_parser
-from worker.config import ENV_PREFIX, Settings, env_name, load_settings
-from worker.metrics import Metrics
+from worker.operations.config import ENV_PREFIX, Settings, env_name, load_settings
+from worker.operations.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from worker.config import ENV_PREFIX, ConfigError, Settings, load_settings, main, settings_markdown
+from worker.operations.config import ENV_PREFIX, ConfigError, Settings, load_settings, main, settings_markdown
 
 
 @pytest.fixture(autouse=True)

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from models.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
-from models.distill import DistillConfig, distill, distillation_loss
+from models.training.distill import DistillConfig, distill, distillation_loss
 from models.network import RiskLSTM
-from models.series import PatientSeries, series_from_simulated
-from models.simulator import simulate_cohort
-from models.training import TrainConfig, collate, train_model, training_manifest
+from models.datasets.series import PatientSeries, series_from_simulated
+from models.datasets.simulator import simulate_cohort
+from models.training.train import TrainConfig, collate, train_model, training_manifest
 from worker.cli import main
 
 TEACHER_SEEDS = (61, 62)

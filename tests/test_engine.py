@@ -12,10 +12,10 @@ from torch import nn
 from schemas.observation import Observation
 from schemas.variables import VARIABLES
 from tests.state_v1 import as_v1
-from worker.alert_policy import AlertPolicy, alert_id
-from worker.engine import InputEvent, RiskEngine
-from worker.state_codec import RECENT_IDS
-from worker.state_store import RedisStateStore
+from worker.scoring.alert_policy import AlertPolicy, alert_id
+from worker.scoring.engine import InputEvent, RiskEngine
+from worker.state.codec import RECENT_IDS
+from worker.state.store import RedisStateStore
 
 V = len(VARIABLES)
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=timezone.utc)

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from models.checkpoint import save_checkpoint
-from models.evaluation import CohortScores, alert_behaviour, alert_state, evaluate, news2_per_event
+from models.evaluation.cohort import CohortScores, alert_behaviour, alert_state, evaluate, news2_per_event
 from models.features import N_FEATURES, FeatureEncoder
 from models.network import RiskLSTM
-from models.series import PatientSeries, horizon_labels
+from models.datasets.series import PatientSeries, horizon_labels
 from schemas.variables import VARIABLE_INDEX, VARIABLES
 from worker.cli import main
 

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from rich.console import Console
 
-from worker.live_view import (
+from worker.tools.live_view import (
     BoardFeed,
     Latency,
     PlainDisplay,
@@ -18,7 +18,7 @@ from worker.live_view import (
     render,
     summary_line,
 )
-from worker.metrics import Metrics
+from worker.operations.metrics import Metrics
 
 
 def _score(patient: str, risk: float, level: str, news2: int) -> bytes:

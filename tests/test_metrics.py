@@ -7,9 +7,9 @@ import logging
 
 import orjson
 
-from worker.health import HealthChecker
-from worker.logs import JsonFormatter, Pseudonymiser
-from worker.metrics import Metrics
+from worker.operations.health import HealthChecker
+from worker.operations.logs import JsonFormatter, Pseudonymiser
+from worker.operations.metrics import Metrics
 
 
 def test_exposition_has_the_documented_series_and_bounded_labels() -> None:
@@ -69,7 +69,7 @@ def test_pseudonyms_are_keyed_stable_and_not_the_id() -> None:
 
 
 def test_json_log_lines_carry_extra_fields_without_clobbering_the_level() -> None:
-    record = logging.makeLogRecord({"name": "worker.pipeline", "levelno": logging.INFO, "levelname": "INFO", "msg": "alert"})
+    record = logging.makeLogRecord({"name": "worker.stream.pipeline", "levelno": logging.INFO, "levelname": "INFO", "msg": "alert"})
     record.level = "high"
     record.alert_id = "abc"
     line = orjson.loads(JsonFormatter().format(record))

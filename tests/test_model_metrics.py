@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.metrics import (
+from models.evaluation.metrics import (
     auprc,
     auroc,
     calibration_bins,

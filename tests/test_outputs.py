@@ -10,9 +10,9 @@ import orjson
 
 from schemas.observation import Observation
 from schemas.outputs import AlertV1, DeadLetterV1, RiskScoreV1
-from worker import outputs
-from worker.engine import AlertDecision, InputEvent, ScoredEvent
-from worker.pipeline import RawMessage
+from worker.stream import outputs
+from worker.scoring.engine import AlertDecision, InputEvent, ScoredEvent
+from worker.stream.messages import RawMessage
 
 OBSERVED = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
 NOW = datetime(2026, 1, 5, 8, 0, 2, tzinfo=timezone.utc)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from models.checkpoint import load_checkpoint
-from models.physionet import PSV_EPOCH, PsvFormatError, load_psv_directory, load_psv_file
+from models.datasets.physionet import PSV_EPOCH, PsvFormatError, load_psv_directory, load_psv_file
 from schemas.variables import VARIABLE_INDEX
 from worker.cli import main
 
@@ -96,7 +96,7 @@ def test_out_of_range_values_are_dropped_and_counted_per_column(tmp_path: Path, 
         psv_row(2, HR=85, Temp=99.1, FiO2=0.1, Lactate=2.0),
         psv_row(3, HR=84, Temp=37.0),
     ]
-    with caplog.at_level(logging.WARNING, logger="models.physionet"):
+    with caplog.at_level(logging.WARNING, logger="models.datasets.physionet"):
         series = load_psv_file(write_psv(tmp_path / "p000004.psv", rows))
 
     assert np.isnan(column(series, "heart_rate")[0]) and column(series, "heart_rate")[1:] == [85, 84]
@@ -170,7 +170,7 @@ def test_a_directory_loads_every_stay_and_reports_rejections_once(tmp_path: Path
     write_psv(tmp_path / "p000001.psv", [psv_row(1, HR=75, Temp=101.2)])
     write_psv(tmp_path / "p000003.psv", [psv_row(1, EtCO2=40)])  # nothing the model reads
     (tmp_path / "notes.txt").write_text("not a stay")
-    with caplog.at_level(logging.WARNING, logger="models.physionet"):
+    with caplog.at_level(logging.WARNING, logger="models.datasets.physionet"):
         stays = load_psv_directory(tmp_path, horizon_hours=12.0)
 
     assert [s.patient_id for s in stays] == ["p000001", "p000002"]

@@ -14,10 +14,11 @@ import orjson
 import pytest
 import redis.exceptions
 
-from worker.engine import AlertDecision, BatchOutcome, InputEvent, ScoredEvent
-from worker.logs import Pseudonymiser
-from worker.metrics import Metrics
-from worker.pipeline import Backoff, BatchPipeline, OutputTopics, OutRecord, RawMessage, Stopping
+from worker.scoring.engine import AlertDecision, BatchOutcome, InputEvent, ScoredEvent
+from worker.operations.logs import Pseudonymiser
+from worker.operations.metrics import Metrics
+from worker.stream.messages import OutRecord, RawMessage
+from worker.stream.pipeline import Backoff, BatchPipeline, OutputTopics, Stopping
 
 TOPICS = OutputTopics("risk-scores", "alerts", "dead-letters")
 

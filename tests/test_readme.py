@@ -10,8 +10,8 @@ import pytest
 
 from schemas.decode import decode
 from schemas.outputs import AlertV1, DeadLetterV1, RiskScoreV1
-from worker.config import settings_markdown
-from worker.metrics import metrics_markdown
+from worker.operations.config import settings_markdown
+from worker.operations.metrics import metrics_markdown
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from schemas.variables import VARIABLE_INDEX, VARIABLES
-from worker.reasons import occlusion, top_reasons
+from worker.scoring.reasons import occlusion, top_reasons
 
 V = len(VARIABLES)
 NORMAL = torch.tensor([v.normal for v in VARIABLES])

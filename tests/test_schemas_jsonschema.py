@@ -11,7 +11,7 @@ import pytest
 from schemas import generate
 from schemas.inputs import LAB_CODES
 from schemas.variables import VITALS
-from worker.commands import schemas_cmd
+from worker.tools.commands import schemas_cmd
 
 
 def test_committed_files_match_the_models() -> None:

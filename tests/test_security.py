@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from worker.app import VitalwatchApp, faust_options, kafka_credentials
-from worker.config import ENV_PREFIX, load_settings
+from worker.stream.app import VitalwatchApp, faust_options, kafka_credentials
+from worker.operations.config import ENV_PREFIX, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,12 +134,12 @@ def test_a_sasl_client_refuses_a_broker_that_does_not_authenticate(broker) -> No
 
 
 def test_redis_url_credentials_and_tls_reach_redis_py() -> None:
-    """The worker's Redis client (worker.app.Runtime) takes user, password, TLS and database
+    """The worker's Redis client (worker.stream.app.Runtime) takes user, password, TLS and database
     from VITALWATCH_REDIS_URL alone."""
     import redis.asyncio as aioredis
 
-    from worker.app import Runtime, app
-    from worker.metrics import Metrics
+    from worker.stream.app import Runtime, app
+    from worker.operations.metrics import Metrics
 
     tls = Runtime(app, load_settings(redis_url="rediss://vitalwatch:s%40cret@redis.ward.example:6380/3"), Metrics())
     pool = tls.redis.connection_pool

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from models.series import horizon_labels, series_from_observations, series_from_simulated
-from models.simulator import simulate_patient
+from models.datasets.series import horizon_labels, series_from_observations, series_from_simulated
+from models.datasets.simulator import simulate_patient
 from schemas.observation import Observation
 from schemas.variables import VARIABLE_INDEX, VARIABLES
 

@@ -14,17 +14,17 @@ import numpy as np
 import orjson
 import pytest
 
-from models.evaluation import news2_per_event
-from models.metrics import auroc
-from models.series import PatientSeries, series_from_simulated
-from models.simulator import (
+from models.evaluation.cohort import news2_per_event
+from models.evaluation.metrics import auroc
+from models.datasets.series import PatientSeries, series_from_simulated
+from models.datasets.simulator import (
     DETERIORATION_PATTERNS,
     PATTERNS,
     SimulatedPatient,
     simulate_cohort,
     simulate_patient,
 )
-from models.training import scored_mask
+from models.training.train import scored_mask
 from schemas.decode import decode
 from schemas.variables import VARIABLE_INDEX
 

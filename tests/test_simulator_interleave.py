@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.simulator import interleave, simulate_patient
+from models.datasets.simulator import interleave, simulate_patient
 
 
 def test_each_event_travels_with_its_own_patient_in_time_order() -> None:

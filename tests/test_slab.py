@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from worker.slab import SlotState, StateSlab
-from worker.state_codec import RECENT_IDS, PatientState, id_hashes
+from worker.scoring.slab import SlotState, StateSlab
+from worker.state.codec import RECENT_IDS, PatientState, id_hashes
 
 SHAPE = dict(num_layers=2, hidden_size=4, n_vars=3)
 CPU = torch.device("cpu")

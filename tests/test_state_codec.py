@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.state_v1 import V1_RECORD, V1_SHAPE, V1_STATE, as_v1
-from worker.state_codec import (
+from worker.state.codec import (
     RECENT_IDS,
     ModelMismatchError,
     PatientState,

@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from worker.state_store import RedisStateStore
+from worker.state.store import RedisStateStore
 
 
 @pytest.fixture

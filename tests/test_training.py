@@ -13,9 +13,9 @@ import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.features import N_FEATURES
-from models.series import PatientSeries, series_from_simulated
-from models.simulator import simulate_cohort
-from models.training import (
+from models.datasets.series import PatientSeries, series_from_simulated
+from models.datasets.simulator import simulate_cohort
+from models.training.train import (
     TrainConfig,
     TrainResult,
     choose_thresholds,

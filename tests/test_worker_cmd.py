@@ -9,8 +9,8 @@ import pytest
 from faust.cli.base import LOGLEVELS
 from faust.cli.params import CaseInsensitiveChoice
 
-from worker.commands.worker_cmd import faust_loglevel
-from worker.config import LogLevel
+from worker.tools.commands.worker_cmd import faust_loglevel
+from worker.operations.config import LogLevel
 
 
 @pytest.mark.parametrize(("ours", "faust"), [("WARNING", "warn"), ("CRITICAL", "crit"), ("INFO", "info")])

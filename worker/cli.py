@@ -1,6 +1,6 @@
 """The `vitalwatch` console script.
 
-Each subcommand lives in its own module under worker.commands and exposes
+Each subcommand lives in its own module under worker.tools.commands and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the
 parsed arguments and returning an exit code. Imports are deferred to the chosen command so
 `vitalwatch alerts` does not pay for importing torch.
@@ -13,7 +13,7 @@ import importlib
 import sys
 from typing import Sequence
 
-#: Subcommand modules under worker.commands, in the order `--help` lists them.
+#: Subcommand modules under worker.tools.commands, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = (
     "dev",
     "worker_cmd",
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"worker.commands.{name}").register(sub)
+        importlib.import_module(f"worker.tools.commands.{name}").register(sub)
     return parser
 
 

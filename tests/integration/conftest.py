@@ -25,7 +25,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from worker.embedded import EmbeddedBroker, free_port
+from worker.tools.embedded import EmbeddedBroker, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -32,13 +32,13 @@ import orjson
 from kafka import KafkaProducer
 
 from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from models.simulator import SimEvent, interleave, simulate_cohort
+from models.datasets.simulator import SimEvent, interleave, simulate_cohort
 from schemas.decode import decode
 from schemas.variables import VARIABLES
-from worker.alert_policy import AlertPolicy
-from worker.engine import InputEvent, RiskEngine
-from worker.state_codec import PatientState, unpack
-from worker.state_store import RedisStateStore
+from worker.scoring.alert_policy import AlertPolicy
+from worker.scoring.engine import InputEvent, RiskEngine
+from worker.state.codec import PatientState, unpack
+from worker.state.store import RedisStateStore
 
 #: Scores of a resumed patient equal the uninterrupted ones to float32 rounding of a batched step.
 TOLERANCE = 1e-5

@@ -6,7 +6,7 @@
   acknowledgement: same event_id and bytes, a new offset) is applied once too: event_id is
   the contract's idempotence key, and the patient's record keeps its last 32 applied ids.
 * A late event (observed before the patient's latest step) follows the documented rule in
-  worker/engine.py: it is scored against the current state, applied in arrival order with its
+  worker/scoring/engine.py: it is scored against the current state, applied in arrival order with its
   time clamped to the previous step's, so time never goes back; it is not dead-lettered.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from models.simulator import SimEvent
+from models.datasets.simulator import SimEvent
 from tests.integration.fault_harness import (
     all_scored,
     metric,

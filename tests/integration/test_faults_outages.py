@@ -33,7 +33,7 @@ from tests.integration.fault_harness import (
     vitals_events,
     wait_for_states,
 )
-from worker.embedded import EmbeddedBroker, EmbeddedRedis, create_topics
+from worker.tools.embedded import EmbeddedBroker, EmbeddedRedis, create_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 

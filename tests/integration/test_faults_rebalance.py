@@ -3,7 +3,7 @@ ward's vitals stream in: patients move between workers with their state (from Re
 event is lost or applied twice.
 
 Worker A starts alone and owns all four partitions. Worker B joins mid-stream: A gives up two
-partitions (persisting and dropping those patients, worker.app.release_revoked) and B reads
+partitions (persisting and dropping those patients, worker.stream.app.release_revoked) and B reads
 them from Redis on first sight. Then A is stopped mid-stream and B takes everything, reading
 A's patients from Redis again. The run is held to the uninterrupted pass (fault_harness).
 
@@ -28,7 +28,7 @@ from tests.integration.fault_harness import (
     vitals_events,
     wait_for_states,
 )
-from worker.embedded import EmbeddedBroker, create_topics
+from worker.tools.embedded import EmbeddedBroker, create_topics
 
 pytestmark = [pytest.mark.integration]
 

@@ -14,7 +14,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from models.simulator import interleave, simulate_cohort
+from models.datasets.simulator import interleave, simulate_cohort
 from tests.hostile_corpus import HOSTILE_KEY, BadMessage, hostile_corpus
 from tests.integration.fault_harness import all_scored, metric
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from models.simulator import simulate_patient
+from models.datasets.simulator import simulate_patient
 from tests.integration.conftest import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

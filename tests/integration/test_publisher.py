@@ -12,10 +12,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from worker.embedded import EmbeddedBroker, create_topics
-from worker.faust_options import PRODUCER_BATCH_BYTES
-from worker.pipeline import OutRecord
-from worker.publisher import BatchPublisher, key_partition
+from worker.tools.embedded import EmbeddedBroker, create_topics
+from worker.stream.faust_options import PRODUCER_BATCH_BYTES
+from worker.stream.messages import OutRecord
+from worker.stream.publisher import BatchPublisher, key_partition
 
 pytestmark = [pytest.mark.integration]
 

@@ -22,7 +22,7 @@ import pytest
 
 from models.checkpoint import DEFAULT_CHECKPOINT
 from tests.integration.conftest import produce
-from worker.embedded import EmbeddedRedis, wait_for_port
+from worker.tools.embedded import EmbeddedRedis, wait_for_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

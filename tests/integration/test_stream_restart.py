@@ -20,12 +20,12 @@ import time
 import pytest
 
 from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from models.simulator import SimEvent, interleave, simulate_cohort
+from models.datasets.simulator import SimEvent, interleave, simulate_cohort
 from schemas.decode import decode
 from tests.integration.fault_harness import PacedStream
-from worker.alert_policy import AlertPolicy
-from worker.engine import InputEvent, RiskEngine
-from worker.state_store import RedisStateStore
+from worker.scoring.alert_policy import AlertPolicy
+from worker.scoring.engine import InputEvent, RiskEngine
+from worker.state.store import RedisStateStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

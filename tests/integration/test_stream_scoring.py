@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from models.simulator import interleave, simulate_patient
+from models.datasets.simulator import interleave, simulate_patient
 from tests.integration.conftest import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

@@ -2,7 +2,7 @@
 that does nothing with the events but count them.
 
 Two deliveries are measured. ``stream``: an agent iterating ``stream.take_events``, the way
-the worker consumed before batch delivery. ``batch``: worker.batch_delivery, as the worker
+the worker consumed before batch delivery. ``batch``: worker.stream.batch_delivery, as the worker
 consumes now: fetched batches handed to one coroutine with Faust still tracking, acking and
 committing every offset, and the worker's fetch wait.
 
@@ -26,10 +26,10 @@ import faust
 
 from faust.types import Message
 
-from worker.batch_delivery import BatchDeliveryApp
+from worker.stream.batch_delivery import BatchDeliveryApp
 from worker.bench.faust_process import build_app, run
 from worker.bench.stack import BenchStack
-from worker.config import load_settings
+from worker.operations.config import load_settings
 
 #: Longest wait for the agent to reach its target, beyond start-up, per event.
 START_S = 120.0

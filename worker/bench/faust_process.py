@@ -8,12 +8,12 @@ from typing import Any
 
 import faust
 
-from worker.config import Settings
-from worker.faust_options import faust_options
+from worker.operations.config import Settings
+from worker.stream.faust_options import faust_options
 
 
 def build_app(settings: Settings, app_class: type[faust.App] = faust.App) -> tuple[faust.App, Any]:
-    """A Faust app with the worker's own settings (worker.faust_options) and its input topic.
+    """A Faust app with the worker's own settings (worker.stream.faust_options) and its input topic.
 
     The web server is off: these contenders serve no /health or /metrics."""
     app = app_class(settings.group_id, **{**faust_options(settings), "web_enabled": False})

@@ -29,7 +29,7 @@ from schemas.variables import VARIABLE_INDEX, VARIABLES
 from worker.bench.faust_process import build_app, run
 from worker.bench.output_watch import OutputWatch
 from worker.bench.stack import BenchStack
-from worker.config import Settings, load_settings
+from worker.operations.config import Settings, load_settings
 
 #: Longest wait for the first score (start-up: torch, the model, the group join).
 START_S = 120.0
@@ -53,7 +53,7 @@ class WindowScorer:
 
     def __init__(self, settings: Settings) -> None:
         from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-        from worker.config import resolve_device
+        from worker.operations.config import resolve_device
 
         self.device = resolve_device(settings.device)
         torch.set_num_threads(settings.torch_threads)  # as the worker does: same cores, same threads

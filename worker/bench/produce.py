@@ -36,7 +36,7 @@ def build_workload(n_events: int, n_patients: int) -> list[Record]:
     """The first ``n_events`` events of an ``n_patients`` cohort, in time order.
 
     Raises ValueError when the cohort has fewer events (each stay yields a few dozen)."""
-    from models.simulator import interleave, simulate_cohort
+    from models.datasets.simulator import interleave, simulate_cohort
 
     cohort = simulate_cohort(n_patients, seed=SEED, admission_window_hours=ADMISSION_WINDOW_H)
     records: list[Record] = []

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from worker.bench.processes import Contender, stop_all
-from worker.commands.dev import delete_keys
-from worker.embedded import EmbeddedBroker, EmbeddedRedis, create_topics, free_port, redis_answers
+from worker.tools.commands.dev import delete_keys
+from worker.tools.embedded import EmbeddedBroker, EmbeddedRedis, create_topics, free_port, redis_answers
 
 #: Input partitions: enough for the scale-out phase (two workers, two partitions each).
 PARTITIONS = 4

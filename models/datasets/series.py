@@ -1,0 +1,73 @@
+"""One patient's observations as dense arrays: the common currency of training and evaluation.
+
+The simulator, the PhysioNet PSV loader and later dataset adapters all end here, so the
+trainer and the evaluator never care where data came from. Rows are events (one LSTM step
+per event, as the worker scores them), columns are the catalogue variables in
+``schemas.variables`` order, NaN where the event did not measure a variable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import orjson
+
+from models.datasets.simulator import SimulatedPatient
+from schemas.decode import decode
+from schemas.observation import Observation
+from schemas.variables import VARIABLE_INDEX, VARIABLES
+
+
+@dataclass(frozen=True, slots=True)
+class PatientSeries:
+    """Event-aligned arrays for one stay.
+
+    ``labels[t]`` is 1 when the event at ``ts[t]`` lies within the prediction horizon of the
+    clinical event (or after it), 0 otherwise; ``event_at`` is None for patients who never
+    deteriorated.
+    """
+
+    patient_id: str
+    ts: np.ndarray  # float64 [T], POSIX seconds, non-decreasing
+    values: np.ndarray  # float32 [T, V], NaN = not measured at this event
+    labels: np.ndarray  # float32 [T]
+    event_at: float | None
+
+
+def horizon_labels(ts: np.ndarray, event_at: float | None, horizon_hours: float) -> np.ndarray:
+    """1 where ``ts >= event_at - horizon`` ("deterioration within the horizon"), else 0."""
+    if event_at is None:
+        return np.zeros(ts.shape, dtype=np.float32)
+    return (ts >= event_at - horizon_hours * 3600.0).astype(np.float32)
+
+
+def series_from_observations(
+    patient_id: str,
+    observations: Sequence[Observation],
+    event_at: float | None,
+    horizon_hours: float = 12.0,
+) -> PatientSeries:
+    """Stack decoded Observations into a PatientSeries, in time order (stable for ties)."""
+    ts = np.fromiter((o.observed_ts for o in observations), dtype=np.float64, count=len(observations))
+    counts = np.fromiter((len(o.values) for o in observations), dtype=np.int64, count=len(observations))
+    columns = [VARIABLE_INDEX[name] for o in observations for name in o.values]
+    cells = [value for o in observations for value in o.values.values()]
+    values = np.full((len(observations), len(VARIABLES)), np.nan, dtype=np.float32)
+    values[np.repeat(np.arange(len(observations)), counts), columns] = cells
+    order = np.argsort(ts, kind="stable")
+    ts, values = ts[order], values[order]
+    return PatientSeries(patient_id, ts, values, horizon_labels(ts, event_at, horizon_hours), event_at)
+
+
+def series_from_simulated(patient: SimulatedPatient, horizon_hours: float = 12.0) -> PatientSeries:
+    """A simulated stay as a PatientSeries, every payload decoded through the one validation path.
+
+    Going through ``schemas.decode`` rather than reading the payload dicts means training sees
+    exactly what the worker sees (unit conversions, LOINC mapping, rounding), and a simulator
+    that drifted from the contract fails loudly here instead of training on it.
+    """
+    observations = [obs for e in patient.events for obs in decode(e.topic, orjson.dumps(e.payload))]
+    event_at = None if patient.deterioration_at is None else patient.deterioration_at.timestamp()
+    return series_from_observations(patient.patient_id, observations, event_at, horizon_hours)

@@ -1,0 +1,1 @@
+"""Evaluation: cohort scoring, metrics, real-data reports and plots."""

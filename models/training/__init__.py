@@ -1,0 +1,1 @@
+"""Training a checkpoint: the training loop and distillation."""

@@ -1,0 +1,1 @@
+"""Operations: configuration (the one place settings are read), logs, metrics, health."""

@@ -1,0 +1,1 @@
+"""Scoring: the risk engine, the device-resident state slab, alert policy and reasons."""

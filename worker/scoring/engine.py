@@ -1,0 +1,508 @@
+"""RiskEngine: a micro-batch of decoded observations in, one risk score per event out.
+
+The engine owns the device-resident state (``StateSlab``) and its durable copy in Redis. A
+batch is scored as: restore every patient not resident with one MGET → lay the events out
+patient by patient ([P, K]: patient p's k-th event of the batch, patients with the most events
+first) → one gather of the P patients' state → ``FeatureEncoder.steps`` and NEWS2 over all
+events at once (neither depends on the LSTM) → the recurrence alone step by step: step k runs
+one ``RiskLSTM.step`` and the alert policy over the patients that have a k-th event (a prefix
+of the layout) → one scatter → occlusion reasons for every event whose level changed, in one
+batch. One patient's events are therefore applied in order while different patients share
+each step, and a batch costs one LSTM call per event of its busiest patient, not per event.
+
+Rules the rest of the worker relies on:
+
+* Idempotence — each patient carries a watermark {(topic, partition): last offset applied}.
+  An event at or below it is a redelivery: skipped (``BatchOutcome.duplicates``), no state
+  change, no output. Together with deterministic alert ids this gives exactly-once state and
+  at-least-once outputs across crashes and rebalances.
+* A resent event (same event_id at a new offset: a producer retrying after a lost ack) is
+  recognised by the hashes of the patient's last ``RECENT_IDS`` applied event ids, kept in the
+  slab and in the Redis record: it is skipped like a redelivery (its offset still advances the
+  watermark, since it was read), and so is a second copy within the same batch. A copy that
+  arrives after ``RECENT_IDS`` newer events of that patient is applied again: that is the bound.
+* Time never goes back — an event observed before the patient's previous step (a late lab,
+  clock skew between monitors) is still applied, in arrival order, with its time clamped to
+  the previous step's time: its values count as of now, and the LSTM never sees a negative
+  time delta it was not trained on.
+* NEWS2 uses carried-forward vitals: for each variable the patient's latest value if it was
+  observed within ``carry_forward_s`` (default 24 h) of the event, else "not measured"
+  (0 points). A single monitor message rarely carries all seven parameters, and NEWS2 is
+  defined on the patient's current observation set, not on one message.
+* Persistence is write-behind and explicit: ``score`` only marks patients dirty; the pipeline
+  calls ``persist`` after the outputs are acknowledged, then commits offsets. If publishing
+  fails (or ``score`` raises) it calls ``discard_unpersisted`` and those patients are re-read
+  from Redis, so a redelivered batch is applied to exactly the state it first saw.
+  Patients evicted from a full slab while dirty are packed and written by the next ``persist``.
+  One batch at a time: score → publish → persist (or discard) must not interleave with
+  another batch on the same engine.
+* A stored state written by another model version (or shape) is not loaded into this model:
+  the patient starts fresh (keeping its watermark) and a warning is logged. The first step of
+  a fresh patient scores from an empty history, so levels may re-alert after a model upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from models.news2 import NEWS2_COMPONENTS, news2_components
+from schemas.observation import Observation
+from schemas.variables import VARIABLE_INDEX, VARIABLES
+from worker.scoring.alert_policy import LEVELS, AlertPolicy, alert_id
+from worker.scoring.reasons import occlusion, top_reasons
+from worker.scoring.slab import SlotState, StateSlab
+from worker.state.codec import (
+    ModelMismatchError,
+    PatientState,
+    StateCodecError,
+    Watermark,
+    id_hashes,
+    pack_many,
+    unpack,
+)
+from worker.state.store import RedisStateStore
+
+if TYPE_CHECKING:
+    from models.checkpoint import LoadedModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CARRY_FORWARD_S = 24 * 3600.0
+
+
+@dataclass(slots=True)
+class InputEvent:
+    """One decoded observation and where it came from."""
+
+    observation: Observation
+    topic: str
+    partition: int
+    offset: int
+    kafka_ts: float | None  # broker timestamp, POSIX seconds
+
+
+@dataclass(slots=True)
+class AlertDecision:
+    alert_id: str  # sha256(patient|triggered_by event_id|previous|level), hex 32
+    level: str
+    previous_level: str
+    reasons: list[dict]  # [{"variable","value","unit","contribution"}], top 5 by |contribution|
+    news2_components: dict[str, int]
+
+
+@dataclass(slots=True)
+class ScoredEvent:
+    event: InputEvent
+    risk: float
+    news2: int
+    level: str
+    alert: AlertDecision | None  # only when the level changed
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    scored: list[ScoredEvent]
+    duplicates: list[InputEvent]  # redelivered (at or below the watermark) or resent (a recent event_id): skipped
+
+
+class RiskEngine:
+    """Scores micro-batches against device-resident per-patient state; see the module doc."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        store: RedisStateStore,
+        *,
+        capacity: int,
+        policy: AlertPolicy,
+        device: torch.device | str,
+        carry_forward_s: float = DEFAULT_CARRY_FORWARD_S,
+    ) -> None:
+        device = torch.device(device)
+        self._model = model.model.eval()
+        weights_on = next(self._model.parameters()).device
+        if weights_on.type != device.type or (device.index is not None and weights_on.index != device.index):
+            raise ValueError(f"model weights are on {weights_on}, the engine's device is {device}: load the checkpoint there")
+        self._encoder = model.encoder
+        self.model_version = str(model.manifest["version"])
+        self._store = store
+        self._policy = policy
+        self._carry_forward_s = carry_forward_s
+        self._shape = dict(num_layers=self._model.num_layers, hidden_size=self._model.hidden_size, n_vars=len(VARIABLES))
+        with torch.inference_mode():
+            self._slab = StateSlab(capacity, device=device, **self._shape)
+        self._dirty: set[str] = set()
+        self._evicted: dict[str, bytes] = {}  # packed dirty patients evicted since the last persist
+        self._lock = asyncio.Lock()
+
+    @property
+    def resident(self) -> int:
+        return len(self._slab)
+
+    @property
+    def device(self) -> torch.device:
+        return self._slab.device
+
+    async def score(self, events: Sequence[InputEvent]) -> BatchOutcome:
+        """Apply ``events`` (in order per patient) and score each one that is not a duplicate."""
+        outcome = BatchOutcome(scored=[], duplicates=[])
+        async with self._lock:
+            for chunk in self._chunks(events):
+                await self._make_resident(chunk)
+                self._score_chunk(chunk, outcome)
+        return outcome
+
+    async def persist(self) -> int:
+        """Write every patient changed since the last persist in one Redis round trip.
+
+        On error nothing is forgotten: the same patients are written by the next call."""
+        async with self._lock:
+            return await self._persist()
+
+    async def release_partitions(self, partitions: set[int]) -> None:
+        """Persist, then drop resident patients with any watermark entry on ``partitions``.
+
+        Called when the consumer loses partitions: the new owner reads these patients from
+        Redis, so this worker must have written them and must not keep a stale copy."""
+        async with self._lock:
+            await self._persist()
+            gone = [p for p in self._slab.patients() if any(part in partitions for _, part in self._slab.watermark(p))]
+            self._slab.remove(gone)
+
+    def discard_unpersisted(self) -> None:
+        """Forget changes not yet persisted; those patients are re-read from Redis when next seen."""
+        self._slab.remove([p for p in self._dirty if p in self._slab])
+        self._dirty.clear()
+        self._evicted.clear()
+
+    # -- batch steps -------------------------------------------------------------------------
+
+    def _chunks(self, events: Sequence[InputEvent]) -> Iterator[Sequence[InputEvent]]:
+        """Consecutive runs of events with at most ``capacity`` distinct patients each (in
+        practice the whole batch: capacity is far above the batch size)."""
+        start, patients = 0, set()
+        for i, event in enumerate(events):
+            pid = event.observation.patient_id
+            if pid not in patients and len(patients) == self._slab.capacity:
+                yield events[start:i]
+                start, patients = i, set()
+            patients.add(pid)
+        if start < len(events):
+            yield events[start:]
+
+    async def _make_resident(self, events: Sequence[InputEvent]) -> None:
+        """Restore or create every patient of ``events`` not in the slab (one MGET for all)."""
+        patients = list(dict.fromkeys(e.observation.patient_id for e in events))
+        unseen = [p for p in patients if p not in self._slab]
+        self._slab.touch(p for p in patients if p in self._slab)
+        if not unseen:
+            return
+        stored = await self._store.load_many([p for p in unseen if p not in self._evicted])
+        for p in unseen:
+            if p in self._evicted:  # evicted while dirty, not yet written: its bytes are newest
+                stored[p] = self._evicted.pop(p)
+                self._dirty.add(p)
+        with torch.inference_mode():
+            self._admit(unseen, stored)
+
+    def _admit(self, unseen: list[str], stored: dict[str, bytes]) -> None:
+        restored: dict[str, PatientState] = {}
+        fresh: dict[str, Watermark] = {}
+        mismatched: list[str] = []
+        for p in unseen:
+            if p not in stored:
+                fresh[p] = {}
+                continue
+            try:
+                restored[p] = unpack(stored[p], model_version=self.model_version, **self._shape)
+            except ModelMismatchError as exc:
+                fresh[p] = exc.watermark
+                mismatched.append(str(exc))
+            except StateCodecError as exc:
+                fresh[p] = {}
+                log.error("unreadable stored patient state, starting the patient fresh", extra={"error": str(exc)})
+        if mismatched:
+            log.warning(
+                "stored state of another model not loaded: patients start fresh",
+                extra={"patients": len(mismatched), "example": mismatched[0]},
+            )
+        need = len(unseen) - self._slab.free
+        if need > 0:
+            self._evict(self._slab.least_recent(need))
+        if restored:
+            states = list(restored.values())
+            self._slab.admit(list(restored), SlotState.from_patients(states, self.device), [s.watermark for s in states])
+        if fresh:
+            state = SlotState.fresh(len(fresh), device=self.device, **self._shape)
+            self._slab.admit(list(fresh), state, list(fresh.values()))
+
+    def _evict(self, victims: list[str]) -> None:
+        """Make room; a victim with unsaved changes is packed now and written by ``persist``."""
+        dirty = [p for p in victims if p in self._dirty]
+        self._evicted.update(self._pack(dirty))
+        self._dirty.difference_update(dirty)
+        self._slab.remove(victims)
+
+    def _pack(self, patients: list[str]) -> dict[str, bytes]:
+        if not patients:
+            return {}
+        state = self._slab.gather(self._slab.index([self._slab.slot(p) for p in patients]))
+        records = pack_many(state.to_host(), [self._slab.watermark(p) for p in patients], self.model_version)
+        return dict(zip(patients, records))
+
+    async def _persist(self) -> int:
+        with torch.inference_mode():
+            records = {**self._evicted, **self._pack(list(self._dirty))}
+        await self._store.save_many(records)
+        self._evicted.clear()
+        self._dirty.clear()
+        return len(records)
+
+    @torch.inference_mode()
+    def _score_chunk(self, events: Sequence[InputEvent], outcome: BatchOutcome) -> None:
+        unread = self._past_watermarks(events, outcome.duplicates)
+        ids = id_hashes([e.observation.event_id for e in unread])
+        applied = self._already_applied(unread, ids)
+        outcome.duplicates.extend(e for e, seen in zip(unread, applied) if seen)
+        kept = [e for e, seen in zip(unread, applied) if not seen]
+        if not kept:
+            return
+        values, times = self._inputs(kept)
+        kept_ids = torch.from_numpy(ids[~applied]).to(self.device)
+        outcome.scored.extend(self._apply(_Block.of(kept), kept, values, times, kept_ids))
+
+    def _past_watermarks(self, events: Sequence[InputEvent], duplicates: list[InputEvent]) -> list[InputEvent]:
+        """The events past their patient's watermark, which they advance (and so mark the patient
+        dirty); a redelivered one, at or below it, goes to ``duplicates``."""
+        unread: list[InputEvent] = []
+        for event in events:
+            pid = event.observation.patient_id
+            watermark = self._slab.watermark(pid)
+            source = (event.topic, event.partition)
+            if event.offset <= watermark.get(source, -1):
+                duplicates.append(event)
+                continue
+            watermark[source] = event.offset
+            self._dirty.add(pid)
+            unread.append(event)
+        return unread
+
+    def _already_applied(self, events: list[InputEvent], ids: np.ndarray) -> np.ndarray:
+        """[n] bool: the event's id is among its patient's recent ids, or an earlier event of
+        ``events`` for the same patient has the same id (two copies in one batch)."""
+        if not events:
+            return np.zeros(0, dtype=bool)
+        slots = np.fromiter((self._slab.slot(e.observation.patient_id) for e in events), dtype=np.int64, count=len(events))
+        in_ring = self._slab.holds_ids(torch.from_numpy(slots).to(self.device), torch.from_numpy(ids).to(self.device))
+        _, first = np.unique(np.stack([slots, ids], axis=1), axis=0, return_index=True)
+        later_copy = np.ones(len(events), dtype=bool)
+        later_copy[first] = False
+        return later_copy | in_ring.cpu().numpy()
+
+    def _inputs(self, events: list[InputEvent]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Values [B, V] float32 (NaN = not measured in this event) and times [B] float64,
+        filled on the host and moved to the device in one copy each."""
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        column = VARIABLE_INDEX.__getitem__
+        for r, event in enumerate(events):
+            measured = event.observation.values
+            rows.extend([r] * len(measured))
+            cols.extend(map(column, measured))
+            vals.extend(measured.values())
+        values = np.full((len(events), len(VARIABLES)), np.nan, dtype=np.float32)
+        values[rows, cols] = vals
+        times = np.fromiter((e.observation.observed_ts for e in events), dtype=np.float64, count=len(events))
+        return torch.from_numpy(values).to(self.device), torch.from_numpy(times).to(self.device)
+
+    def _apply(
+        self, block: _Block, kept: list[InputEvent], values: torch.Tensor, times: torch.Tensor, ids: torch.Tensor
+    ) -> list[ScoredEvent]:
+        """Fold every kept event into its patient's state and score it: one gather and one
+        scatter for the chunk, the encoder and NEWS2 over all [P, K] events at once (neither
+        depends on the LSTM), and only the recurrence itself (LSTM step, alert policy) step
+        by step, step k over the patients that have a k-th event (a prefix of the block)."""
+        p_count, k_count = block.rows.shape
+        rows = torch.from_numpy(block.rows).to(self.device)
+        padding = torch.from_numpy(block.padding).to(self.device)
+        slots = self._slab.index([self._slab.slot(p) for p in block.patients])
+        before = self._slab.gather(slots)
+        x_values = values[rows].masked_fill(padding.unsqueeze(2), math.nan)
+        # Time never goes back for a patient: each event's time is clamped to the latest before it.
+        t = torch.fmax(times[rows].cummax(dim=1).values, before.prev_time.unsqueeze(1))
+        x, last_value, last_time = self._encoder.steps(
+            x_values, t, before.last_value, before.last_time, before.prev_time
+        )
+        fresh_enough = (t.unsqueeze(2) - last_time) <= self._carry_forward_s
+        components = news2_components(torch.where(fresh_enough, last_value, math.nan).flatten(0, 1))
+        components = components.view(p_count, k_count, -1)
+        news2 = components.sum(dim=2)
+
+        steps = self._recurrence(block, x, t, news2, before)
+        last = torch.from_numpy(block.lengths - 1).to(self.device)
+        self._slab.scatter(slots, SlotState(
+            h=steps.h, c=steps.c,
+            last_value=_at(last_value, last), last_time=_at(last_time, last), prev_time=_at(t, last),
+            level=steps.level, cleared_level=steps.cleared_level, cleared_ts=steps.cleared_ts,
+            recent_ids=before.remember(ids[rows], last + 1),
+        ))
+
+        # Outputs in step-major order: step 0 of every patient, then step 1, ...
+        patient_of, step_of = block.positions()
+        patient_t, step_t = torch.from_numpy(patient_of).to(self.device), torch.from_numpy(step_of).to(self.device)
+        risk, level, previous = torch.cat(steps.risk), torch.cat(steps.levels), torch.cat(steps.previous)
+        changed = (level != previous).nonzero().squeeze(1)
+        alerting: dict[int, tuple[list[dict], list[int]]] = {}
+        if changed.numel():
+            i, k = patient_t.index_select(0, changed), step_t.index_select(0, changed)
+            why = self._reasons(changed, i, k, x_values, t, last_value, last_time, before, steps, risk)
+            alerting = dict(zip(changed.tolist(), zip(why, components[i, k].tolist())))
+        risk_l, level_l, prev_l = risk.tolist(), level.tolist(), previous.tolist()
+        news2_l = news2[patient_t, step_t].tolist()
+        results: list[ScoredEvent | None] = [None] * len(kept)
+        for j, row in enumerate(block.rows[patient_of, step_of].tolist()):
+            event = kept[row]
+            alert = None
+            if j in alerting:
+                reasons, points = alerting[j]
+                was, now = LEVELS[prev_l[j]], LEVELS[level_l[j]]
+                alert = AlertDecision(
+                    alert_id=alert_id(event.observation.patient_id, event.observation.event_id, was, now),
+                    level=now,
+                    previous_level=was,
+                    reasons=reasons,
+                    news2_components=dict(zip(NEWS2_COMPONENTS, points)),
+                )
+            results[row] = ScoredEvent(event, risk_l[j], int(news2_l[j]), LEVELS[level_l[j]], alert)
+        return [r for r in results if r is not None]
+
+    def _recurrence(
+        self, block: _Block, x: torch.Tensor, t: torch.Tensor, news2: torch.Tensor, before: SlotState
+    ) -> _Steps:
+        """LSTM and alert policy, step k over the first ``block.active[k]`` patients. Nothing is
+        written in place, so each step's inputs stay available for the alert reasons."""
+        h, c = before.h, before.c
+        level, cleared_level, cleared_ts = before.level, before.cleared_level, before.cleared_ts
+        steps = _Steps()
+        for k, n in enumerate(block.active):
+            logits, h_new, c_new = self._model.step(x[:n, k], h[:, :n], c[:, :n])
+            risk = self._model.risk(logits)
+            decided = self._policy.decide(risk, news2[:n, k], level[:n], t[:n, k], cleared_level[:n], cleared_ts[:n])
+            down = decided < level[:n]
+            steps.h_before.append(h[:, :n])
+            steps.c_before.append(c[:, :n])
+            steps.risk.append(risk)
+            steps.levels.append(decided)
+            steps.previous.append(level[:n])
+            h, c = torch.cat([h_new, h[:, n:]], dim=1), torch.cat([c_new, c[:, n:]], dim=1)
+            cleared_level = torch.cat([torch.where(down, level[:n], cleared_level[:n]), cleared_level[n:]])
+            cleared_ts = torch.cat([torch.where(down, t[:n, k], cleared_ts[:n]), cleared_ts[n:]])
+            level = torch.cat([decided, level[n:]])
+        steps.h, steps.c, steps.level, steps.cleared_level, steps.cleared_ts = h, c, level, cleared_level, cleared_ts
+        return steps
+
+    def _reasons(
+        self,
+        changed: torch.Tensor,
+        i: torch.Tensor,
+        k: torch.Tensor,
+        values: torch.Tensor,
+        t: torch.Tensor,
+        last_value: torch.Tensor,
+        last_time: torch.Tensor,
+        before: SlotState,
+        steps: _Steps,
+        risk: torch.Tensor,
+    ) -> list[list[dict]]:
+        """Occlusion reasons for the events whose level changed (``changed``: step-major
+        positions; patient ``i``, step ``k`` in the block), all in one batch: each needs the
+        memory and LSTM state from just before its own step."""
+        contribution = occlusion(
+            self._encoder,
+            self._model,
+            values=values[i, k],
+            t=t[i, k],
+            last_value=_before_step(before.last_value, last_value, i, k),
+            last_time=_before_step(before.last_time, last_time, i, k),
+            prev_time=_before_step(before.prev_time, t, i, k),
+            h=torch.cat(steps.h_before, dim=1).index_select(1, changed),
+            c=torch.cat(steps.c_before, dim=1).index_select(1, changed),
+            risk=risk.index_select(0, changed),
+        )
+        return top_reasons(contribution, last_value[i, k])
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """A chunk's events laid out patient by patient: ``rows[p, :lengths[p]]`` are the rows (in
+    the chunk) of ``patients[p]``'s events, in order; the rest of the row is padding.
+
+    Patients are sorted by how many events they have, most first, so the patients with a k-th
+    event are the first ``active[k]``: step k of the recurrence works on a prefix."""
+
+    patients: list[str]
+    rows: np.ndarray  # [P, K] int64, padded with the patient's last row
+    lengths: np.ndarray  # [P] int64
+    active: list[int]  # [K] non-increasing
+
+    @classmethod
+    def of(cls, events: Sequence[InputEvent]) -> _Block:
+        by_patient: dict[str, list[int]] = {}
+        for row, event in enumerate(events):
+            by_patient.setdefault(event.observation.patient_id, []).append(row)
+        ordered = sorted(by_patient.items(), key=lambda item: -len(item[1]))  # stable: first seen first among equals
+        lengths = np.array([len(r) for _, r in ordered], dtype=np.int64)
+        rows = np.empty((len(ordered), int(lengths[0])), dtype=np.int64)
+        for p, (_, patient_rows) in enumerate(ordered):
+            rows[p, : len(patient_rows)] = patient_rows
+            rows[p, len(patient_rows) :] = patient_rows[-1]
+        active = [int((lengths > k).sum()) for k in range(rows.shape[1])]
+        return cls([pid for pid, _ in ordered], rows, lengths, active)
+
+    @property
+    def padding(self) -> np.ndarray:
+        """[P, K] bool: no event there."""
+        return np.arange(self.rows.shape[1]) >= self.lengths[:, None]
+
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(patient, step) of every event in step-major order, the order of ``_Steps``' outputs."""
+        patient = np.concatenate([np.arange(n) for n in self.active])
+        step = np.repeat(np.arange(len(self.active)), self.active)
+        return patient, step
+
+
+@dataclass(slots=True)
+class _Steps:
+    """The recurrence's outputs: per step k, tensors over the first active[k] patients, and
+    the state after each patient's last step."""
+
+    risk: list[torch.Tensor] = field(default_factory=list)
+    levels: list[torch.Tensor] = field(default_factory=list)
+    previous: list[torch.Tensor] = field(default_factory=list)  # level before the step
+    h_before: list[torch.Tensor] = field(default_factory=list)
+    c_before: list[torch.Tensor] = field(default_factory=list)
+    h: torch.Tensor | None = None
+    c: torch.Tensor | None = None
+    level: torch.Tensor | None = None
+    cleared_level: torch.Tensor | None = None
+    cleared_ts: torch.Tensor | None = None
+
+
+def _before_step(initial: torch.Tensor, after: torch.Tensor, i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """What a [P, K, ...] per-event quantity was just before event (i, k): ``after[i, k - 1]``,
+    or ``initial[i]`` (the state gathered for the batch) for a patient's first event."""
+    return torch.cat([initial.unsqueeze(1), after[:, :-1]], dim=1)[i, k]
+
+
+def _at(tensor: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """tensor[p, step[p]] for a [P, K] or [P, K, V] tensor."""
+    index = step.view(-1, 1, *([1] * (tensor.dim() - 2))).expand(-1, 1, *tensor.shape[2:])
+    return tensor.gather(1, index).squeeze(1)

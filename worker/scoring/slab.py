@@ -1,0 +1,184 @@
+"""Per-patient streaming state held in preallocated tensors on the model's device.
+
+A micro-batch touches a few hundred patients out of tens of thousands resident. Keeping every
+resident patient's LSTM state and feature memory in one set of preallocated tensors, indexed
+by slot, turns a batch into one gather, one step and one scatter — no allocation, no host
+round trip per patient, the same on CPU and GPU. The slot map is an LRU so a bounded slab can
+serve an unbounded census: the least recently seen patients make room (the engine persists
+them first when they hold unsaved changes). The hashes of each patient's recent event ids are
+a column like any other, so recognising a resent event is one gather and one comparison for
+the whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, fields
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from worker.state.codec import RECENT_IDS, PatientState, Watermark
+
+
+@dataclass(slots=True)
+class SlotState:
+    """State of a set of slots, batch-major except h/c which keep the LSTM's [L, B, H]."""
+
+    h: torch.Tensor  # [L, B, H] float32
+    c: torch.Tensor  # [L, B, H] float32
+    last_value: torch.Tensor  # [B, V] float32, NaN = never observed
+    last_time: torch.Tensor  # [B, V] float64, NaN = never observed
+    prev_time: torch.Tensor  # [B] float64, NaN before the first step
+    level: torch.Tensor  # [B] int8 alert level code
+    cleared_level: torch.Tensor  # [B] int8 level most recently cleared by a downgrade
+    cleared_ts: torch.Tensor  # [B] float64 time of that downgrade, NaN never
+    recent_ids: torch.Tensor  # [B, RECENT_IDS] int64 hashes of the last applied event ids, oldest first, 0 = empty
+
+    @classmethod
+    def fresh(cls, n: int, *, num_layers: int, hidden_size: int, n_vars: int, device: torch.device) -> SlotState:
+        """The state of patients never seen: zero LSTM state, nothing observed, level none."""
+        nan64 = dict(dtype=torch.float64, device=device)
+        return cls(
+            h=torch.zeros(num_layers, n, hidden_size, device=device),
+            c=torch.zeros(num_layers, n, hidden_size, device=device),
+            last_value=torch.full((n, n_vars), math.nan, device=device),
+            last_time=torch.full((n, n_vars), math.nan, **nan64),
+            prev_time=torch.full((n,), math.nan, **nan64),
+            level=torch.zeros(n, dtype=torch.int8, device=device),
+            cleared_level=torch.zeros(n, dtype=torch.int8, device=device),
+            cleared_ts=torch.full((n,), math.nan, **nan64),
+            recent_ids=torch.zeros(n, RECENT_IDS, dtype=torch.int64, device=device),
+        )
+
+    @classmethod
+    def from_patients(cls, states: Sequence[PatientState], device: torch.device) -> SlotState:
+        """Stack host records into one device state (one copy per field, not per patient)."""
+
+        def put(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(array).to(device)
+
+        return cls(
+            h=put(np.stack([s.h for s in states], axis=1)),
+            c=put(np.stack([s.c for s in states], axis=1)),
+            last_value=put(np.stack([s.last_value for s in states])),
+            last_time=put(np.stack([s.last_time for s in states])),
+            prev_time=put(np.array([s.prev_time for s in states], dtype=np.float64)),
+            level=put(np.array([s.level for s in states], dtype=np.int8)),
+            cleared_level=put(np.array([s.cleared_level for s in states], dtype=np.int8)),
+            cleared_ts=put(np.array([s.cleared_ts for s in states], dtype=np.float64)),
+            recent_ids=put(np.stack([s.recent_ids for s in states])),
+        )
+
+    def to_host(self) -> dict[str, np.ndarray]:
+        """Host arrays with a leading patient axis (h, c become [B, L, H]), one device-to-host
+        copy per field: the columns ``state_codec.pack_many`` takes."""
+        columns = {f.name: getattr(self, f.name).cpu().numpy() for f in fields(self)}
+        columns["h"] = columns["h"].transpose(1, 0, 2)
+        columns["c"] = columns["c"].transpose(1, 0, 2)
+        return columns
+
+    def select(self, rows: torch.Tensor) -> SlotState:
+        """The subset of rows ``rows`` (a long tensor on the state's device)."""
+        return SlotState(**{f.name: _take(getattr(self, f.name), f.name, rows) for f in fields(self)})
+
+    def remember(self, ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """The rows' recent ids after applying ``counts[b]`` more events each, whose ids are
+        ``ids[b, :counts[b]]`` in order ([B, K]; the rest is ignored): the oldest fall out."""
+        ring = self.recent_ids.shape[1]
+        appended = torch.cat([self.recent_ids, ids], dim=1)
+        window = counts.unsqueeze(1) + torch.arange(ring, device=ids.device).unsqueeze(0)
+        return appended.gather(1, window)
+
+
+def _batch_dim(name: str) -> int:
+    return 1 if name in ("h", "c") else 0
+
+
+def _take(tensor: torch.Tensor, name: str, rows: torch.Tensor) -> torch.Tensor:
+    return tensor.index_select(_batch_dim(name), rows)
+
+
+class StateSlab:
+    """``capacity`` patients' state on ``device``, a patient -> slot map in LRU order, watermarks.
+
+    The watermark ({(topic, partition): last offset applied}) lives beside the tensors because
+    it changes with them: it is part of the same per-patient record in Redis.
+    """
+
+    def __init__(self, capacity: int, *, num_layers: int, hidden_size: int, n_vars: int, device: torch.device) -> None:
+        if capacity < 1:
+            raise ValueError(f"slab capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.device = device
+        self.shape = dict(num_layers=num_layers, hidden_size=hidden_size, n_vars=n_vars)
+        self.state = SlotState.fresh(capacity, device=device, **self.shape)
+        self._slots: OrderedDict[str, int] = OrderedDict()
+        self._free = list(range(capacity - 1, -1, -1))
+        self._watermarks: dict[str, Watermark] = {}
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, patient_id: object) -> bool:
+        return patient_id in self._slots
+
+    @property
+    def free(self) -> int:
+        return len(self._free)
+
+    def patients(self) -> list[str]:
+        """Resident patients, least recently used first."""
+        return list(self._slots)
+
+    def slot(self, patient_id: str) -> int:
+        return self._slots[patient_id]
+
+    def watermark(self, patient_id: str) -> Watermark:
+        """The live watermark dict of a resident patient (the engine updates it in place)."""
+        return self._watermarks[patient_id]
+
+    def touch(self, patient_ids: Iterable[str]) -> None:
+        """Mark resident patients most recently used."""
+        for p in patient_ids:
+            self._slots.move_to_end(p)
+
+    def least_recent(self, n: int) -> list[str]:
+        """The ``n`` least recently used residents: whom to evict to make room for ``n``."""
+        return [p for p, _ in zip(self._slots, range(n))]
+
+    def admit(self, patient_ids: Sequence[str], state: SlotState, watermarks: Sequence[Watermark]) -> list[int]:
+        """Give new patients slots (most recently used) and write their initial state."""
+        if len(patient_ids) > len(self._free):
+            raise RuntimeError(f"slab full: {len(patient_ids)} to admit, {len(self._free)} free; evict first")
+        slots = [self._free.pop() for _ in patient_ids]
+        for p, s, wm in zip(patient_ids, slots, watermarks):
+            self._slots[p] = s
+            self._watermarks[p] = wm
+        self.scatter(self.index(slots), state)
+        return slots
+
+    def remove(self, patient_ids: Iterable[str]) -> None:
+        """Forget patients (their slots become free; the tensors are overwritten on reuse)."""
+        for p in patient_ids:
+            self._free.append(self._slots.pop(p))
+            del self._watermarks[p]
+
+    def index(self, slots: Sequence[int]) -> torch.Tensor:
+        return torch.tensor(slots, dtype=torch.long, device=self.device)
+
+    def gather(self, slots: torch.Tensor) -> SlotState:
+        """A copy of the state in ``slots`` (later scatters do not change it)."""
+        return self.state.select(slots)
+
+    def holds_ids(self, slots: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """[B] bool: whether ``ids[i]`` is among the recent ids of ``slots[i]`` (one gather of
+        that column and one comparison for the whole batch, not a lookup per event)."""
+        return (self.state.recent_ids.index_select(0, slots) == ids.unsqueeze(1)).any(dim=1)
+
+    def scatter(self, slots: torch.Tensor, update: SlotState) -> None:
+        """Write ``update`` into ``slots`` (distinct slots; one index_copy_ per field)."""
+        for f in fields(SlotState):
+            getattr(self.state, f.name).index_copy_(_batch_dim(f.name), slots, getattr(update, f.name))

@@ -1,0 +1,1 @@
+"""Durable patient state: the Redis record format and the Redis store."""

