@@ -1,7 +1,7 @@
 """What vitalwatch publishes: risk-scores, alerts and dead-letters.
 
 These are read by dashboards, paging systems and interface engines written in other
-languages, so the field names are the contract (docs/internals.md) and the JSON Schema
+languages, so the field names are the contract (docs/contracts.md) and the JSON Schema
 files are generated from these models. Unlike the input contracts they validate in lax mode:
 a consumer reading them back from JSON gets datetimes from strings without ceremony.
 """

@@ -1,6 +1,6 @@
 """`vitalwatch bench` end to end on a tiny topic: every phase runs against a real Tansu broker
 and a real Redis and reports every figure. Speed is never checked here (the machine is shared);
-the real numbers come from a full run (README, Performance)."""
+the real numbers come from a full run (docs/performance.md)."""
 
 from __future__ import annotations
 

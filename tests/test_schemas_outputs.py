@@ -1,4 +1,4 @@
-"""Output contracts: field names as docs/internals.md fixes them, round trips, dead letters."""
+"""Output contracts: field names as docs/contracts.md fixes them, round trips, dead letters."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ evaluation and replay see what the worker sees. Values the contracts refuse (HR 
 a temperature charted in °F in the °C column) are removed from their observation set and
 counted by field and problem in a ConversionReport; nothing is dropped without a count.
 
-Mapping, and its caveats (also in the README, "Real data"):
+Mapping, and its caveats (also in docs/real-data.md):
 
 * Observation sets: the rows of clif_vitals, clif_respiratory_support and
   clif_patient_assessments recorded for one hospitalisation at one instant form one vitals.v1

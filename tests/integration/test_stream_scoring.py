@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 #: Pinned so the outcome is a property of the shipped model, not of chance. Scored offline with
 #: the shipped checkpoint, this seed's septic patient peaks at risk 0.997 (NEWS2 12) and its stable
 #: one at 0.046 (NEWS2 3), under the medium threshold (0.061). Not every stable stay stays quiet:
-#: the medium threshold runs at 90 % per-event specificity (README, "The risk model").
+#: the medium threshold runs at 90 % per-event specificity (docs/model-card.md).
 SEED = 10
 
 

@@ -6,7 +6,7 @@ Redis by changing only the environment. A wrong value stops the worker at start 
 that names the variable (``VITALWATCH_MAX_BATCH: must be >= 1, got 0``) instead of failing
 later, mid-stream, with a stack trace.
 
-``python -m worker.operations.config --markdown`` prints the settings table for the README;
+``python -m worker.operations.config --markdown`` prints the table in docs/operations.md;
 ``python -m worker.operations.config --check`` validates the current environment.
 """
 
@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseSettings):
-    """All worker settings. Field descriptions feed the README table, so keep them operator-facing."""
+    """All worker settings. Field descriptions feed the docs/operations.md table: keep them operator-facing."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=False, extra="ignore")
 
@@ -220,7 +220,7 @@ def _default_text(field: str) -> str:
 
 
 def settings_markdown() -> str:
-    """The settings as a Markdown table (variable, default, description) for the README."""
+    """The settings as a Markdown table (variable, default, description) for docs/operations.md."""
     rows = ["| Variable | Default | Description |", "|---|---|---|"]
     for field, info in Settings.model_fields.items():
         rows.append(f"| `{env_name(field)}` | {_default_text(field)} | {info.description} |")

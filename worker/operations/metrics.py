@@ -79,7 +79,7 @@ class Metrics:
 
 
 def metrics_markdown() -> str:
-    """Every exported metric as a Markdown table (name, type, labels, help) for the README.
+    """Every exported metric as a Markdown table (name, type, labels, help) for docs/operations.md.
 
     Read from the metric objects rather than a scrape: a labelled metric exports no sample
     until it is first used, and the table must list it anyway."""

@@ -9,7 +9,7 @@ within=max_wait)`` agent that DESIGN.md describes. Why: Faust's per-message stre
 ~135 of the ~145 µs of CPU a do-nothing agent spends per message here, capping the worker near
 7 k events/s before it scores anything; handing each aiokafka ``getmany`` batch (at most
 ``max_batch`` records) to one coroutine while Faust still tracks, acks and commits the offsets
-runs the same bare consumer ~15x faster (README, Performance). A batch is therefore what one
+runs the same bare consumer ~15x faster (docs/performance.md). A batch is therefore what one
 fetch returns, not what a window collects: ``max_wait_ms`` becomes the longest the broker may
 hold a fetch that finds nothing new (Faust hard-codes 1500 ms, and Tansu holds a fetch for the
 whole wait even when records arrive, which put the worker's latency near a second at light

@@ -1,7 +1,7 @@
 """Batch delivery: Faust's consumer hands every fetched batch to one coroutine, skipping
 Faust's per-message stream path, while Faust keeps the group, the offsets and the commits.
 
-Why: profiled here (README, Performance), a Faust agent that does nothing costs ~145 µs of CPU
+Why: profiled here (docs/performance.md), a Faust agent that does nothing costs ~145 µs of CPU
 per message, and ~135 µs of that is the per-message path between the fetch and the agent
 body: a ``wait_first`` that creates two tasks per message, the conductor's delivery into a
 channel queue, the stream iterator, an Event object, sensors, and an ack per event.

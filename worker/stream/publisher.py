@@ -1,6 +1,6 @@
 """Publishing a micro-batch's outputs: one Kafka record batch per topic partition, all awaited.
 
-Why not the producer's per-record ``send``: profiled in the worker (README, Performance), one
+Why not the producer's per-record ``send``: profiled in the worker (docs/performance.md), one
 ``send`` per output cost ~15 µs of the event loop (a future, a metadata wait and an accumulator
 append per record, plus a pure-Python murmur2 hash of the key): a tenth of the worker's CPU.
 Here the records of a micro-batch are grouped by the partition Kafka's default partitioner
