@@ -9,11 +9,13 @@ A checkpoint is a directory with two files:
   architecture, calibration, alert thresholds, training data provenance, metrics and the
   sha256 of the weights file.
 
-``load_checkpoint`` trusts nothing: it hashes the weights before parsing them, refuses a
-variable order other than ``schemas.variables``' (the features would be silently shuffled),
-rebuilds the network from the manifest and loads the tensors strictly (no missing, extra or
-reshaped tensor), and checks the manifest's normalisation against the stored one. Every
-refusal is a ``CheckpointError`` naming the file and the problem.
+``load_checkpoint`` trusts nothing: it hashes the weights before parsing them, refuses
+variables this build's catalogue (``schemas.variables``) does not know, rebuilds the network
+and the encoder from the manifest (the encoder reads exactly the variables the model was trained
+on, in their order, so a model trained before the catalogue grew scores as it always did) and
+loads the tensors strictly (no missing, extra or reshaped tensor), and checks the manifest's
+normalisation against the stored one. Every refusal is a ``CheckpointError`` naming the file
+and the problem.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from models.features import N_FEATURES, FeatureEncoder
+from models.features import FeatureEncoder, n_features
 from models.network import RiskLSTM
-from schemas.variables import VARIABLE_NAMES
+from schemas.variables import VARIABLE_INDEX
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -75,7 +77,7 @@ def save_checkpoint(directory: Path | str, model: RiskLSTM, encoder: FeatureEnco
         **manifest,
         "format_version": FORMAT_VERSION,
         "created_at": manifest.get("created_at") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "features": list(VARIABLE_NAMES),
+        "features": list(encoder.variables),
         "n_features": model.n_features,
         "hidden_size": model.hidden_size,
         "num_layers": model.num_layers,
@@ -99,7 +101,7 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
     state = {k[len(_MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_MODEL_PREFIX)}
     try:
         model.load_state_dict(state, strict=True)
-        encoder = FeatureEncoder(tensors["encoder.mean"], tensors["encoder.std"])
+        encoder = FeatureEncoder(tensors["encoder.mean"], tensors["encoder.std"], manifest["features"])
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{weights}: tensors do not fit the manifest's model ({exc})") from exc
     unknown = set(tensors) - set(_ENCODER_KEYS) - {_MODEL_PREFIX + k for k in state}
@@ -125,12 +127,19 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: missing fields {missing}")
     if manifest["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {manifest['format_version']!r}, this code reads {FORMAT_VERSION}")
-    if list(manifest["features"]) != list(VARIABLE_NAMES):
+    features = manifest["features"]
+    if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+        raise CheckpointError(f"{path}: features must be a non-empty list of variable names")
+    unknown = [f for f in features if f not in VARIABLE_INDEX]
+    if unknown or len(set(features)) != len(features):
         raise CheckpointError(
-            f"{path}: trained on variables {manifest['features']}, this build encodes {list(VARIABLE_NAMES)}; retrain the model"
+            f"{path}: trained on variables {unknown or features} that this build's catalogue does not know "
+            "(or names one twice); upgrade vitalwatch or retrain the model"
         )
-    if manifest["n_features"] != N_FEATURES:
-        raise CheckpointError(f"{path}: n_features {manifest['n_features']}, the encoder produces {N_FEATURES}")
+    if manifest["n_features"] != n_features(len(features)):
+        raise CheckpointError(
+            f"{path}: n_features {manifest['n_features']}, the encoder produces {n_features(len(features))} for {len(features)} variables"
+        )
     return manifest
 
 
@@ -154,5 +163,5 @@ def _normalisation(encoder: FeatureEncoder) -> dict[str, Any]:
     mean, std = encoder.mean.cpu().tolist(), encoder.std.cpu().tolist()
     return {
         "method": "z-score of the decayed carried-forward value",
-        "variables": {name: {"mean": m, "std": s} for name, m, s in zip(VARIABLE_NAMES, mean, std)},
+        "variables": {name: {"mean": m, "std": s} for name, m, s in zip(encoder.variables, mean, std)},
     }

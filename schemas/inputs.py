@@ -98,6 +98,8 @@ class VitalsV1(EventV1):
     map: float | None = _vital("map")
     consciousness: Literal["A", "C", "V", "P", "U"] | None = Field(None, description="ACVPU")
     on_oxygen: bool | None = Field(None, description="receiving supplemental oxygen")
+    fio2: float | None = _vital("fio2")
+    etco2: float | None = _vital("etco2")
 
     def to_observation(self, *, now: float | None = None) -> Observation:
         """Range-check every measurement (all problems at once) and build the Observation.

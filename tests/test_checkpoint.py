@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from models.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
-from models.features import N_FEATURES, FeatureEncoder
+from models.features import FeatureEncoder, n_features
 from models.network import RiskLSTM
-from schemas.variables import VARIABLE_NAMES, VARIABLES
+from schemas.variables import PREVIOUS_CATALOGUES, VARIABLE_NAMES, VARIABLES
+
+N_FEATURES = n_features(len(VARIABLE_NAMES))  # an encoder over the whole catalogue
 
 V = len(VARIABLES)
 
@@ -59,11 +61,35 @@ def test_a_modified_weights_file_is_refused(tmp_path: Path) -> None:
         load_checkpoint(tmp_path)
 
 
-def test_another_variable_order_is_refused(tmp_path: Path) -> None:
+def test_a_manifest_whose_variable_order_was_changed_is_refused(tmp_path: Path) -> None:
+    """The stored normalisation is per variable: shuffling the names no longer matches it."""
     saved(tmp_path)
     edit_manifest(tmp_path, features=list(reversed(VARIABLE_NAMES)))
-    with pytest.raises(CheckpointError, match=r"manifest\.json: trained on variables"):
+    with pytest.raises(CheckpointError, match=r"manifest\.json: normalisation differs"):
         load_checkpoint(tmp_path)
+
+
+def test_a_variable_this_build_does_not_know_is_refused(tmp_path: Path) -> None:
+    saved(tmp_path)
+    edit_manifest(tmp_path, features=[*VARIABLE_NAMES[:-1], "serum_unobtainium"])
+    with pytest.raises(CheckpointError, match=r"manifest\.json: trained on variables \['serum_unobtainium'\] that this build"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_model_of_fewer_variables_reads_only_those(tmp_path: Path) -> None:
+    """A checkpoint trained before the catalogue grew: its encoder takes the whole memory and
+    reads its own columns, so the other variables change nothing."""
+    names = ("heart_rate", "lactate", "spo2")
+    model = RiskLSTM(n_features(len(names)), hidden_size=8)
+    save_checkpoint(tmp_path, model, FeatureEncoder(torch.zeros(3), torch.ones(3), names), {"version": "few-1", "horizon_hours": 12})
+    loaded = load_checkpoint(tmp_path)
+    assert loaded.encoder.variables == names and loaded.manifest["features"] == list(names)
+    values = torch.full((2, len(VARIABLE_NAMES)), float("nan"))
+    values[:, VARIABLE_NAMES.index("heart_rate")] = 120.0
+    values[1, VARIABLE_NAMES.index("bun")] = 40.0  # not one of the model's variables
+    memory = loaded.encoder.initial_state(2)
+    x, *_ = loaded.encoder.step(values, torch.tensor([1.7e9, 1.7e9], dtype=torch.float64), *memory)
+    assert x.shape == (2, n_features(3)) and torch.equal(x[0], x[1])
 
 
 def test_manifest_that_does_not_fit_the_weights_is_refused(tmp_path: Path) -> None:
@@ -125,7 +151,7 @@ def test_a_pickle_in_place_of_the_weights_is_refused_without_running(tmp_path: P
 
 def test_the_shipped_default_checkpoint_loads_and_is_small() -> None:
     loaded = load_checkpoint(DEFAULT_CHECKPOINT, "cpu")
-    assert loaded.manifest["features"] == list(VARIABLE_NAMES)
+    assert loaded.manifest["features"] == list(PREVIOUS_CATALOGUES[0]), "trained on the first catalogue's 18 variables"
     thresholds = loaded.manifest["alert_thresholds"]
     assert 0 < thresholds["medium"] < thresholds["high"] <= 1
     assert "synthetic" in json.dumps(loaded.manifest["training"]["data"])

@@ -11,7 +11,7 @@ from torch import nn
 
 from schemas.observation import Observation
 from schemas.variables import VARIABLES
-from tests.state_v1 import as_v1
+from tests.old_state_formats import as_v1
 from worker.scoring.alert_policy import AlertPolicy, alert_id
 from worker.scoring.engine import InputEvent, RiskEngine
 from worker.state.codec import RECENT_IDS
@@ -28,6 +28,8 @@ class StandInEncoder:
     def __init__(self) -> None:
         self.mean = torch.tensor([v.normal for v in VARIABLES])
         self.std = torch.tensor([max(abs(v.normal), 1.0) * 0.2 for v in VARIABLES])
+        self.variables = tuple(v.name for v in VARIABLES)  # reads every catalogue variable
+        self.columns = torch.arange(V)
 
     def step(self, values, t, last_value, last_time, prev_time):
         observed = ~values.isnan()
@@ -126,7 +128,7 @@ async def test_mixed_batch_outputs_follow_input_order(store: RedisStateStore) ->
     assert [s.event for s in outcome.scored] == events
 
 
-@pytest.mark.parametrize("left_in_format_1", [False, True], ids=["format-2", "format-1"])
+@pytest.mark.parametrize("left_in_format_1", [False, True], ids=["format-3", "format-1"])
 async def test_restored_engine_scores_exactly_like_an_uninterrupted_one(
     store: RedisStateStore, redis_url: str, unique: str, left_in_format_1: bool
 ) -> None:
@@ -148,7 +150,7 @@ async def test_restored_engine_scores_exactly_like_an_uninterrupted_one(
     got = [risks(await restarted.score(b)) for b in batches[3:]]
     assert got == expected[3:]
     await restarted.persist()
-    assert {r[2] for r in (await store.load_many([f"p{i}" for i in range(20)])).values()} == {2}, "written in format 2"
+    assert {r[2] for r in (await store.load_many([f"p{i}" for i in range(20)])).values()} == {3}, "written in format 3"
 
 
 async def test_redelivered_events_are_duplicates(store: RedisStateStore) -> None:

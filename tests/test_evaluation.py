@@ -13,11 +13,14 @@ import torch
 
 from models.checkpoint import save_checkpoint
 from models.evaluation.cohort import CohortScores, alert_behaviour, alert_state, evaluate, news2_per_event
-from models.features import N_FEATURES, FeatureEncoder
+from schemas.variables import VARIABLE_NAMES
+from models.features import FeatureEncoder, n_features
 from models.network import RiskLSTM
 from models.datasets.series import PatientSeries, horizon_labels
 from schemas.variables import VARIABLE_INDEX, VARIABLES
 from worker.cli import main
+
+N_FEATURES = n_features(len(VARIABLE_NAMES))  # an encoder over the whole catalogue
 
 V = len(VARIABLES)
 H = 3600.0

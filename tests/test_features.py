@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.features import AGE_CAP_HOURS, N_FEATURES, Z_CLIP, FeatureEncoder
+from schemas.variables import VARIABLE_NAMES
+from models.features import AGE_CAP_HOURS, FeatureEncoder, Z_CLIP, n_features
 from schemas.variables import VARIABLE_INDEX, VARIABLES
+
+N_FEATURES = n_features(len(VARIABLE_NAMES))  # an encoder over the whole catalogue
 
 V = len(VARIABLES)
 HR = VARIABLE_INDEX["heart_rate"]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.features import N_FEATURES
+from schemas.variables import VARIABLE_NAMES
+from models.features import n_features
 from models.network import RiskLSTM
+
+N_FEATURES = n_features(len(VARIABLE_NAMES))  # an encoder over the whole catalogue
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

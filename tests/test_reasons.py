@@ -11,12 +11,15 @@ from schemas.variables import VARIABLE_INDEX, VARIABLES
 from worker.scoring.reasons import occlusion, top_reasons
 
 V = len(VARIABLES)
+NAMES = tuple(v.name for v in VARIABLES)
 NORMAL = torch.tensor([v.normal for v in VARIABLES])
 
 
 class CarryForwardEncoder:
     """Minimal encoder with the FeatureEncoder.step contract: carry values forward, a never
-    observed variable reads as its normal value (feature 0)."""
+    observed variable reads as its normal value (feature 0). It reads every catalogue variable."""
+
+    columns = torch.arange(V)
 
     def step(self, values, t, last_value, last_time, prev_time):
         observed = ~values.isnan()
@@ -67,7 +70,7 @@ def test_the_perturbed_variable_comes_first() -> None:
     expected_lactate = risk[0] - torch.sigmoid(x[0] @ model.w - 1.5 * 4.0)
     assert contribution[0, VARIABLE_INDEX["lactate"]].item() == pytest.approx(expected_lactate.item(), rel=1e-5)
 
-    reasons = top_reasons(contribution, current)
+    reasons = top_reasons(contribution, current, NAMES)
     assert [r["variable"] for r in reasons[0]][:2] == ["lactate", "heart_rate"]
     assert reasons[0][0] == {"variable": "lactate", "value": 5.0, "unit": "mmol/L", "contribution": pytest.approx(expected_lactate.item(), rel=1e-5)}
     assert reasons[1][0]["variable"] == "heart_rate" and reasons[1][0]["value"] == 140.0
@@ -79,11 +82,45 @@ def test_the_perturbed_variable_comes_first() -> None:
 def test_at_most_five_reasons() -> None:
     contribution = torch.arange(V, dtype=torch.float32).unsqueeze(0)
     current = torch.ones(1, V)
-    (reasons,) = top_reasons(contribution, current)
+    (reasons,) = top_reasons(contribution, current, NAMES)
     assert [r["variable"] for r in reasons] == [VARIABLES[j].name for j in range(V - 1, V - 6, -1)]
 
 
 def test_values_are_reported_as_measured_not_as_float32_noise() -> None:
     current = torch.tensor([[37.2] + [math.nan] * (V - 1)])
-    (reasons,) = top_reasons(torch.ones(1, V), current)
+    (reasons,) = top_reasons(torch.ones(1, V), current, NAMES)
     assert reasons == [{"variable": VARIABLES[0].name, "value": 37.2, "unit": VARIABLES[0].unit, "contribution": 1.0}]
+
+
+class FirstColumnsEncoder(CarryForwardEncoder):
+    """The same encoder for a model that reads only some variables (a checkpoint trained before
+    the catalogue grew): it still carries the whole memory."""
+
+    columns = torch.tensor([VARIABLE_INDEX["heart_rate"], VARIABLE_INDEX["lactate"]])
+
+    def step(self, values, t, last_value, last_time, prev_time):
+        x, last_value, last_time, t = super().step(values, t, last_value, last_time, prev_time)
+        return x.index_select(1, self.columns), last_value, last_time, t
+
+
+def test_only_the_models_own_variables_are_occluded_and_reported() -> None:
+    """A variable the model does not read cannot have driven its score: it is neither occluded
+    (no wasted rows) nor offered as a reason, however abnormal its value."""
+
+    class TwoVariableRisk(LinearRisk):
+        def __init__(self) -> None:
+            self.w = torch.tensor([0.02, 1.5])  # heart_rate, lactate
+
+    encoder, model = FirstColumnsEncoder(), TwoVariableRisk()
+    values = _row(heart_rate=130.0, lactate=4.0, bun=120.0).unsqueeze(0)
+    memory = torch.full((1, V), math.nan)
+    x, current, _, _ = encoder.step(values, torch.tensor([60.0], dtype=torch.float64), memory, memory.double(), torch.zeros(1, dtype=torch.float64))
+    risk = model.risk(model.step(x, None, None)[0])
+    h = c = torch.zeros(1, 1, 4)
+    contribution = occlusion(
+        encoder, model, values=values, t=torch.tensor([60.0], dtype=torch.float64), last_value=memory,
+        last_time=memory.double(), prev_time=torch.zeros(1, dtype=torch.float64), h=h, c=c, risk=risk,
+    )
+    assert contribution.shape == (1, 2)
+    (reasons,) = top_reasons(contribution, current.index_select(1, encoder.columns), ("heart_rate", "lactate"))
+    assert [r["variable"] for r in reasons] == ["lactate", "heart_rate"]

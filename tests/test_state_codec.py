@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from tests.state_v1 import V1_RECORD, V1_SHAPE, V1_STATE, as_v1
+from schemas.variables import PREVIOUS_CATALOGUES, VARIABLE_NAMES
+from tests.old_state_formats import V1_RECORD, V1_SHAPE, V1_STATE, V1_VARIABLES, as_v1, as_v2
 from worker.state.codec import (
     RECENT_IDS,
     ModelMismatchError,
@@ -18,21 +19,25 @@ from worker.state.codec import (
     unpack,
 )
 
-SHAPE = {"num_layers": 2, "hidden_size": 64, "n_vars": 18}
-ARRAYS = ("h", "c", "last_value", "last_time", "prev_time", "level", "cleared_level", "cleared_ts", "recent_ids")
+SHAPE = {"num_layers": 2, "hidden_size": 64}
+V = len(VARIABLE_NAMES)
+ARRAYS = (
+    "h", "c", "last_value", "last_time", "prev_time", "level", "cleared_level", "cleared_ts", "recent_ids",
+    "age", "sex", "unit", "admitted_ts", "discharged",
+)
 
 
-def pack(state: PatientState, model_version: str) -> bytes:
+def pack(state: PatientState, model_version: str, variables: tuple[str, ...] = VARIABLE_NAMES) -> bytes:
     """One record through the batch packer (the engine always packs batches)."""
     columns = {name: np.asarray(getattr(state, name))[None] for name in ARRAYS}
-    (data,) = pack_many(columns, [state.watermark], model_version)
+    (data,) = pack_many(columns, [state.watermark], model_version, variables)
     return data
 
 
-def _state(rng: np.random.Generator) -> PatientState:
-    last_value = rng.normal(size=18).astype(np.float32)
+def _state(rng: np.random.Generator, n_vars: int = V) -> PatientState:
+    last_value = rng.normal(size=n_vars).astype(np.float32)
     last_value[[3, 10]] = np.nan
-    last_time = 1.7e9 + rng.uniform(0, 3600, size=18)
+    last_time = 1.7e9 + rng.uniform(0, 3600, size=n_vars)
     last_time[[3, 10]] = np.nan
     return PatientState(
         h=rng.normal(size=(2, 64)).astype(np.float32),
@@ -45,6 +50,10 @@ def _state(rng: np.random.Generator) -> PatientState:
         cleared_ts=math.nan,
         recent_ids=np.concatenate([np.zeros(5, np.int64), id_hashes([f"e{i}" for i in range(RECENT_IDS - 5)])]),
         watermark={("vitals", 3): 12345678901, ("labs", 3): 7, ("fhir-observations", 0): 0},
+        age=72.5,
+        sex=0,
+        unit=2,
+        admitted_ts=1.7e9 - 86400.25,
     )
 
 
@@ -59,14 +68,55 @@ def test_round_trip_is_bit_exact_and_compact() -> None:
     assert (back.prev_time, back.level, back.cleared_level) == (state.prev_time, 2, 1)
     assert math.isnan(back.cleared_ts)
     assert back.watermark == state.watermark
+    assert (back.age, back.sex, back.unit, back.admitted_ts, back.discharged) == (72.5, 0, 2, 1.7e9 - 86400.25, False)
 
 
-def test_one_layer_hidden_64_with_recent_ids_fits_in_1_1_kb() -> None:
-    """The shipped model's shape: 1,083 bytes, of which the 32 recent ids are 257."""
+def test_a_discharged_patients_tombstone_says_so() -> None:
+    state = _state(np.random.default_rng(7))
+    state.discharged = True
+    assert unpack(pack(state, "v1"), model_version="v1", **SHAPE).discharged
+
+
+def test_one_layer_hidden_64_with_recent_ids_and_context_fits_in_1_4_kb() -> None:
+    """The shipped model's shape over the 37-variable catalogue: 1,330 bytes with three
+    watermark entries, of which the 32 recent ids are 257 and the encounter context 19."""
     rng = np.random.default_rng(1)
     state = _state(rng)
     state.h, state.c = state.h[:1], state.c[:1]
-    assert len(pack(state, "v1")) <= 1100
+    assert len(pack(state, "v1")) <= 1400
+
+
+@pytest.mark.parametrize("old_format", [as_v2, lambda r: as_v1(r, num_layers=2, hidden_size=64, n_vars=18)], ids=["format-2", "format-1"])
+def test_a_record_of_the_first_catalogue_is_read_by_name_into_todays(old_format) -> None:
+    """State written before the catalogue grew (18 variables, no context): every value lands
+    in its own variable's column, the new variables are unobserved, the context unknown."""
+    first = PREVIOUS_CATALOGUES[0]
+    old = _state(np.random.default_rng(8), n_vars=len(first))
+    back = unpack(old_format(pack(old, "v1", first)), model_version="v1", **SHAPE)
+    for j, name in enumerate(VARIABLE_NAMES):
+        if name in first:
+            i = first.index(name)
+            np.testing.assert_array_equal(back.last_value[j], old.last_value[i])
+            np.testing.assert_array_equal(back.last_time[j], old.last_time[i])
+        else:
+            assert math.isnan(back.last_value[j]) and math.isnan(back.last_time[j]), name
+    np.testing.assert_array_equal(back.h, old.h)
+    assert math.isnan(back.age) and back.sex == back.unit == -1 and math.isnan(back.admitted_ts)
+
+
+def test_a_format_3_record_of_the_first_catalogue_is_read_by_name_too() -> None:
+    first = PREVIOUS_CATALOGUES[0]
+    old = _state(np.random.default_rng(9), n_vars=len(first))
+    back = unpack(pack(old, "v1", first), model_version="v1", **SHAPE)
+    assert back.last_value[VARIABLE_NAMES.index("hemoglobin")] == old.last_value[first.index("hemoglobin")]
+    assert back.age == 72.5, "the context is read whatever the variable order"
+
+
+def test_a_variable_order_this_worker_does_not_know_is_refused() -> None:
+    unknown_order = tuple(reversed(VARIABLE_NAMES))
+    data = pack(_state(np.random.default_rng(10)), "v1", unknown_order)
+    with pytest.raises(StateCodecError, match="variable order this worker does not know"):
+        unpack(data, model_version="v1", **SHAPE)
 
 
 def test_batch_packing_matches_one_by_one() -> None:
@@ -79,18 +129,24 @@ def test_batch_packing_matches_one_by_one() -> None:
     np.testing.assert_array_equal(back.c, states[2].c)
 
 
-def test_other_model_version_is_refused_but_keeps_the_watermark() -> None:
+def test_other_model_version_is_refused_but_keeps_what_is_not_the_models() -> None:
+    """Watermark, recent ids and encounter context describe the patient and the inputs consumed,
+    not the model: they survive a model upgrade; LSTM state, values and level start fresh."""
     state = _state(np.random.default_rng(2))
     data = pack(state, "old-model")
     with pytest.raises(ModelMismatchError, match="old-model") as info:
         unpack(data, model_version="new-model", **SHAPE)
-    assert info.value.watermark == state.watermark
+    kept = info.value.state
+    assert kept.watermark == state.watermark
+    np.testing.assert_array_equal(kept.recent_ids, state.recent_ids)
+    assert (kept.age, kept.sex, kept.unit, kept.admitted_ts) == (state.age, state.sex, state.unit, state.admitted_ts)
+    assert not kept.h.any() and np.isnan(kept.last_value).all() and kept.level == 0 and math.isnan(kept.prev_time)
 
 
 def test_other_shape_is_refused() -> None:
     data = pack(_state(np.random.default_rng(3)), "v1")
     with pytest.raises(ModelMismatchError, match="hidden=64"):
-        unpack(data, model_version="v1", num_layers=2, hidden_size=32, n_vars=18)
+        unpack(data, model_version="v1", num_layers=2, hidden_size=32)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +177,7 @@ def test_id_hashes_are_stable_odd_and_distinct() -> None:
 
 def test_format_1_record_loads_with_no_recent_ids() -> None:
     """A record written before the ring (format 1) restores the patient's whole state."""
-    back = unpack(V1_RECORD, model_version="m-1", **V1_SHAPE)
+    back = unpack(V1_RECORD, model_version="m-1", num_layers=1, hidden_size=2, variables=V1_VARIABLES)
     for name in ("h", "c", "last_value", "last_time"):
         np.testing.assert_array_equal(getattr(back, name), V1_STATE[name])
     assert (back.prev_time, back.level, back.cleared_level) == (V1_STATE["prev_time"], 2, 1)
@@ -132,7 +188,7 @@ def test_format_1_record_loads_with_no_recent_ids() -> None:
 def test_as_v1_writes_what_format_1_wrote() -> None:
     """The helper the engine test uses to plant old state produces genuine format-1 bytes."""
     state = PatientState(**{**V1_STATE, "recent_ids": id_hashes([f"x{i}" for i in range(RECENT_IDS)])})
-    assert as_v1(pack(state, "m-1"), **V1_SHAPE) == V1_RECORD
+    assert as_v1(pack(state, "m-1", V1_VARIABLES), **V1_SHAPE) == V1_RECORD
 
 
 @pytest.mark.parametrize("stored", [0, 4, RECENT_IDS, RECENT_IDS + 8])

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.features import N_FEATURES
+from schemas.variables import PREVIOUS_CATALOGUES
+from models.features import n_features
 from models.datasets.series import PatientSeries, series_from_simulated
 from models.datasets.simulator import simulate_cohort
 from models.training.train import (
@@ -26,6 +27,7 @@ from models.training.train import (
     training_manifest,
 )
 from worker.cli import main
+
 
 TINY = TrainConfig(hidden_size=8, epochs=2, batch_size=16, patience=2)
 
@@ -48,10 +50,18 @@ def test_collate_pads_and_masks_events_after_the_deterioration(cohorts, trained:
     stable = min((s for s in train if s.event_at is None), key=lambda s: len(s.ts))
     x, labels, mask = collate([deteriorating, stable], trained.encoder)
     longest = max(len(deteriorating.ts), len(stable.ts))
-    assert x.shape == (2, longest, N_FEATURES) and labels.shape == mask.shape == (2, longest)
+    assert x.shape == (2, longest, trained.encoder.n_features) and labels.shape == mask.shape == (2, longest)
     assert mask[0].tolist() == (deteriorating.ts <= deteriorating.event_at).tolist() + [False] * (longest - len(deteriorating.ts))
     assert mask[1, : len(stable.ts)].all() and not mask[1, len(stable.ts) :].any()
     assert labels[0, : len(deteriorating.ts)].tolist() == deteriorating.labels.tolist()
+
+
+def test_a_new_model_reads_the_variables_its_training_data_measures(trained: TrainResult) -> None:
+    """The simulator charts the first catalogue's 18 variables and none of the later ones: a model
+    trained on it reads exactly those, in catalogue order (so it scores as it did before the
+    catalogue grew)."""
+    assert trained.encoder.variables == PREVIOUS_CATALOGUES[0]
+    assert trained.model.n_features == n_features(18) == 55
 
 
 def test_training_produces_a_calibrated_model_and_ordered_thresholds(trained: TrainResult) -> None:

@@ -50,9 +50,11 @@ _HOUR = 3600.0
 _GRID_H = 0.25  # latent physiology resolution; observations interpolate between grid points
 _LAB_OFFSET_S = 3600  # the lab system stamps local time (+01:00); monitors and nurses use UTC
 
-# Latent channels: the continuous vitals, then every lab (catalogue order within each).
-_LATENT: tuple[str, ...] = ("heart_rate", "resp_rate", "spo2", "temperature", "sbp", "dbp") + tuple(
-    v.name for v in VARIABLES if v.kind == "lab"
+# Latent channels: the continuous vitals, then the labs the simulated ward orders (catalogue
+# order). A fixed list, not the whole catalogue: a variable added to the catalogue changes no
+# simulated patient until the simulator learns how it behaves.
+_LATENT: tuple[str, ...] = ("heart_rate", "resp_rate", "spo2", "temperature", "sbp", "dbp") + (
+    "lactate", "wbc", "creatinine", "platelets", "bilirubin", "potassium", "sodium", "glucose", "hemoglobin",
 )
 _L = {name: i for i, name in enumerate(_LATENT)}
 _N_VITAL_LATENT = 6

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from models.checkpoint import LoadedModel
-from models.features import N_FEATURES, FeatureEncoder
+from models.features import FeatureEncoder
 from models.evaluation.metrics import auprc, auroc, expected_calibration_error
 from models.network import RiskLSTM
 from models.datasets.series import PatientSeries
@@ -105,7 +105,7 @@ def distill(
     val_batches = _targets(teacher_model, encoder, val, tc.batch_size)
     pos_weight = tc.pos_weight if tc.pos_weight is not None else balanced_pos_weight([b.labels[b.mask] for b in train_batches], "distillation")
 
-    student = RiskLSTM(N_FEATURES, tc.hidden_size, tc.num_layers, tc.dropout).to(device)
+    student = RiskLSTM(teacher.encoder.n_features, tc.hidden_size, tc.num_layers, tc.dropout).to(device)
     optimiser = torch.optim.AdamW(student.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     history, best_auroc = fit_with_early_stopping(
         student,

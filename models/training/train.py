@@ -32,10 +32,11 @@ from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from models.checkpoint import LoadedModel
-from models.features import N_FEATURES, FeatureEncoder
+from models.features import MEMORY_WIDTH, FeatureEncoder
 from models.evaluation.metrics import auroc, threshold_for_specificity
 from models.network import RiskLSTM
 from models.datasets.series import PatientSeries
+from schemas.variables import VARIABLE_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ def collate(series: Sequence[PatientSeries], encoder: FeatureEncoder) -> tuple[t
     padding repeats the last time with nothing measured and is masked out."""
     device = encoder.mean.device
     longest = max(len(s.ts) for s in series)
-    values = np.full((len(series), longest, encoder.mean.numel()), np.nan, dtype=np.float32)
+    values = np.full((len(series), longest, MEMORY_WIDTH), np.nan, dtype=np.float32)
     ts = np.zeros((len(series), longest), dtype=np.float64)
     labels = np.zeros((len(series), longest), dtype=np.float32)
     mask = np.zeros((len(series), longest), dtype=bool)
@@ -157,10 +158,22 @@ def _starting_point(
         model = copy.deepcopy(init_from.model)
         model.dropout.p = config.dropout
     else:
-        encoder = FeatureEncoder.fit(s.values for s in train)
-        model = RiskLSTM(N_FEATURES, config.hidden_size, config.num_layers, config.dropout)
+        encoder = FeatureEncoder.fit((s.values for s in train), measured_variables(train))
+        model = RiskLSTM(encoder.n_features, config.hidden_size, config.num_layers, config.dropout)
     model.set_calibration(1.0, 0.0)
     return model, encoder
+
+
+def measured_variables(series: Sequence[PatientSeries]) -> tuple[str, ...]:
+    """The catalogue variables the training data measures at least once, in catalogue order: a
+    model learns nothing from a column that is always absent, so it does not read one (and a
+    model trained on the simulator reads exactly the variables it read before the catalogue grew)."""
+    measured = np.zeros(MEMORY_WIDTH, dtype=bool)
+    for s in series:
+        measured |= ~np.isnan(s.values).all(axis=0)
+    if not measured.any():
+        raise ValueError("the training data measures no variable at all")
+    return tuple(name for name, seen in zip(VARIABLE_NAMES, measured) if seen)
 
 
 def _fit(

@@ -34,7 +34,6 @@ from kafka import KafkaProducer
 from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from models.datasets.simulator import SimEvent, interleave, simulate_cohort
 from schemas.decode import decode
-from schemas.variables import VARIABLES
 from worker.scoring.alert_policy import AlertPolicy
 from worker.scoring.engine import InputEvent, RiskEngine
 from worker.state.codec import PatientState, unpack
@@ -167,7 +166,7 @@ async def _reference(events: Sequence[SimEvent], coordinates: dict[str, Coordina
 
 async def _load_states(store: RedisStateStore, patients: list[str], version: str, model: Any) -> dict[str, PatientState]:
     stored = await store.load_many(patients)
-    shape = dict(num_layers=model.model.num_layers, hidden_size=model.model.hidden_size, n_vars=len(VARIABLES))
+    shape = dict(num_layers=model.model.num_layers, hidden_size=model.model.hidden_size)
     return {p: unpack(raw, model_version=version, **shape) for p, raw in stored.items()}
 
 
@@ -206,10 +205,13 @@ def state_differences(actual: dict[str, PatientState], expected: dict[str, Patie
                 problems.append(f"{patient}: {name} differs by up to {np.nanmax(np.abs(a - b)):.2e}")
         if not np.array_equal(got.recent_ids, want.recent_ids):
             problems.append(f"{patient}: recent event ids differ")
-        for name in ("prev_time", "cleared_ts"):
+        for name in ("prev_time", "cleared_ts", "age", "admitted_ts"):
             a, b = getattr(got, name), getattr(want, name)
             if not (a == b or (np.isnan(a) and np.isnan(b))):
                 problems.append(f"{patient}: {name} {a} != {b}")
+        for name in ("sex", "unit", "discharged"):
+            if getattr(got, name) != getattr(want, name):
+                problems.append(f"{patient}: {name} {getattr(got, name)} != {getattr(want, name)}")
     return problems
 
 

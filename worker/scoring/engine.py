@@ -135,9 +135,9 @@ class RiskEngine:
         self._store = store
         self._policy = policy
         self._carry_forward_s = carry_forward_s
-        self._shape = dict(num_layers=self._model.num_layers, hidden_size=self._model.hidden_size, n_vars=len(VARIABLES))
+        self._shape = dict(num_layers=self._model.num_layers, hidden_size=self._model.hidden_size)
         with torch.inference_mode():
-            self._slab = StateSlab(capacity, device=device, **self._shape)
+            self._slab = StateSlab(capacity, device=device, n_vars=len(VARIABLES), **self._shape)
         self._dirty: set[str] = set()
         self._evicted: dict[str, bytes] = {}  # packed dirty patients evicted since the last persist
         self._lock = asyncio.Lock()
@@ -223,7 +223,7 @@ class RiskEngine:
             try:
                 restored[p] = unpack(stored[p], model_version=self.model_version, **self._shape)
             except ModelMismatchError as exc:
-                fresh[p] = exc.watermark
+                restored[p] = exc.state  # fresh for this model; watermark, recent ids and context kept
                 mismatched.append(str(exc))
             except StateCodecError as exc:
                 fresh[p] = {}
@@ -240,7 +240,7 @@ class RiskEngine:
             states = list(restored.values())
             self._slab.admit(list(restored), SlotState.from_patients(states, self.device), [s.watermark for s in states])
         if fresh:
-            state = SlotState.fresh(len(fresh), device=self.device, **self._shape)
+            state = SlotState.fresh(len(fresh), device=self.device, n_vars=len(VARIABLES), **self._shape)
             self._slab.admit(list(fresh), state, list(fresh.values()))
 
     def _evict(self, victims: list[str]) -> None:
@@ -353,6 +353,7 @@ class RiskEngine:
             last_value=_at(last_value, last), last_time=_at(last_time, last), prev_time=_at(t, last),
             level=steps.level, cleared_level=steps.cleared_level, cleared_ts=steps.cleared_ts,
             recent_ids=before.remember(ids[rows], last + 1),
+            age=before.age, sex=before.sex, unit=before.unit, admitted_ts=before.admitted_ts,
         ))
 
         # Outputs in step-major order: step 0 of every patient, then step 1, ...
@@ -437,7 +438,7 @@ class RiskEngine:
             c=torch.cat(steps.c_before, dim=1).index_select(1, changed),
             risk=risk.index_select(0, changed),
         )
-        return top_reasons(contribution, last_value[i, k])
+        return top_reasons(contribution, last_value[i, k].index_select(1, self._encoder.columns), self._encoder.variables)
 
 
 @dataclass(frozen=True, slots=True)

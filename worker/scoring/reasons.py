@@ -6,23 +6,26 @@ at a time made "never observed" (its current value, carried-forward value and ob
 time erased, so the encoder falls back to the normal value with mask 0) from the same LSTM
 state, and credit the variable with the risk it adds. Gradients would be cheaper but explain
 an infinitesimal change, not "what if we had not measured this". It runs only for the rows
-whose level changed, all K x V occlusions as one batched step, so its cost scales with alerts,
-not with traffic.
+whose level changed, all K x V occlusions as one batched step (V: the variables the model
+reads; one it does not read cannot have driven its score), so its cost scales with alerts, not
+with traffic.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import torch
 
-from schemas.variables import VARIABLES
+from schemas.variables import BY_NAME
 
 TOP_K = 5
 
 
 class _Encoder(Protocol):
+    columns: torch.Tensor  # [V] long: the memory columns of the model's variables
+
     def step(
         self, values: torch.Tensor, t: torch.Tensor, last_value: torch.Tensor, last_time: torch.Tensor, prev_time: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: ...
@@ -47,11 +50,15 @@ def occlusion(
     c: torch.Tensor,
     risk: torch.Tensor,
 ) -> torch.Tensor:
-    """Contribution [K, V] of each variable to ``risk`` [K]: risk minus the risk of the same
-    step with that variable never observed. Inputs are the alerting rows' step inputs
-    (values [K, V], t [K], the state *before* the step) and h, c [L, K, H]."""
-    k, v = values.shape
-    erase = torch.eye(v, dtype=torch.bool, device=values.device).repeat(k, 1)  # row k*V+j erases j
+    """Contribution [K, V] of each of the model's variables (``encoder.columns``) to ``risk``
+    [K]: risk minus the risk of the same step with that variable never observed. Inputs are the
+    alerting rows' step inputs (values [K, M] over the whole memory, t [K], the state *before*
+    the step) and h, c [L, K, H]."""
+    k, width = values.shape
+    v = encoder.columns.numel()
+    erase = torch.zeros(v, width, dtype=torch.bool, device=values.device)
+    erase[torch.arange(v, device=values.device), encoder.columns] = True
+    erase = erase.repeat(k, 1)  # row k*V+j erases the model's j-th variable
 
     def occluded(x: torch.Tensor) -> torch.Tensor:
         return x.repeat_interleave(v, dim=0).masked_fill(erase, math.nan)
@@ -63,19 +70,22 @@ def occlusion(
     return risk.unsqueeze(1) - model.risk(logits).view(k, v)
 
 
-def top_reasons(contribution: torch.Tensor, current: torch.Tensor, top_k: int = TOP_K) -> list[list[dict[str, Any]]]:
-    """Per row, the ``top_k`` variables by |contribution| among those with a known value
-    (``current`` [K, V], NaN = never observed: a missing variable cannot explain a score)."""
+def top_reasons(
+    contribution: torch.Tensor, current: torch.Tensor, variables: Sequence[str], top_k: int = TOP_K
+) -> list[list[dict[str, Any]]]:
+    """Per row, the ``top_k`` of ``variables`` by |contribution| among those with a known value
+    (``contribution`` and ``current`` [K, V] in the order of ``variables``, NaN = never
+    observed: a missing variable cannot explain a score)."""
     magnitude = contribution.abs().masked_fill(current.isnan(), -1.0)
     order = magnitude.topk(min(top_k, contribution.shape[1]), dim=1).indices.cpu().tolist()
     contribution, current = contribution.cpu().tolist(), current.cpu().numpy()
     return [
         [
             {
-                "variable": VARIABLES[j].name,
+                "variable": variables[j],
                 # The shortest decimal that is this float32: 37.2, not 37.20000076293945.
                 "value": float(str(current[row, j])),
-                "unit": VARIABLES[j].unit,
+                "unit": BY_NAME[variables[j]].unit,
                 "contribution": contribution[row][j],
             }
             for j in order[row]

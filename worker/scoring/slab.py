@@ -36,10 +36,15 @@ class SlotState:
     cleared_level: torch.Tensor  # [B] int8 level most recently cleared by a downgrade
     cleared_ts: torch.Tensor  # [B] float64 time of that downgrade, NaN never
     recent_ids: torch.Tensor  # [B, RECENT_IDS] int64 hashes of the last applied event ids, oldest first, 0 = empty
+    age: torch.Tensor  # [B] float32 years at admission, NaN unknown
+    sex: torch.Tensor  # [B] int8 sex code, -1 unknown
+    unit: torch.Tensor  # [B] int8 current unit code, -1 unknown
+    admitted_ts: torch.Tensor  # [B] float64 admission time, NaN unknown
 
     @classmethod
     def fresh(cls, n: int, *, num_layers: int, hidden_size: int, n_vars: int, device: torch.device) -> SlotState:
-        """The state of patients never seen: zero LSTM state, nothing observed, level none."""
+        """The state of patients never seen: zero LSTM state, nothing observed, level none,
+        encounter context unknown."""
         nan64 = dict(dtype=torch.float64, device=device)
         return cls(
             h=torch.zeros(num_layers, n, hidden_size, device=device),
@@ -51,6 +56,10 @@ class SlotState:
             cleared_level=torch.zeros(n, dtype=torch.int8, device=device),
             cleared_ts=torch.full((n,), math.nan, **nan64),
             recent_ids=torch.zeros(n, RECENT_IDS, dtype=torch.int64, device=device),
+            age=torch.full((n,), math.nan, device=device),
+            sex=torch.full((n,), -1, dtype=torch.int8, device=device),
+            unit=torch.full((n,), -1, dtype=torch.int8, device=device),
+            admitted_ts=torch.full((n,), math.nan, **nan64),
         )
 
     @classmethod
@@ -70,11 +79,15 @@ class SlotState:
             cleared_level=put(np.array([s.cleared_level for s in states], dtype=np.int8)),
             cleared_ts=put(np.array([s.cleared_ts for s in states], dtype=np.float64)),
             recent_ids=put(np.stack([s.recent_ids for s in states])),
+            age=put(np.array([s.age for s in states], dtype=np.float32)),
+            sex=put(np.array([s.sex for s in states], dtype=np.int8)),
+            unit=put(np.array([s.unit for s in states], dtype=np.int8)),
+            admitted_ts=put(np.array([s.admitted_ts for s in states], dtype=np.float64)),
         )
 
     def to_host(self) -> dict[str, np.ndarray]:
         """Host arrays with a leading patient axis (h, c become [B, L, H]), one device-to-host
-        copy per field: the columns ``state_codec.pack_many`` takes."""
+        copy per field: the columns ``worker.state.codec.pack_many`` takes."""
         columns = {f.name: getattr(self, f.name).cpu().numpy() for f in fields(self)}
         columns["h"] = columns["h"].transpose(1, 0, 2)
         columns["c"] = columns["c"].transpose(1, 0, 2)

@@ -4,19 +4,27 @@ Redis holds the durable copy of every patient's LSTM state so a restart or a reb
 up where the last owner stopped. The format is a fixed header followed by raw
 little-endian float arrays: no pickle (nothing in Redis can run code when read), no JSON
 (floats must round-trip bit for bit so a restored patient scores exactly as if it had never
-left), and small — about 1.1 KB for one layer of hidden 64 over 18 variables, 1.6 KB for two.
+left), and small — about 1.4 KB for one layer of hidden 64 over the 37 catalogue variables.
 
-Layout (little-endian), format 2::
+Layout (little-endian), format 3::
 
     header   magic "VW", format version u8, model-version length u8, layers u16, hidden u16,
              variables u16, prev_time f64, level i8, cleared_level i8, cleared_ts f64,
-             watermark entries u16, recent ids K u8
+             watermark entries u16, recent ids K u8,
+             catalogue u32, flags u8, sex i8, unit i8, age f32, admitted_ts f64
     model version (UTF-8)
     h [L,H] f32, c [L,H] f32, last_value [V] f32, last_time [V] f64, recent ids [K] i64
     watermark entries: topic length u8, topic (UTF-8), partition i32, offset i64
 
-Format 1 is the same without K and the recent ids; it still loads (as a patient with no
-recent ids), so a worker upgraded over old state keeps every patient's history.
+``catalogue`` fingerprints the variable order of last_value/last_time (``catalogue_id``), so a
+record written before the catalogue grew is read column by column by name into today's order.
+The encounter context (age in years, sex and unit codes, -1 unknown, admission time, NaN
+unknown) is the patient's, not the model's; flag bit 0 marks a discharged patient's tombstone
+(its watermark and recent ids, kept so a redelivered event is still recognised).
+
+Format 2 is format 3 without the fields after K (the first catalogue, no context); format 1 is
+format 2 without K and the recent ids. Both still load (no context, no recent ids for format
+1), so a worker upgraded over old state keeps every patient's history.
 
 The recent ids are the hashes of the patient's last ``RECENT_IDS`` applied event ids, oldest
 first (0 = empty place): the watermark recognises a redelivered offset, the ring a resent
@@ -32,13 +40,17 @@ outputs for events it already published).
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
 
-FORMAT_VERSION = 2
+from schemas.variables import PREVIOUS_CATALOGUES, VARIABLE_NAMES
+
+FORMAT_VERSION = 3
 RECENT_IDS = 32
 """How many applied event ids a patient remembers: a resent event is recognised as long as
 fewer than this many newer events of the same patient were applied since its first copy."""
@@ -49,7 +61,14 @@ _HEAD_V1 = [
     ("variables", "<u2"), ("prev_time", "<f8"), ("level", "i1"), ("cleared_level", "i1"),
     ("cleared_ts", "<f8"), ("watermarks", "<u2"),
 ]
-_HEADS = {1: _HEAD_V1, 2: [*_HEAD_V1, ("recent", "u1")]}  # packed: numpy adds no padding unless asked
+_HEAD_V2 = [*_HEAD_V1, ("recent", "u1")]
+_HEAD_V3 = [
+    *_HEAD_V2, ("catalogue", "<u4"), ("flags", "u1"), ("sex", "i1"), ("unit", "i1"), ("age", "<f4"), ("admitted_ts", "<f8"),
+]
+_HEADS = {1: _HEAD_V1, 2: _HEAD_V2, 3: _HEAD_V3}  # packed: numpy adds no padding unless asked
+_DISCHARGED = 1
+#: The context columns of format 3 and the value each takes when unknown (formats 1 and 2).
+CONTEXT_UNKNOWN: dict[str, float] = {"age": math.nan, "sex": -1, "unit": -1, "admitted_ts": math.nan}
 _PREFIX = np.dtype(_HEAD_V1[:2])  # magic and format: what tells the layouts apart
 _WM_TAIL = struct.Struct("<iq")
 
@@ -67,6 +86,11 @@ def id_hashes(event_ids: Sequence[str]) -> np.ndarray:
     return np.frombuffer(digests, dtype="<i8") | 1
 
 
+def catalogue_id(variables: Sequence[str]) -> int:
+    """The fingerprint of a variable order, stored with every record (CRC-32 of the names)."""
+    return zlib.crc32(",".join(variables).encode())
+
+
 class StateCodecError(ValueError):
     """The bytes are not a state record this code can read (corrupt, truncated, other format)."""
 
@@ -74,12 +98,18 @@ class StateCodecError(ValueError):
 class ModelMismatchError(StateCodecError):
     """A readable record written for a different model (version or shape).
 
-    ``watermark`` is still valid — it describes which inputs were consumed, not the model.
+    ``state`` holds what does not depend on the model and stays valid: the watermark and recent
+    ids (which inputs were consumed), the encounter context and the discharge flag; its LSTM
+    state, values and level are those of a patient never seen.
     """
 
-    def __init__(self, message: str, watermark: Watermark) -> None:
+    def __init__(self, message: str, state: PatientState) -> None:
         super().__init__(message)
-        self.watermark = watermark
+        self.state = state
+
+    @property
+    def watermark(self) -> Watermark:
+        return self.state.watermark
 
 
 @dataclass(slots=True)
@@ -96,12 +126,38 @@ class PatientState:
     cleared_ts: float  # when that downgrade happened (NaN: never)
     recent_ids: np.ndarray  # [RECENT_IDS] int64 hashes of the last applied event ids, oldest first, 0 = empty
     watermark: Watermark = field(default_factory=dict)
+    age: float = math.nan  # years at admission, NaN unknown
+    sex: int = -1  # schemas.encounter sex code, -1 unknown
+    unit: int = -1  # schemas.encounter unit code (current unit), -1 unknown
+    admitted_ts: float = math.nan  # POSIX s of the admission, NaN unknown
+    discharged: bool = False  # a tombstone: the patient left; only watermark and recent ids matter
+
+    @classmethod
+    def fresh(cls, *, num_layers: int, hidden_size: int, n_vars: int) -> PatientState:
+        """A patient never seen: zero LSTM state, nothing observed, level none, context unknown."""
+        return cls(
+            h=np.zeros((num_layers, hidden_size), np.float32),
+            c=np.zeros((num_layers, hidden_size), np.float32),
+            last_value=np.full(n_vars, np.nan, np.float32),
+            last_time=np.full(n_vars, np.nan),
+            prev_time=math.nan,
+            level=0,
+            cleared_level=0,
+            cleared_ts=math.nan,
+            recent_ids=np.zeros(RECENT_IDS, np.int64),
+        )
 
 
-def pack_many(columns: Mapping[str, np.ndarray], watermarks: Sequence[Watermark], model_version: str) -> list[bytes]:
+def pack_many(
+    columns: Mapping[str, np.ndarray],
+    watermarks: Sequence[Watermark],
+    model_version: str,
+    variables: Sequence[str] = VARIABLE_NAMES,
+) -> list[bytes]:
     """Serialise n patients at once; ``columns`` holds the ``PatientState`` array fields with a
-    leading patient axis (h, c [n, L, H]; last_value, last_time [n, V]; recent_ids [n, K]; the
-    scalars [n]).
+    leading patient axis (h, c [n, L, H]; last_value, last_time [n, V] in the order of
+    ``variables``; recent_ids [n, K]; the scalars and the context [n]; ``discharged`` [n] bool
+    is optional, absent meaning none).
 
     The fixed-size part of all records is laid out by one numpy record array (one copy, no
     per-field Python work), so packing a batch of 512 costs a few microseconds per patient.
@@ -111,13 +167,20 @@ def pack_many(columns: Mapping[str, np.ndarray], watermarks: Sequence[Watermark]
         raise StateCodecError(f"model version must be 1-255 bytes, got {len(version)}")
     n, num_layers, hidden = columns["h"].shape
     n_vars = columns["last_value"].shape[1]
+    if n_vars != len(variables):
+        raise StateCodecError(f"{n_vars} value columns for {len(variables)} variables")
     recent = columns["recent_ids"].shape[1]
     records = np.zeros(n, dtype=_record_dtype(FORMAT_VERSION, len(version), num_layers, hidden, n_vars, recent))
     records["magic"], records["format"], records["version_len"] = _MAGIC, FORMAT_VERSION, len(version)
     records["layers"], records["hidden"], records["variables"] = num_layers, hidden, n_vars
     records["recent"], records["version"] = recent, version
+    records["catalogue"] = catalogue_id(variables)
     records["watermarks"] = [len(w) for w in watermarks]
-    for name in ("prev_time", "level", "cleared_level", "cleared_ts", "h", "c", "last_value", "last_time", "recent_ids"):
+    if "discharged" in columns:
+        records["flags"] = np.where(columns["discharged"], _DISCHARGED, 0)
+    for name in (
+        "prev_time", "level", "cleared_level", "cleared_ts", "h", "c", "last_value", "last_time", "recent_ids", *CONTEXT_UNKNOWN,
+    ):
         records[name] = columns[name]
     blob, size = records.tobytes(), records.itemsize
     return [blob[i * size : (i + 1) * size] + _pack_watermark(w) for i, w in enumerate(watermarks)]
@@ -146,11 +209,22 @@ def _pack_watermark(watermark: Watermark) -> bytes:
     return b"".join(parts)
 
 
-def unpack(data: bytes, *, model_version: str, num_layers: int, hidden_size: int, n_vars: int) -> PatientState:
-    """Parse a record (format 1 or 2) and check it belongs to this model.
+def unpack(
+    data: bytes,
+    *,
+    model_version: str,
+    num_layers: int,
+    hidden_size: int,
+    variables: Sequence[str] = VARIABLE_NAMES,
+    previous: Sequence[Sequence[str]] = PREVIOUS_CATALOGUES,
+) -> PatientState:
+    """Parse a record (format 1, 2 or 3) and check it belongs to this model; values come back
+    in the order of ``variables`` whatever catalogue (``variables`` or one of ``previous``)
+    the record was written in.
 
-    Raises ``StateCodecError`` for bytes that are not a valid record and
-    ``ModelMismatchError`` for a valid record of another model version or shape.
+    Raises ``StateCodecError`` for bytes that are not a valid record (or written in a variable
+    order this worker does not know) and ``ModelMismatchError`` for a valid record of another
+    model version or shape.
     """
     if len(data) < _PREFIX.itemsize:
         raise StateCodecError(f"state record truncated: {len(data)} bytes")
@@ -171,25 +245,63 @@ def unpack(data: bytes, *, model_version: str, num_layers: int, hidden_size: int
         raise StateCodecError(f"state record truncated: {len(data)} bytes, arrays end at {dtype.itemsize}")
     record = np.frombuffer(data, dtype, count=1)[0]
     watermark = _unpack_watermark(data, dtype.itemsize, int(head["watermarks"]))
+    written_in = _catalogue(head, fmt, nv, variables, previous)
+    context = {name: record[name].item() if fmt >= 3 else unknown for name, unknown in CONTEXT_UNKNOWN.items()}
+    discharged = fmt >= 3 and bool(record["flags"] & _DISCHARGED)
+    recent_ids = _newest(record["recent_ids"], RECENT_IDS)
     stored_version = bytes(record["version"]).decode(errors="replace")
-    if stored_version != model_version or (layers, hidden, nv) != (num_layers, hidden_size, n_vars):
+    if stored_version != model_version or (layers, hidden) != (num_layers, hidden_size):
+        kept = PatientState.fresh(num_layers=num_layers, hidden_size=hidden_size, n_vars=len(variables))
+        kept.watermark, kept.recent_ids, kept.discharged = watermark, recent_ids, discharged
+        for name, value in context.items():
+            setattr(kept, name, value)
         raise ModelMismatchError(
-            f"state written by model {stored_version!r} (layers={layers}, hidden={hidden}, variables={nv}); "
-            f"this worker runs {model_version!r} (layers={num_layers}, hidden={hidden_size}, variables={n_vars})",
-            watermark,
+            f"state written by model {stored_version!r} (layers={layers}, hidden={hidden}); "
+            f"this worker runs {model_version!r} (layers={num_layers}, hidden={hidden_size})",
+            kept,
         )
     return PatientState(
         h=record["h"],
         c=record["c"],
-        last_value=record["last_value"],
-        last_time=record["last_time"],
+        last_value=_reorder(record["last_value"], written_in, variables),
+        last_time=_reorder(record["last_time"], written_in, variables),
         prev_time=float(record["prev_time"]),
         level=int(record["level"]),
         cleared_level=int(record["cleared_level"]),
         cleared_ts=float(record["cleared_ts"]),
-        recent_ids=_newest(record["recent_ids"], RECENT_IDS),
+        recent_ids=recent_ids,
         watermark=watermark,
+        discharged=discharged,
+        **context,
     )
+
+
+def _catalogue(
+    head: np.void, fmt: int, n_vars: int, variables: Sequence[str], previous: Sequence[Sequence[str]]
+) -> Sequence[str]:
+    """The variable order a record's values were written in: by fingerprint (format 3), or the
+    known order of that width (formats 1 and 2 predate the fingerprint)."""
+    known = [*previous, variables]
+    if fmt >= 3:
+        found = {catalogue_id(c): c for c in known}.get(int(head["catalogue"]))
+    else:
+        found = next((c for c in known if len(c) == n_vars), None)
+    if found is None or len(found) != n_vars:
+        raise StateCodecError(f"state written in a variable order this worker does not know ({n_vars} variables)")
+    return found
+
+
+def _reorder(values: np.ndarray, written_in: Sequence[str], variables: Sequence[str]) -> np.ndarray:
+    """``values`` (in ``written_in`` order) in the order of ``variables``; NaN for a variable
+    the record predates."""
+    if list(written_in) == list(variables):
+        return values
+    position = {name: i for i, name in enumerate(written_in)}
+    out = np.full(len(variables), np.nan, dtype=values.dtype)
+    for j, name in enumerate(variables):
+        if name in position:
+            out[j] = values[position[name]]
+    return out
 
 
 def _newest(ids: np.ndarray, k: int) -> np.ndarray:

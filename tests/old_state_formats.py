@@ -1,10 +1,11 @@
-"""Format-1 state records (before the recent-ids ring), for the compatibility tests.
+"""State records of earlier formats, for the compatibility tests.
 
 Redis holds records written by earlier workers for up to the state TTL, so an upgraded worker
 must read them. ``V1_RECORD`` is a record exactly as format 1 packed it (bytes taken from the
-previous ``state_codec.pack_many``); ``as_v1`` turns a format-2 record into the format-1 record
-of the same state, so a test can put old-format state for any model shape into Redis. The
-codec test checks ``as_v1`` against ``V1_RECORD``.
+format-1 ``pack_many``); ``as_v2`` turns a record of today's format into the format-2 record of
+the same state (no catalogue fingerprint, no encounter context) and ``as_v1`` into the format-1
+record (no recent ids either), so a test can put old-format state for any model shape into
+Redis. The codec test checks ``as_v1`` against ``V1_RECORD``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ V1_RECORD = bytes.fromhex(
     "16c73030000002900000000000000046c616273000000000700000000000000"
 )
 V1_SHAPE = {"num_layers": 1, "hidden_size": 2, "n_vars": 3}
+#: The variable order V1_RECORD's three values stand for in the tests.
+V1_VARIABLES = ("spo2", "lactate", "heart_rate")
 V1_STATE = {
     "h": np.array([[0.5, -1.25]], np.float32),
     "c": np.array([[2.0, -0.75]], np.float32),
@@ -35,11 +38,20 @@ V1_STATE = {
 }
 
 _HEAD_V1 = 30  # bytes; format 2 adds one (K) at its end
+_HEAD_V2 = 31  # format 3 adds catalogue u32, flags, sex, unit, age f32, admitted_ts f64
+_HEAD_V3 = 50
+
+
+def as_v2(record: bytes) -> bytes:
+    """The format-2 record of the state in a format-3 ``record``: format byte 2, the header
+    without the fields format 3 added."""
+    return record[:2] + b"\x02" + record[3:_HEAD_V2] + record[_HEAD_V3:]
 
 
 def as_v1(record: bytes, *, num_layers: int, hidden_size: int, n_vars: int) -> bytes:
-    """The format-1 record of the state in a format-2 ``record`` written with ``RECENT_IDS``:
+    """The format-1 record of the state in a format-3 ``record`` written with ``RECENT_IDS``:
     format byte 1, no K in the header, no recent ids after the arrays."""
+    record = as_v2(record)
     version_len = record[3]
     arrays_end = _HEAD_V1 + 1 + version_len + 2 * num_layers * hidden_size * 4 + n_vars * (4 + 8)
     return (
