@@ -77,8 +77,9 @@ def test_sasl_needs_credentials_and_never_echoes_the_password(monkeypatch: pytes
     assert s.kafka_sasl_password is not None and "hunter2" not in repr(s)
 
 
-def test_input_topics_must_differ(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VITALWATCH_TOPIC_LABS", "vitals")
+@pytest.mark.parametrize("name", ["TOPIC_LABS", "TOPIC_ENCOUNTERS"])
+def test_input_topics_must_differ(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(ENV_PREFIX + name, "vitals")
     with pytest.raises(ConfigError, match="input topics must differ"):
         load_settings()
 

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     topic_vitals: str = Field("vitals", min_length=1, description="Input topic for vitals.v1.")
     topic_labs: str = Field("labs", min_length=1, description="Input topic for labs.v1.")
     topic_fhir: str = Field("fhir-observations", min_length=1, description="Input topic for FHIR R4 Observation/Bundle.")
+    topic_encounters: str = Field(
+        "encounters",
+        min_length=1,
+        description="Input topic for encounters.v1 / FHIR R4 Encounter (admission, transfer, discharge).",
+    )
     topic_risk_scores: str = Field("risk-scores", min_length=1, description="Output topic: one record per scored event.")
     topic_alerts: str = Field("alerts", min_length=1, description="Output topic: alert level changes.")
     topic_dead_letters: str = Field("dead-letters", min_length=1, description="Output topic: rejected input with reason.")
@@ -145,9 +150,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"{ENV_PREFIX}KAFKA_SASL_PASSWORD: required with {self.kafka_security_protocol}")
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError(f"{ENV_PREFIX}KAFKA_SSL_CERTFILE and {ENV_PREFIX}KAFKA_SSL_KEYFILE: set both or neither")
-        inputs = [self.topic_vitals, self.topic_labs, self.topic_fhir]
+        inputs = [self.topic_vitals, self.topic_labs, self.topic_fhir, self.topic_encounters]
         if len(set(inputs)) != len(inputs):
-            raise ValueError(f"{ENV_PREFIX}TOPIC_VITALS/LABS/FHIR: input topics must differ, got {inputs}")
+            raise ValueError(f"{ENV_PREFIX}TOPIC_VITALS/LABS/FHIR/ENCOUNTERS: input topics must differ, got {inputs}")
         return self
 
     @property
