@@ -4,6 +4,10 @@ Each subcommand lives in its own module under worker.tools.commands and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the
 parsed arguments and returning an exit code. Imports are deferred to the chosen command so
 `vitalwatch alerts` does not pay for importing torch.
+
+A command that cannot reach (or start) the Kafka or Redis it needs raises
+worker.tools.reach.Unavailable; it is turned here, in one place for every command, into one line
+on stderr and exit code 1 rather than a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import argparse
 import importlib
 import sys
 from typing import Sequence
+
+from worker.tools.reach import UNAVAILABLE_EXIT, Unavailable
 
 #: Subcommand modules under worker.tools.commands, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -41,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Unavailable as exc:
+        print(f"vitalwatch {args.command}: {exc}", file=sys.stderr)
+        return UNAVAILABLE_EXIT
 
 
 if __name__ == "__main__":

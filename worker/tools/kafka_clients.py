@@ -3,6 +3,10 @@
 The worker talks to Kafka through Faust (aiokafka); the tools use kafka-python, which is
 synchronous and light to import. Both read the same VITALWATCH_KAFKA_* settings, so a tool
 pointed at a site's TLS/SASL cluster connects exactly like the worker does.
+
+Every client here is bounded by worker.tools.reach.REACH_TIMEOUT_S where kafka-python would
+otherwise block for long (bootstrap 30 s, a producer's metadata wait and full buffer 60 s), and
+``check_reachable`` lets a tool find out up front, before its own work, that the broker answers.
 """
 
 from __future__ import annotations
@@ -10,7 +14,11 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from worker.operations.config import Settings, load_settings
+from worker.operations.config import ENV_PREFIX, Settings, load_settings
+from worker.tools.reach import REACH_TIMEOUT_S, cannot_reach, chosen_by
+
+#: kafka-python's wait for a first bootstrap and a producer's longest block, in its unit.
+BOUND_MS = int(REACH_TIMEOUT_S * 1000)
 
 
 def tool_settings(bootstrap: str | None) -> Settings:
@@ -18,11 +26,33 @@ def tool_settings(bootstrap: str | None) -> Settings:
     return load_settings(**({"kafka_bootstrap": bootstrap} if bootstrap else {}))
 
 
+def check_reachable(settings: Settings, bootstrap_flag: str | None) -> None:
+    """Raise worker.tools.reach.Unavailable unless Kafka answers at ``settings.kafka_bootstrap``
+    within REACH_TIMEOUT_S; the message names ``--bootstrap`` when ``bootstrap_flag`` chose the
+    address, else VITALWATCH_KAFKA_BOOTSTRAP (set, or its default).
+
+    The check speaks Kafka, not just TCP: a KafkaAdminClient bootstraps in its constructor —
+    it connects to a bootstrap server (TLS and SASL as configured), asks for its API versions
+    and fetches the cluster's metadata, the same exchange every later client starts with — and
+    raises KafkaTimeoutError once ``bootstrap_timeout_ms`` has passed without success.
+    """
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(**client_options(settings), client_id="vitalwatch-tools")
+    except KafkaError as exc:
+        setting = chosen_by(f"{ENV_PREFIX}KAFKA_BOOTSTRAP", "--bootstrap" if bootstrap_flag else None)
+        raise cannot_reach("Kafka", settings.kafka_bootstrap, setting) from exc
+    admin.close()
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     """Connection and security options shared by every kafka-python client."""
     options: dict[str, Any] = {
         "bootstrap_servers": [host.strip() for host in settings.kafka_bootstrap.split(",")],
         "security_protocol": settings.kafka_security_protocol,
+        "bootstrap_timeout_ms": BOUND_MS,
     }
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
         options.update(
@@ -41,7 +71,9 @@ def client_options(settings: Settings) -> dict[str, Any]:
 
 
 def producer(settings: Settings, **overrides: Any) -> Any:
-    """A batching producer that waits for every in-sync replica (acks=all); keys and values are bytes."""
+    """A batching producer that waits for every in-sync replica (acks=all); keys and values are
+    bytes. A send blocks (waiting for a topic's metadata or for buffer space) for at most the
+    reach bound, then raises KafkaTimeoutError, instead of kafka-python's 60 s."""
     from kafka import KafkaProducer
 
     options = {
@@ -50,6 +82,7 @@ def producer(settings: Settings, **overrides: Any) -> Any:
         "linger_ms": 20,
         "batch_size": 256 * 1024,
         "client_id": "vitalwatch-tools",
+        "max_block_ms": BOUND_MS,
         **overrides,
     }
     return KafkaProducer(**options)

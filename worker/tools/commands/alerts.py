@@ -6,7 +6,8 @@ one that does not parse is reported as a warning line and skipped, never a crash
 follower must keep following whatever another producer wrote to the topic.
 
 The follower joins no consumer group and commits nothing: it cannot take partitions from the
-worker's group or from another follower.
+worker's group or from another follower. When nothing answers at the broker's address, it stops
+within worker.tools.reach.REACH_TIMEOUT_S with one line naming the address and its setting.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"vitalwatch alerts: {exc}", file=sys.stderr)
         return 2
+    kafka_clients.check_reachable(settings, args.bootstrap)
     deadline = time.monotonic() + args.timeout if args.timeout is not None else None
     try:
         consumer = kafka_clients.follower(settings, [settings.topic_alerts], from_beginning=args.from_beginning)

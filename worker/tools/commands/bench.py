@@ -1,8 +1,9 @@
 """`vitalwatch bench`: the worker's throughput and latency side by side with a raw consumer,
 a do-nothing Faust agent and a naive per-event worker, on one pre-produced topic.
 
-It starts its own Tansu broker and uses REDIS_URL (or VITALWATCH_REDIS_URL) when that Redis
-answers, else a throw-away redis-server; it deletes its keys from a shared Redis at the end.
+It starts its own Tansu broker and uses the Redis VITALWATCH_REDIS_URL or else REDIS_URL names
+(which must answer: when it does not, the bench stops in one line before any phase), or with
+neither set a throw-away redis-server; it deletes its keys from a shared Redis at the end.
 Phases: the model step alone, the raw consumer, bare Faust, the worker (one process, then
 --workers processes in one group), the naive worker, then latency at 50 % of the measured
 worker throughput (or at each of --latency-loads). It prints a table and, with --json, writes
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.bench.stack import BenchStack
 
 PHASES = ("model", "raw", "bare", "worker", "scaleout", "naive", "latency")
 
@@ -83,7 +86,7 @@ def say(text: str) -> None:
     print(f"bench: [{time.monotonic() - _STARTED:5.0f} s] {text}", file=sys.stderr, flush=True)
 
 
-async def measure(args: argparse.Namespace, device: str, run_dir: Path) -> dict[str, Any]:
+async def measure(args: argparse.Namespace, device: str, stack: "BenchStack", run_dir: Path) -> dict[str, Any]:
     """Every phase not skipped, in order, against one stack and one pre-produced topic."""
     from worker.bench.bare_faust import measure_bare_faust
     from worker.bench.latency import measure_latency
@@ -92,7 +95,6 @@ async def measure(args: argparse.Namespace, device: str, run_dir: Path) -> dict[
     from worker.bench.produce import build_workload, produce_all
     from worker.bench.raw_consumer import raw_consumer_eps
     from worker.bench.real_worker import measure_worker
-    from worker.bench.stack import BenchStack
 
     skip = set(args.skip)
     result: dict[str, Any] = {"events": args.events, "patients": args.patients, "device": device, "scaleout_workers": args.workers}
@@ -101,72 +103,74 @@ async def measure(args: argparse.Namespace, device: str, run_dir: Path) -> dict[
         result["model_step"] = await asyncio.to_thread(model_step_rates, device)
     say(f"simulating {args.patients} patients")
     workload = await asyncio.to_thread(build_workload, args.events, args.patients)
-    stack = await asyncio.to_thread(BenchStack.start, os.environ.get("VITALWATCH_REDIS_URL") or os.environ.get("REDIS_URL"))
-    try:
-        inputs = await asyncio.to_thread(stack.topics, "main", "main")
-        say(f"producing {len(workload)} events to {stack.bootstrap}")
-        await produce_all(stack.bootstrap, inputs.inputs, workload)
-        topic_names = list(inputs.inputs.values())
-        if "raw" not in skip:
-            say("raw consumer")
-            result["raw_consumer_eps"] = await raw_consumer_eps(stack.bootstrap, topic_names, args.events)
-        if "bare" not in skip:
-            say("bare Faust, stream delivery (take_events)")
-            result["bare_faust_eps"] = await measure_bare_faust(stack, "main", args.events, delivery="stream", run_dir=run_dir)
-            say("bare Faust, batch delivery")
-            result["bare_faust_batch_eps"] = await measure_bare_faust(stack, "main", args.events, delivery="batch", run_dir=run_dir)
-        if "worker" not in skip:
-            say("worker, 1 process")
-            one = await measure_worker(stack, "main", args.events, workers=1, device=device, run_dir=run_dir, phase="worker")
-            result.update(worker_eps=one.eps, peak_rss_mb=one.peak_rss_mb, redis_bytes_per_patient=one.redis_bytes_per_patient)
-        if "scaleout" not in skip and args.workers > 1:
-            say(f"worker, {args.workers} processes in one group")
-            many = await measure_worker(stack, "main", args.events, workers=args.workers, device=device, run_dir=run_dir, phase="scaleout")
-            result["scaleout_eps"] = many.eps
-        if "naive" not in skip:
-            say(f"naive worker, {args.naive_seconds:g} s")
-            result["naive_eps"] = await measure_naive(stack, "main", args.events, seconds=args.naive_seconds, device=device, run_dir=run_dir)
-        if "latency" not in skip and result.get("worker_eps"):
-            result["latency_by_load"] = {}
-            for load in args.latency_loads:
-                rate = result["worker_eps"] * load
-                say(f"latency at {load:.0%} load ({rate:,.0f} events/s) for {args.latency_seconds:g} s")
-                latency = await measure_latency(
-                    stack, workload, rate_eps=rate, seconds=args.latency_seconds, device=device, run_dir=run_dir,
-                    name=f"latency-{load:g}",
-                )
-                figures = dict(
-                    latency_p50_ms=latency.p50_ms, latency_p99_ms=latency.p99_ms, latency_max_ms=latency.max_ms,
-                    latency_rate_eps=latency.rate_eps, latency_events=latency.events,
-                )
-                result["latency_by_load"][f"{load:g}"] = figures
-            by_load = result["latency_by_load"]
-            result.update(by_load.get("0.5") or by_load[f"{args.latency_loads[0]:g}"])
-    finally:
-        await asyncio.to_thread(stack.close)
+    inputs = await asyncio.to_thread(stack.topics, "main", "main")
+    say(f"producing {len(workload)} events to {stack.bootstrap}")
+    await produce_all(stack.bootstrap, inputs.inputs, workload)
+    topic_names = list(inputs.inputs.values())
+    if "raw" not in skip:
+        say("raw consumer")
+        result["raw_consumer_eps"] = await raw_consumer_eps(stack.bootstrap, topic_names, args.events)
+    if "bare" not in skip:
+        say("bare Faust, stream delivery (take_events)")
+        result["bare_faust_eps"] = await measure_bare_faust(stack, "main", args.events, delivery="stream", run_dir=run_dir)
+        say("bare Faust, batch delivery")
+        result["bare_faust_batch_eps"] = await measure_bare_faust(stack, "main", args.events, delivery="batch", run_dir=run_dir)
+    if "worker" not in skip:
+        say("worker, 1 process")
+        one = await measure_worker(stack, "main", args.events, workers=1, device=device, run_dir=run_dir, phase="worker")
+        result.update(worker_eps=one.eps, peak_rss_mb=one.peak_rss_mb, redis_bytes_per_patient=one.redis_bytes_per_patient)
+    if "scaleout" not in skip and args.workers > 1:
+        say(f"worker, {args.workers} processes in one group")
+        many = await measure_worker(stack, "main", args.events, workers=args.workers, device=device, run_dir=run_dir, phase="scaleout")
+        result["scaleout_eps"] = many.eps
+    if "naive" not in skip:
+        say(f"naive worker, {args.naive_seconds:g} s")
+        result["naive_eps"] = await measure_naive(stack, "main", args.events, seconds=args.naive_seconds, device=device, run_dir=run_dir)
+    if "latency" not in skip and result.get("worker_eps"):
+        result["latency_by_load"] = {}
+        for load in args.latency_loads:
+            rate = result["worker_eps"] * load
+            say(f"latency at {load:.0%} load ({rate:,.0f} events/s) for {args.latency_seconds:g} s")
+            latency = await measure_latency(
+                stack, workload, rate_eps=rate, seconds=args.latency_seconds, device=device, run_dir=run_dir,
+                name=f"latency-{load:g}",
+            )
+            figures = dict(
+                latency_p50_ms=latency.p50_ms, latency_p99_ms=latency.p99_ms, latency_max_ms=latency.max_ms,
+                latency_rate_eps=latency.rate_eps, latency_events=latency.events,
+            )
+            result["latency_by_load"][f"{load:g}"] = figures
+        by_load = result["latency_by_load"]
+        result.update(by_load.get("0.5") or by_load[f"{args.latency_loads[0]:g}"])
     return result
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from worker.operations.config import resolve_device
+    """Exit code 0 with the report printed; 2 for a bad option or setting; 1 when a phase
+    fails. The stack starts before any phase, so that a Redis that does not answer, no
+    redis-server to start or a broker that does not come up stops the bench at once, in one
+    line (worker.tools.reach.Unavailable, printed by worker.cli)."""
     from worker.bench.report import finish
-    from worker.operations.config import ConfigError, load_settings
+    from worker.bench.stack import BenchStack
+    from worker.operations.config import ConfigError, load_settings, resolve_device
+    from worker.tools.console import console
 
     try:
         device = resolve_device(load_settings(device=args.device).device)
+        stack = BenchStack.start()
     except ConfigError as exc:
         print(f"vitalwatch bench: {exc}", file=sys.stderr)
         return 2
     run_dir = Path(tempfile.mkdtemp(prefix="vitalwatch-bench-"))
     try:
-        result = asyncio.run(measure(args, device, run_dir))
+        result = asyncio.run(measure(args, device, stack, run_dir))
     except (RuntimeError, TimeoutError, ValueError) as exc:  # a contender died, a phase timed out, too few events
         print(f"vitalwatch bench: {exc}", file=sys.stderr)
         print(f"vitalwatch bench: logs kept in {run_dir}", file=sys.stderr)
         return 1
-    finish(result, args.json, Console())
+    finally:
+        stack.close()
+    finish(result, args.json, console())
     if args.keep_logs:
         say(f"logs in {run_dir}")
     else:

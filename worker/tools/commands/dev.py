@@ -1,12 +1,14 @@
 """`vitalwatch dev`: the whole system on one machine, with a live ward board in the terminal.
 
-Starts, in order: a Tansu broker (memory storage, free loopback port), Redis (REDIS_URL or
-VITALWATCH_REDIS_URL when it answers, else a throw-away redis-server), the six topics, a
-`vitalwatch worker`, and — once the worker reports ready — a feed: `vitalwatch simulate`, or
-with ``--dataset mimic-iv-demo`` (or ``--dataset clif --clif-dir DIR``) `vitalwatch replay`,
-real hospitalisations instead of simulated ones. It then shows the sickest patients, their NEWS2 and the latest alerts until Ctrl-C or
-``--seconds`` of feed, prints a summary, and stops every child (SIGTERM, then SIGKILL after a
-grace period) in reverse order, so the worker can still commit while the broker is up.
+Starts, in order: a Tansu broker (memory storage, free loopback port), Redis (the one
+VITALWATCH_REDIS_URL or else REDIS_URL names, which must answer: when it does not, dev stops
+before starting anything and says so in one line; with neither set, a throw-away
+redis-server), the six topics, a `vitalwatch worker`, and — once the worker reports ready — a
+feed: `vitalwatch simulate`, or with ``--dataset mimic-iv-demo`` (or ``--dataset clif
+--clif-dir DIR``) `vitalwatch replay`, real hospitalisations instead of simulated ones. It then
+shows the sickest patients, their NEWS2 and the latest alerts until Ctrl-C or ``--seconds`` of
+feed, prints a summary, and stops every child (SIGTERM, then SIGKILL after a grace period) in
+reverse order, so the worker can still commit while the broker is up.
 
 The worker and the feed are separate processes started exactly as docker-compose starts
 them, so the demo runs the production code paths, and a crash of either is seen, named and
@@ -194,12 +196,12 @@ def start_broker(stack: DevStack) -> str:
     return broker.bootstrap
 
 
-def start_redis(stack: DevStack, key_prefix: str) -> str:
-    """The operator's Redis when it answers (this run's keys deleted at the end), else our own."""
-    from worker.tools.embedded import EmbeddedRedis, redis_answers
+def start_redis(stack: DevStack, key_prefix: str, url: str | None) -> str:
+    """The operator's Redis ``url`` (already checked; this run's keys deleted at the end), or
+    when it is None a throw-away redis-server of our own."""
+    from worker.tools.embedded import EmbeddedRedis
 
-    url = os.environ.get("VITALWATCH_REDIS_URL") or os.environ.get("REDIS_URL")
-    if url and redis_answers(url):
+    if url is not None:
         stack.on_close(lambda: delete_keys(url, key_prefix))
         return url
     server = EmbeddedRedis().start()
@@ -280,20 +282,21 @@ def feed_command(args: argparse.Namespace, bootstrap: str) -> tuple[str, list[st
     ], f"feeding {patients} patients at {args.speed:g}x"
 
 
-def start_stack(args: argparse.Namespace, settings: Settings, stack: DevStack) -> Running:
-    """Broker, Redis, topics, worker (until ready), then the feed."""
+def start_stack(args: argparse.Namespace, settings: Settings, stack: DevStack, operator_redis: str | None) -> Running:
+    """Broker, Redis (the operator's, or ours when None), topics, worker (until ready), then the feed."""
     from worker.tools.embedded import create_topics, free_port
+    from worker.tools.reach import masked
 
     prefix = f"vitalwatch-dev-{uuid.uuid4().hex[:8]}:"
     bootstrap = start_broker(stack)
-    redis_url = start_redis(stack, prefix)
+    redis_url = start_redis(stack, prefix, operator_redis)
     outputs = [settings.topic_risk_scores, settings.topic_alerts, settings.topic_dead_letters]
     create_topics(bootstrap, [*settings.input_topics, *outputs], partitions=args.partitions)
     port = free_port()
     env = child_env(bootstrap, redis_url, prefix, port, stack.run_dir)
     stack.spawn("worker", ["worker"], env, WORKER_STOP_S)
     print(
-        f"vitalwatch dev: broker {bootstrap}, redis {_redacted(redis_url)}, "
+        f"vitalwatch dev: broker {bootstrap}, redis {masked(redis_url)}, "
         f"metrics http://127.0.0.1:{port}/metrics; waiting for the worker (logs in {stack.run_dir})",
         flush=True,
     )
@@ -307,9 +310,8 @@ def start_stack(args: argparse.Namespace, settings: Settings, stack: DevStack) -
 
 def show(args: argparse.Namespace, settings: Settings, stack: DevStack, running: Running) -> str:
     """The live board until the deadline or Ctrl-C, then the closing summary line."""
-    from rich.console import Console
-
     from worker.tools import kafka_clients
+    from worker.tools.console import console
     from worker.tools.live_view import BoardFeed, display_for, summary_line
 
     roles: dict[str, Any] = {topic: "input" for topic in settings.input_topics}
@@ -323,7 +325,7 @@ def show(args: argparse.Namespace, settings: Settings, stack: DevStack, running:
     clock = FeedClock()
     limit = f" of {args.seconds:.0f}" if args.seconds is not None else ""
     try:
-        with display_for(Console()) as display:
+        with display_for(console()) as display:
             while args.seconds is None or clock.elapsed() < args.seconds:
                 feed.read(250)
                 stack.check()
@@ -371,43 +373,43 @@ def check_dataset(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit code 0 after a run to its end or Ctrl-C; 2 for bad options or settings; 1 when a
+    part of the stack fails (an operator's Redis that does not answer, no redis-server to start,
+    a broker that does not come up: one line, raised as worker.tools.reach.Unavailable before
+    anything runs or caught below), 130 when interrupted while starting."""
     from kafka.errors import KafkaError
 
-    from worker.tools.embedded import EmbeddedStackError
+    from worker.tools.embedded import EmbeddedStackError, operator_redis
 
     try:
         settings = load_settings(kafka_security_protocol="PLAINTEXT")
         check_dataset(args)
+        redis_url = operator_redis()  # decided before anything starts
     except (ConfigError, ValueError) as exc:
         print(f"vitalwatch dev: {exc}", file=sys.stderr)
         return 2
     stack = DevStack(Path(tempfile.mkdtemp(prefix="vitalwatch-dev-")))
     previous_term = signal.signal(signal.SIGTERM, _interrupt)
-    code, summary = 1, None
+    code, summary, failure = 1, None, None
     try:
-        summary = show(args, settings, stack, start_stack(args, settings, stack))
+        summary = show(args, settings, stack, start_stack(args, settings, stack, redis_url))
         code = 0
     except (ChildDied, EmbeddedStackError, KafkaError, TimeoutError) as exc:
-        print(f"vitalwatch dev: {exc}", file=sys.stderr)
+        failure = str(exc)
     except KeyboardInterrupt:
-        print("vitalwatch dev: interrupted while starting", file=sys.stderr)
-        code = 130
+        failure, code = "interrupted while starting", 130
     finally:
         stack.close()
         signal.signal(signal.SIGTERM, previous_term)
     if summary:
         print(summary, flush=True)
-    print("stopped: " + ", ".join(stack.stopped), flush=True)
-    if code == 0:
-        shutil.rmtree(stack.run_dir, ignore_errors=True)
-    else:
+    if stack.stopped:
+        print("stopped: " + ", ".join(stack.stopped), flush=True)
+    if code != 0 and any(stack.run_dir.iterdir()):
         print(f"vitalwatch dev: logs kept in {stack.run_dir}", file=sys.stderr)
+    else:
+        shutil.rmtree(stack.run_dir, ignore_errors=True)
+    if failure:
+        # Last, so that the reason is the line a reader (or the tail of a CI log) ends on.
+        print(f"vitalwatch dev: {failure}", file=sys.stderr)
     return code
-
-
-def _redacted(url: str) -> str:
-    """A Redis URL fit to print: a password in it is masked."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    return f"{scheme}{sep}***@{rest.split('@', 1)[1]}"

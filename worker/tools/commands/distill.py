@@ -154,8 +154,9 @@ def _manifest(
 
 
 def _print_report(out: Path, version: str, teacher_version: str, report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from worker.tools.console import console
 
     heldout = report["heldout"]
     table = Table(title=f"{teacher_version} -> {version}: {heldout['patients']} held-out simulated patients (seed {heldout['seed']})")
@@ -172,5 +173,5 @@ def _print_report(out: Path, version: str, teacher_version: str, report: dict[st
     )
     for label, key, fmt in rows:
         table.add_row(label, fmt.format(report["teacher"][key]), fmt.format(report["student"][key]))
-    Console().print(table)
+    console().print(table)
     print(f"wrote {out} ({version})")

@@ -174,8 +174,9 @@ def training_seeds(manifest: dict[str, Any]) -> set[int]:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from worker.tools.console import console
 
     cohort = report["cohort"]
     table = Table(
@@ -194,4 +195,4 @@ def print_table(report: dict[str, Any]) -> None:
             cells.append("—" if value is None else fmt.format(value))
         if any(c != "—" for c in cells):
             table.add_row(label, *cells)
-    Console().print(table)
+    console().print(table)

@@ -11,6 +11,10 @@ by side, each moved to start at the same instant, gaps within a stay unchanged. 
 and publishing are worker.tools.feed's, shared with `vitalwatch simulate`: ``--speed X`` plays X
 seconds of hospital time per wall second, and the whole timeline is shifted into the past so
 that no event is stamped in the future when it is sent (the worker refuses those).
+
+The broker is checked once the data set is found and before it is read: when nothing answers,
+the command stops within worker.tools.reach.REACH_TIMEOUT_S with one line naming the address
+and its setting.
 """
 
 from __future__ import annotations
@@ -70,7 +74,6 @@ def choose_stays(stays: Sequence["ClifStay"], count: int) -> list["ClifStay"]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.datasets.clif import aligned_events, load_clif
     from models.datasets.clif_demo import dataset_location
     from models.datasets.clif_tables import ClifError
     from worker.tools import kafka_clients
@@ -78,8 +81,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = kafka_clients.tool_settings(args.bootstrap)
         location = dataset_location(args.dataset, args.clif_dir)
-        cohort = load_clif(location, hospitalizations=args.hospitalization_id)
     except (ConfigError, ClifError) as exc:
+        print(f"vitalwatch replay: {exc}", file=sys.stderr)
+        return 2
+    # Before the conversion (seconds for the demo, longer for a site's export), not after it.
+    kafka_clients.check_reachable(settings, args.bootstrap)
+    from models.datasets.clif import aligned_events, load_clif  # pyarrow and numpy: after the check
+
+    try:
+        cohort = load_clif(location, hospitalizations=args.hospitalization_id)
+    except ClifError as exc:
         print(f"vitalwatch replay: {exc}", file=sys.stderr)
         return 2
     for line in cohort.report.lines(skipped_detail=False):

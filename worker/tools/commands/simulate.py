@@ -6,6 +6,9 @@ vitals.v1 and labs.v1 JSON keyed by patient id. Pacing, time stamping and publis
 worker.tools.feed's, shared with `vitalwatch replay`: ``--speed X`` plays X simulated seconds per
 wall second, ``--speed 0`` sends as fast as the broker takes them, and the timeline is shifted
 into the recent past so that no observation is stamped in the future when it is sent.
+
+The broker is checked before the cohort is simulated: when nothing answers, the command stops
+within worker.tools.reach.REACH_TIMEOUT_S with one line naming the address and its setting.
 """
 
 from __future__ import annotations
@@ -57,7 +60,6 @@ def _fraction(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.datasets.simulator import interleave, simulate_cohort
     from worker.tools import kafka_clients
 
     try:
@@ -65,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"vitalwatch simulate: {exc}", file=sys.stderr)
         return 2
+    kafka_clients.check_reachable(settings, args.bootstrap)
+    from models.datasets.simulator import interleave, simulate_cohort  # numpy: after the check, not before
+
     speed = 0.0 if args.as_fast_as_possible else args.speed
     cohort = simulate_cohort(
         args.patients, seed=args.seed, deteriorating_fraction=args.deteriorating_fraction,
