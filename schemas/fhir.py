@@ -17,12 +17,13 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.canonical import Measurements
+from schemas.canonical import Measurements, derive_on_oxygen
 from schemas.errors import ContractError, FieldError, dotted_path
 from schemas.fields import EventId
 from schemas.observation import Observation
 from schemas.timestamps import Rfc3339, future_error
-from schemas.variables import BY_LOINC, Variable
+from schemas.units import CODE_UNITS
+from schemas.variables import BY_LOINC, LAB_BY_LOINC, Variable
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -172,6 +173,8 @@ def observations_from_fhir(
         errors.append(FieldError("entry", "contains no Observation", None))
     if errors:
         raise ContractError(errors)
+    for _, _, m in groups.values():
+        derive_on_oxygen(m.values)
     return [
         Observation(
             event_id,
@@ -216,8 +219,9 @@ def _measure(
     resource: FhirObservation, prefix: str, measurements: Measurements, errors: list[FieldError]
 ) -> None:
     """Add the resource's value, or its panel's component values, to ``measurements``."""
+    codes = LAB_BY_LOINC if _is_laboratory(resource) else BY_LOINC
     if not any(c.system == LOINC and c.code in PANELS for c in resource.code.coding):
-        _add_quantity(resource.code, resource.valueQuantity, prefix, measurements, errors)
+        _add_quantity(resource.code, resource.valueQuantity, prefix, measurements, errors, codes)
         return
     if not resource.component:
         errors.append(
@@ -226,8 +230,19 @@ def _measure(
     for j, component in enumerate(resource.component):
         component_prefix = dotted_path(("component", j), prefix)
         _add_quantity(
-            component.code, component.valueQuantity, component_prefix, measurements, errors
+            component.code, component.valueQuantity, component_prefix, measurements, errors, codes
         )
+
+
+def _is_laboratory(resource: FhirObservation) -> bool:
+    """A laboratory (and not also vital-signs) Observation: its shared LOINC codes name labs."""
+    categories = {
+        coding.code
+        for concept in resource.category
+        for coding in concept.coding
+        if coding.system == OBSERVATION_CATEGORY
+    }
+    return "laboratory" in categories and "vital-signs" not in categories
 
 
 def _add_quantity(
@@ -236,9 +251,10 @@ def _add_quantity(
     prefix: str,
     measurements: Measurements,
     errors: list[FieldError],
+    codes: dict[str, Variable],
 ) -> None:
     try:
-        variable = _variable(code, dotted_path(("code",), prefix))
+        variable, loinc = _variable(code, dotted_path(("code",), prefix), codes)
     except ContractError as exc:
         errors.extend(exc.errors)
         return
@@ -253,20 +269,27 @@ def _add_quantity(
         field=dotted_path(("valueQuantity", "value"), prefix),
         unit=quantity.code,
         unit_field=dotted_path(("valueQuantity", "code"), prefix),
+        code=loinc,
     )
 
 
-def _variable(concept: CodeableConcept, field: str) -> Variable:
-    """The catalogue variable a LOINC-coded concept names. Codings in other systems are
+def _variable(
+    concept: CodeableConcept, field: str, codes: dict[str, Variable]
+) -> tuple[Variable, str]:
+    """The catalogue variable a LOINC-coded concept names (in ``codes``, the vital-signs or the
+    laboratory reading of a shared code), and the LOINC code that decides its units (one in
+    schemas.units.CODE_UNITS when the concept carries one). Codings in other systems are
     ignored; LOINC codings that disagree, or that name nothing vitalwatch knows, are errors."""
     loinc = [(i, c.code) for i, c in enumerate(concept.coding) if c.system == LOINC and c.code]
     if not loinc:
         raise ContractError.single(
             f"{field}.coding", f"no LOINC coding (system {LOINC})", [c.code for c in concept.coding]
         )
-    found = {BY_LOINC[code].name: BY_LOINC[code] for _, code in loinc if code in BY_LOINC}
+    found = {codes[code].name: codes[code] for _, code in loinc if code in codes}
     if len(found) == 1:
-        return next(iter(found.values()))
+        known = [code for _, code in loinc if code in codes]
+        restricted = [code for code in known if code in CODE_UNITS]
+        return next(iter(found.values())), (restricted or known)[0]
     if found:
         raise ContractError.single(
             f"{field}.coding",

@@ -12,7 +12,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.canonical import Measurements, plausible_range, range_error
+from schemas.canonical import (
+    FIO2_PERCENT_HIGH,
+    FIO2_PERCENT_LOW,
+    Measurements,
+    derive_on_oxygen,
+    fio2_fraction,
+    fio2_range_error,
+    oxygen_conflict,
+    plausible_range,
+    range_error,
+)
 from schemas.errors import ContractError, FieldError, suggestion
 from schemas.fields import EventId, PatientId, Source
 from schemas.observation import Observation
@@ -20,16 +30,40 @@ from schemas.timestamps import Rfc3339, future_error
 from schemas.units import accepted_units
 from schemas.variables import ACVPU, BY_NAME, LABS, VITALS, Variable
 
-#: Lab codes accepted in labs.v1 ``results[].code``: each lab's catalogue name and LOINC codes.
+#: Lab codes accepted in labs.v1 ``results[].code``: each lab's catalogue name and LOINC codes
+#: (2708-6, which the FHIR vital-signs profile puts on SpO2, is SaO2 in a lab result).
 LAB_CODES: dict[str, Variable] = {
     code: lab for lab in LABS for code in (lab.name, *lab.loinc)
 }
 
 #: vitals.v1 measurements that are plain numbers in canonical units (the others are categorical
-#: on the wire: consciousness a letter, on_oxygen a boolean).
+#: on the wire, consciousness a letter and on_oxygen a boolean, or FiO2, which may come as a
+#: percentage).
 NUMERIC_VITALS: tuple[Variable, ...] = tuple(
-    v for v in VITALS if v.name not in ("consciousness", "on_oxygen")
+    v for v in VITALS if v.name not in ("consciousness", "on_oxygen", "fio2")
 )
+
+
+def _fio2() -> Any:
+    """FiO2's field metadata: a fraction or a percentage, never the gap between the two."""
+    fio2 = BY_NAME["fio2"]
+    return Field(
+        None,
+        description=(
+            f"fraction of inspired oxygen, {fio2.low:g}–{fio2.high:g}; a value in "
+            f"{FIO2_PERCENT_LOW:g}–{FIO2_PERCENT_HIGH:g} is a percentage and is divided by 100 "
+            "(the ranges cannot overlap); sets on_oxygen (above 0.21) when on_oxygen is not sent"
+        ),
+        json_schema_extra={
+            "minimum": fio2.low,
+            "maximum": FIO2_PERCENT_HIGH,
+            "not": {
+                "type": "number",
+                "exclusiveMinimum": fio2.high,
+                "exclusiveMaximum": FIO2_PERCENT_LOW,
+            },
+        },
+    )
 
 
 def _vital(name: str) -> Any:
@@ -97,8 +131,10 @@ class VitalsV1(EventV1):
     dbp: float | None = _vital("dbp")
     map: float | None = _vital("map")
     consciousness: Literal["A", "C", "V", "P", "U"] | None = Field(None, description="ACVPU")
-    on_oxygen: bool | None = Field(None, description="receiving supplemental oxygen")
-    fio2: float | None = _vital("fio2")
+    on_oxygen: bool | None = Field(
+        None, description="receiving supplemental oxygen; false with a fio2 above 0.21 is refused"
+    )
+    fio2: float | None = _fio2()
     etco2: float | None = _vital("etco2")
 
     def to_observation(self, *, now: float | None = None) -> Observation:
@@ -121,8 +157,7 @@ class VitalsV1(EventV1):
                 errors.append(range_error(variable, value, variable.name))
         if self.consciousness is not None:
             values["consciousness"] = float(ACVPU.index(self.consciousness))
-        if self.on_oxygen is not None:
-            values["on_oxygen"] = float(self.on_oxygen)
+        self._add_oxygen(values, errors)
         if not values and not errors:
             errors.append(
                 FieldError(
@@ -133,6 +168,22 @@ class VitalsV1(EventV1):
                 )
             )
         return self._observation(values, errors, now)
+
+    def _add_oxygen(self, values: dict[str, float], errors: list[FieldError]) -> None:
+        """FiO2 (a fraction, or a percentage converted) and on_oxygen, derived from the FiO2
+        when only that was sent; "room air" with a FiO2 above 0.21 is refused."""
+        if self.fio2 is not None:
+            fio2 = fio2_fraction(self.fio2)
+            if fio2 is None:
+                errors.append(fio2_range_error(self.fio2, "fio2"))
+            else:
+                values["fio2"] = fio2
+        if self.on_oxygen is not None:
+            values["on_oxygen"] = float(self.on_oxygen)
+        conflict = oxygen_conflict(values, "on_oxygen")
+        if conflict is not None:
+            errors.append(conflict)
+        derive_on_oxygen(values)
 
 
 class LabResult(Contract):
@@ -176,6 +227,7 @@ class LabsV1(EventV1):
                 field=f"results[{i}].value",
                 unit=result.unit,
                 unit_field=f"results[{i}].unit",
+                code=result.code,
             )
         return self._observation(measurements.values, errors, now)
 

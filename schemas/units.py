@@ -26,21 +26,40 @@ class Linear:
 
 _SAME = Linear(1.0)
 
-# Molar masses (g/mol) behind the mass <-> substance conversions.
+# Molar masses (g/mol) behind the mass <-> substance conversions. Calcium, magnesium and
+# phosphate are reported as the element (phosphate in mg/dL is "phosphorus", as P).
 _LACTATE_G_PER_MOL = 90.08
 _CREATININE_G_PER_MOL = 113.12
 _BILIRUBIN_G_PER_MOL = 584.66
 _GLUCOSE_G_PER_MOL = 180.16
+_CALCIUM_G_PER_MOL = 40.078
+_MAGNESIUM_G_PER_MOL = 24.305
+_PHOSPHORUS_G_PER_MOL = 30.974
+#: Urea nitrogen: the two N atoms of one urea molecule, so 1 mmol/L of urea (or of "urea
+#: nitrogen" as sites report it in SI) is 2.8 mg/dL of BUN.
+_UREA_NITROGEN_G_PER_MOL = 28.014
 #: Haemoglobin per haem (monomer), the convention of sites that report Hb in mmol/L.
 _HEMOGLOBIN_MONOMER_G_PER_MOL = 16_114.5
 _MMHG_PER_KPA = 1000 / 133.322387415
+#: One microkatal converts one micromole per second; one unit (U, IU) one micromole per minute.
+_U_PER_UKAT = 60.0
 
 # From substance to mass concentration: µmol/L -> mg/dL (and mmol/L -> g/dL) is × (g/mol) / 10_000,
-# mmol/L -> mg/dL is × (g/mol) / 10; mg/dL -> mmol/L is the inverse of the latter.
+# mmol/L -> mg/dL is × (g/mol) / 10; mg/dL -> mmol/L is the inverse of the latter; a divalent
+# ion's meq/L is half its mmol/L.
 _RATES = {"/min": _SAME, "1/min": _SAME}
 _PRESSURE = {"mm[Hg]": _SAME, "kPa": Linear(_MMHG_PER_KPA)}
 _CELL_COUNT = {"10*3/uL": _SAME, "10*9/L": _SAME, "10*3/mm3": _SAME, "/uL": Linear(1e-3)}
 _MONOVALENT_ION = {"mmol/L": _SAME, "meq/L": _SAME}
+_ENZYME = {"U/L": _SAME, "[IU]/L": _SAME, "ukat/L": Linear(_U_PER_UKAT)}
+#: A percentage canonical, also sent as a fraction (0.97, or 0.40 L/L for a haematocrit).
+_PERCENT_OR_FRACTION = {"%": _SAME, "1": Linear(100.0)}
+
+
+def _divalent(g_per_mol: float) -> dict[str, Linear]:
+    """mg/dL canonical for Ca2+, Mg2+: mmol/L × (g/mol)/10, meq/L half of that."""
+    return {"mg/dL": _SAME, "mmol/L": Linear(g_per_mol / 10), "meq/L": Linear(g_per_mol / 20)}
+
 
 CONVERSIONS: Mapping[str, Mapping[str, Linear]] = MappingProxyType(
     {
@@ -55,6 +74,8 @@ CONVERSIONS: Mapping[str, Mapping[str, Linear]] = MappingProxyType(
         "sbp": _PRESSURE,
         "dbp": _PRESSURE,
         "map": _PRESSURE,
+        "fio2": {"1": _SAME, "%": Linear(0.01)},
+        "etco2": _PRESSURE,
         "lactate": {**_MONOVALENT_ION, "mg/dL": Linear(10 / _LACTATE_G_PER_MOL)},
         "wbc": _CELL_COUNT,
         "creatinine": {
@@ -72,7 +93,32 @@ CONVERSIONS: Mapping[str, Mapping[str, Linear]] = MappingProxyType(
             "g/L": Linear(0.1),
             "mmol/L": Linear(_HEMOGLOBIN_MONOMER_G_PER_MOL / 10_000),
         },
+        "bun": {"mg/dL": _SAME, "mmol/L": Linear(_UREA_NITROGEN_G_PER_MOL / 10)},
+        "bicarbonate": _MONOVALENT_ION,
+        "ph": {"[pH]": _SAME},
+        "paco2": _PRESSURE,
+        "base_excess": _MONOVALENT_ION,
+        "sao2": _PERCENT_OR_FRACTION,
+        "chloride": _MONOVALENT_ION,
+        "calcium": _divalent(_CALCIUM_G_PER_MOL),
+        "magnesium": _divalent(_MAGNESIUM_G_PER_MOL),
+        "phosphate": {"mg/dL": _SAME, "mmol/L": Linear(_PHOSPHORUS_G_PER_MOL / 10)},
+        "ast": _ENZYME,
+        "alkaline_phosphatase": _ENZYME,
+        "bilirubin_direct": {"mg/dL": _SAME, "umol/L": Linear(_BILIRUBIN_G_PER_MOL / 10_000)},
+        # ng/mL = ug/L; high-sensitivity assays report ng/L (= pg/mL), a thousandth of that.
+        "troponin_i": {"ng/mL": _SAME, "ug/L": _SAME, "ng/L": Linear(1e-3), "pg/mL": Linear(1e-3)},
+        "hematocrit": {**_PERCENT_OR_FRACTION, "L/L": Linear(100.0)},
+        "ptt": {"s": _SAME},
+        "fibrinogen": {"mg/dL": _SAME, "g/L": Linear(100.0), "mg/L": Linear(0.1)},
     }
+)
+
+#: LOINC codes that take only some of their variable's units, with why. 22664-7 is urea, not
+#: urea nitrogen: in mmol/L the two are one number, but 40 mg/dL of urea is 18.7 mg/dL of BUN,
+#: and a urea mass reported under a BUN variable would read 2.14 times too high.
+CODE_UNITS: Mapping[str, tuple[tuple[str, ...], str]] = MappingProxyType(
+    {"22664-7": (("mmol/L",), "urea, not urea nitrogen, in a mass unit")}
 )
 
 
@@ -82,16 +128,29 @@ def accepted_units(variable: Variable | str) -> tuple[str, ...]:
     return tuple(CONVERSIONS.get(name, ()))
 
 
-def convert(variable: Variable | str, value: float, unit: str, *, field: str = "unit") -> float:
+def convert(
+    variable: Variable | str,
+    value: float,
+    unit: str,
+    *,
+    field: str = "unit",
+    code: str | None = None,
+) -> float:
     """``value`` expressed in ``unit``, converted to the variable's canonical unit.
 
-    Raises ContractError on ``field`` when the unit is not one this variable accepts.
+    ``code`` is the LOINC code the value was sent under, when it was: a code in CODE_UNITS
+    narrows the units taken. Raises ContractError on ``field`` when the unit is not accepted.
     """
     var = BY_NAME[variable] if isinstance(variable, str) else variable
     table = CONVERSIONS.get(var.name, {})
-    rule = table.get(unit) or table.get(_uppercase_litre(unit))
+    spelled = unit if unit in table else _uppercase_litre(unit)
+    rule = table.get(spelled)
+    accepted = ", ".join(table) or "none: it is unitless"
+    restriction = CODE_UNITS.get(code or "")
+    if restriction is not None and spelled not in restriction[0]:
+        rule = None
+        accepted = f"{', '.join(restriction[0])} for LOINC {code}; {restriction[1]} is refused"
     if rule is None:
-        accepted = ", ".join(table) or "none: it is unitless"
         raise ContractError.single(
             field,
             f"unit '{unit}' cannot be converted to {var.unit} for {var.name} "

@@ -51,8 +51,11 @@ VITALS: tuple[Variable, ...] = (
     Variable("on_oxygen", "vital", "{bool}", (), 0, 1, 0, 4.0),
     # Fraction of inspired oxygen: 0.21 is room air (a percentage is converted by schemas.units).
     Variable("fio2", "vital", "1", ("3150-0", "19996-8"), 0.21, 1.0, 0.21, 4.0),
-    # End-tidal CO2 partial pressure (capnography); 0 is possible (no exhaled CO2).
-    Variable("etco2", "vital", "mm[Hg]", ("19889-5", "19891-1"), 0, 150, 38, 2.0),
+    # End-tidal CO2 partial pressure (capnography); 0 is possible (no exhaled CO2). 19891-1 is the
+    # partial-pressure code; 19889-5 is formally the end-tidal volume fraction, but monitors and
+    # EMS feeds send it in mm[Hg]: it is taken in a pressure unit only (a % is refused, since
+    # turning a fraction into a pressure needs the barometric pressure, which no feed sends).
+    Variable("etco2", "vital", "mm[Hg]", ("19891-1", "19889-5"), 0, 150, 38, 2.0),
 )
 
 # Labs list the mass- and the substance-concentration LOINC codes of an analyte where sites use
@@ -90,7 +93,7 @@ LABS: tuple[Variable, ...] = (
     Variable("troponin_i", "lab", "ng/mL", ("10839-9", "42757-5", "89579-7"), 0, 500, 0.01, 24.0),
     Variable("hematocrit", "lab", "%", ("4544-3", "20570-8"), 10, 75, 40, 24.0),
     Variable("ptt", "lab", "s", ("3173-2", "14979-9"), 10, 250, 30, 24.0),
-    Variable("fibrinogen", "lab", "mg/dL", ("3255-7", "48664-8"), 20, 2000, 300, 24.0),
+    Variable("fibrinogen", "lab", "mg/dL", ("3255-7", "48664-7"), 20, 2000, 300, 24.0),
 )
 
 #: Every variable, in the order of the worker's per-patient memory (the slab's columns). A
@@ -101,11 +104,14 @@ VARIABLE_NAMES: tuple[str, ...] = tuple(v.name for v in VARIABLES)
 VARIABLE_INDEX: dict[str, int] = {v.name: i for i, v in enumerate(VARIABLES)}
 BY_NAME: dict[str, Variable] = {v.name: v for v in VARIABLES}
 #: LOINC code -> variable; a code two variables share (2708-6) resolves to the first, the vital
-#: sign, here; a laboratory context (labs.v1, a FHIR laboratory Observation) resolves it to the lab.
+#: sign, here; a laboratory context resolves it with LAB_BY_LOINC.
 BY_LOINC: dict[str, Variable] = {}
 for _variable in VARIABLES:
     for _code in _variable.loinc:
         BY_LOINC.setdefault(_code, _variable)
+#: LOINC code -> variable in a laboratory context (labs.v1, a FHIR laboratory Observation): a code
+#: a lab shares with a vital sign names the lab (2708-6 from a blood gas analyser is SaO2).
+LAB_BY_LOINC: dict[str, Variable] = {**BY_LOINC, **{code: lab for lab in LABS for code in lab.loinc}}
 
 #: Earlier catalogues' variable orders, oldest first: stored patient state records the order it
 #: was written in, so a worker upgraded over it maps every carried-forward value by name.

@@ -11,6 +11,7 @@ import pytest
 
 from schemas.decode import decode
 from schemas.errors import ContractError
+from schemas.units import CODE_UNITS, convert
 from schemas.variables import VARIABLES, Variable
 
 LOINC = "http://loinc.org"
@@ -86,15 +87,30 @@ LOINC_CODES = [(v, code) for v in VARIABLES for code in v.loinc]
 
 @pytest.mark.parametrize(("variable", "code"), LOINC_CODES, ids=[c for _, c in LOINC_CODES])
 def test_every_catalogue_loinc_code(variable: Variable, code: str) -> None:
+    """Each code, in its variable's category, reaches its variable (a code that takes only some
+    units, urea, in the first of them); a FiO2 also sets on_oxygen."""
     category = "vital-signs" if variable.kind == "vital" else "laboratory"
+    unit = CODE_UNITS[code][0][0] if code in CODE_UNITS else variable.unit
     doc = observation(
         code,
-        variable.normal,
-        variable.unit,
+        variable.normal / convert(variable, 1.0, unit),
+        unit,
         category=[concept(category, system=CATEGORY)],
     )
     [obs] = decode("fhir", orjson.dumps(doc))
-    assert obs.values == {variable.name: variable.normal}
+    derived = {"on_oxygen": 0.0} if variable.name == "fio2" else {}  # its normal is room air
+    assert obs.values == pytest.approx({variable.name: variable.normal, **derived}, rel=1e-12)
+
+
+def test_every_catalogue_loinc_code_has_a_valid_check_digit() -> None:
+    """LOINC's mod-10 check digit: a mistyped code (48664-8 for fibrinogen's 48664-7) fails it."""
+    def valid(code: str) -> bool:
+        digits = [int(d) for d in reversed(code.replace("-", ""))]
+        doubled = [d * 2 - 9 * (d > 4) if i % 2 else d for i, d in enumerate(digits)]
+        return sum(doubled) % 10 == 0
+
+    assert valid("48664-7") and not valid("48664-8")
+    assert [code for _, code in LOINC_CODES if not valid(code)] == []
 
 
 def test_units_are_converted() -> None:
@@ -378,3 +394,83 @@ def test_every_bad_entry_is_reported() -> None:
         ("entry[0].resource.valueQuantity.value", "out of plausible range 20–300 /min"),
         ("entry[2].resource.valueQuantity.value", "out of plausible range 2–80 /min"),
     ]
+
+
+# --- the wider catalogue: 2708-6 by category, FiO2, EtCO2, labs --------------------------------
+
+
+def laboratory(loinc: str, value: Any, unit: str, **fields: Any) -> dict:
+    return observation(loinc, value, unit, category=[concept("laboratory", system=CATEGORY)], **fields)
+
+
+def test_2708_6_is_spo2_as_a_vital_sign_and_sao2_as_a_lab_result() -> None:
+    [vital] = decode("fhir", orjson.dumps(observation("2708-6", 95, "%")))
+    [lab] = decode("fhir", orjson.dumps(laboratory("2708-6", 91, "%")))
+    both = observation("2708-6", 95, "%", category=[concept("laboratory", "vital-signs", system=CATEGORY)])
+    [either] = decode("fhir", orjson.dumps(both))
+    assert (vital.values, lab.values, either.values) == ({"spo2": 95.0}, {"sao2": 91.0}, {"spo2": 95.0})
+
+
+def test_spo2_and_sao2_of_one_instant_are_two_variables() -> None:
+    doc = bundle(observation("59408-5", 95, "%", id="a"), laboratory("2708-6", 0.91, "1", id="b"))
+    [obs] = decode("fhir", orjson.dumps(doc))
+    assert obs.values == pytest.approx({"spo2": 95.0, "sao2": 91.0})
+
+
+@pytest.mark.parametrize(
+    ("loinc", "value", "unit", "expected"),
+    [
+        ("3150-0", 40, "%", {"fio2": 0.4, "on_oxygen": 1.0}),
+        ("3150-0", 0.21, "1", {"fio2": 0.21, "on_oxygen": 0.0}),
+        ("19996-8", 0.6, "1", {"fio2": 0.6, "on_oxygen": 1.0}),
+        ("19891-1", 5.0, "kPa", {"etco2": 37.503}),
+        ("19889-5", 38, "mm[Hg]", {"etco2": 38.0}),
+    ],
+)
+def test_fio2_and_etco2_as_vital_signs(loinc: str, value: float, unit: str, expected: dict) -> None:
+    [obs] = decode("fhir", orjson.dumps(observation(loinc, value, unit)))
+    assert obs.values == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("doc", "field", "problem"),
+    [
+        (observation("3150-0", 40, "1"), "valueQuantity.value",
+         "out of plausible range 0.21–1 1"),  # a percentage sent as a fraction: never guessed
+        (observation("3150-0", 4, "L/min"), "valueQuantity.code",
+         "unit 'L/min' cannot be converted to 1 for fio2 (accepted: 1, %)"),  # a flow, not a FiO2
+        (observation("19889-5", 5.2, "%"), "valueQuantity.code",
+         "unit '%' cannot be converted to mm[Hg] for etco2 (accepted: mm[Hg], kPa)"),
+        (laboratory("2708-6", 1.2, "1"), "valueQuantity.value",
+         "out of plausible range 20–100 % (1.2 1 = 120 %)"),
+        (laboratory("22664-7", 40, "mg/dL"), "valueQuantity.code",
+         "unit 'mg/dL' cannot be converted to mg/dL for bun (accepted: mmol/L for LOINC 22664-7; "
+         "urea, not urea nitrogen, in a mass unit is refused)"),
+        (laboratory("17861-6", 30, "mg/dL"), "valueQuantity.value", "out of plausible range 2–20 mg/dL"),
+    ],
+)
+def test_new_variables_refused_with_their_reason(doc: dict, field: str, problem: str) -> None:
+    assert [(f, p) for f, p, _ in errors(doc)] == [(field, problem)]
+
+
+def test_a_urea_coding_beside_a_bun_coding_still_decides_the_units() -> None:
+    code = {"coding": [{"system": LOINC, "code": "3094-0"}, {"system": LOINC, "code": "22664-7"}]}
+    assert [f for f, _, _ in errors(laboratory("3094-0", 40, "mg/dL", code=code))] == ["valueQuantity.code"]
+    [obs] = decode("fhir", orjson.dumps(laboratory("3094-0", 7.14, "mmol/L", code=code)))
+    assert obs.values == pytest.approx({"bun": 20.002}, rel=1e-4)
+
+
+def test_a_blood_gas_bundle_is_one_event() -> None:
+    doc = bundle(
+        laboratory("2744-1", 7.21, "[pH]", id="ph"),
+        laboratory("2019-8", 6.5, "kPa", id="pco2"),
+        laboratory("1925-7", -8, "mmol/L", id="be"),
+        laboratory("1963-8", 17, "meq/L", id="hco3"),
+        laboratory("2708-6", 93, "%", id="sat"),
+        observation("3150-0", 35, "%", id="fio2"),
+    )
+    [obs] = decode("fhir", orjson.dumps(doc))
+    assert obs.event_id == "ph"
+    assert obs.values == pytest.approx(
+        {"ph": 7.21, "paco2": 48.754, "base_excess": -8.0, "bicarbonate": 17.0, "sao2": 93.0,
+         "fio2": 0.35, "on_oxygen": 1.0}, rel=1e-4)

@@ -90,7 +90,8 @@ def test_rfc3339_spellings_of_one_instant(stamp: str) -> None:
 def test_range_bounds_are_inclusive(variable: Any) -> None:
     for value in (variable.low, variable.high):
         [obs] = decode("vitals", orjson.dumps({**vitals(heart_rate=...), variable.name: value}))
-        assert obs.values == {variable.name: value}
+        derived = {"on_oxygen": float(value > 0.21)} if variable.name == "fio2" else {}
+        assert obs.values == {variable.name: value, **derived}
 
 
 # --- bad values: one test per class, each pinning field and problem exactly -----------------
@@ -141,7 +142,7 @@ def test_no_measurement_at_all() -> None:
         (
             "$",
             "no measurement: expected at least one of heart_rate, resp_rate, spo2, "
-            "temperature, sbp, dbp, map, consciousness, on_oxygen",
+            "temperature, sbp, dbp, map, consciousness, on_oxygen, fio2, etco2",
             None,
         )
     ]
@@ -212,3 +213,52 @@ def test_problems_of_different_kinds_come_together() -> None:
         ("heart_rate", "must be a number"),
         ("hr", "unknown field"),
     ]
+
+
+# --- FiO2 and EtCO2 --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "fio2", "on_oxygen"),
+    [(0.4, 0.4, 1.0), (1.0, 1.0, 1.0), (0.21, 0.21, 0.0), (40, 0.4, 1.0), (21, 0.21, 0.0),
+     (100, 1.0, 1.0), (28.5, 0.285, 1.0)],
+)
+def test_fio2_as_a_fraction_or_a_percentage_sets_on_oxygen(
+    sent: float, fio2: float, on_oxygen: float
+) -> None:
+    [obs] = decode("vitals", orjson.dumps(vitals(heart_rate=..., fio2=sent)))
+    assert obs.values == pytest.approx({"fio2": fio2, "on_oxygen": on_oxygen}, rel=1e-12)
+
+
+@pytest.mark.parametrize("sent", [5.0, 1.01, 20.9, 0.2, 0.0, 100.5, -0.4])
+def test_fio2_between_or_beyond_the_two_forms_is_refused(sent: float) -> None:
+    assert errors(vitals(fio2=sent)) == [
+        ("fio2", "out of plausible range: a fraction 0.21–1 or a percentage 21–100", sent)
+    ]
+
+
+@pytest.mark.parametrize(("on_oxygen", "fio2"), [(True, 0.4), (True, 0.21), (False, 0.21), (False, 21)])
+def test_on_oxygen_sent_with_a_fio2_that_agrees_is_kept(on_oxygen: bool, fio2: float) -> None:
+    [obs] = decode("vitals", orjson.dumps(vitals(on_oxygen=on_oxygen, fio2=fio2)))
+    assert obs.values["on_oxygen"] == float(on_oxygen)
+
+
+def test_room_air_with_supplemental_fio2_is_a_conflict() -> None:
+    assert errors(vitals(on_oxygen=False, fio2=0.4)) == [
+        ("on_oxygen", "conflicts with fio2 (0.4): room air is a FiO2 of 0.21", False)
+    ]
+    assert errors(vitals(on_oxygen=False, fio2=60)) == [
+        ("on_oxygen", "conflicts with fio2 (0.6): room air is a FiO2 of 0.21", False)
+    ]
+
+
+def test_etco2_in_mm_hg() -> None:
+    [obs] = decode("vitals", orjson.dumps(vitals(heart_rate=..., etco2=0)))
+    assert obs.values == {"etco2": 0.0}  # no exhaled CO2 is a reading (a displaced tube)
+    assert errors(vitals(etco2=200)) == [("etco2", "out of plausible range 0–150 mm[Hg]", 200)]
+    assert errors(vitals(etco2="38 mmHg")) == [("etco2", "must be a number", "38 mmHg")]
+
+
+def test_fio2_and_etco2_alone_are_measurements() -> None:
+    [obs] = decode("vitals", orjson.dumps(vitals(heart_rate=..., fio2=0.5, etco2=41)))
+    assert obs.values == {"fio2": 0.5, "etco2": 41.0, "on_oxygen": 1.0}
