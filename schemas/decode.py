@@ -1,4 +1,5 @@
-"""The one validation path: raw Kafka bytes in, canonical Observations or a ContractError out.
+"""The one validation path: raw Kafka bytes in, canonical Observations (or Encounters) or a
+ContractError out.
 
 The worker, the tests and any replay tool call this and nothing else, so a message is judged
 the same way everywhere. Bad input raises ContractError and nothing else, whatever the bytes:
@@ -7,27 +8,50 @@ the worker relies on that to dead-letter one message without stopping the partit
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import orjson
 from pydantic import ValidationError
 
+from schemas.encounter import Encounter
+from schemas.encounter_inputs import encounter_from_v1
 from schemas.errors import VALUE_PREVIEW_CHARS, ContractError, from_validation_error
 from schemas.fhir import FHIR_DOCUMENT, RESOURCE_TYPES, observations_from_fhir
+from schemas.fhir_encounter import encounter_from_fhir
 from schemas.inputs import LabResult, LabsV1, VitalsV1, wire_names
 from schemas.observation import Observation
 
-Kind = Literal["vitals", "labs", "fhir"]
-KINDS: tuple[Kind, ...] = ("vitals", "labs", "fhir")
+ObservationKind = Literal["vitals", "labs", "fhir"]
+Kind = Literal["vitals", "labs", "fhir", "encounters"]
+KINDS: tuple[Kind, ...] = ("vitals", "labs", "fhir", "encounters")
 
 DEFAULT_MAX_BYTES = 1_000_000
 
 
+@overload
+def decode(
+    kind: ObservationKind, raw: bytes, *, max_bytes: int = ..., now: float | None = ...
+) -> list[Observation]: ...
+
+
+@overload
+def decode(
+    kind: Literal["encounters"], raw: bytes, *, max_bytes: int = ..., now: float | None = ...
+) -> list[Encounter]: ...
+
+
+@overload
+def decode(
+    kind: Kind, raw: bytes, *, max_bytes: int = ..., now: float | None = ...
+) -> list[Observation] | list[Encounter]: ...
+
+
 def decode(
     kind: Kind, raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, now: float | None = None
-) -> list[Observation]:
+) -> list[Observation] | list[Encounter]:
     """Validate one message of ``kind`` and return its Observations (one for vitals and labs,
-    one per (patient, instant) for FHIR).
+    one per (patient, instant) for FHIR) or, for ``encounters``, its one Encounter (a FHIR
+    Encounter when the document has a ``resourceType``, else encounters.v1).
 
     ``now`` (POSIX seconds) enables the future-timestamp check; leave it None to replay
     history. Raises ContractError for any bad input; ValueError only for an unknown ``kind``,
@@ -42,6 +66,8 @@ def decode(
     document = _parse(raw)
     if kind == "fhir":
         return _fhir(document, bytes(raw), now)
+    if kind == "encounters":
+        return [_encounter(document, bytes(raw), now)]
     return [_native(kind, document).to_observation(now=now)]
 
 
@@ -52,7 +78,7 @@ _NATIVE: dict[str, tuple[type[VitalsV1] | type[LabsV1], frozenset[str]]] = {
 }
 
 
-def _native(kind: Kind, document: Any) -> VitalsV1 | LabsV1:
+def _native(kind: ObservationKind, document: Any) -> VitalsV1 | LabsV1:
     model, names = _NATIVE[kind]
     try:
         return model.model_validate(document)
@@ -66,6 +92,12 @@ def _fhir(document: Any, raw: bytes, now: float | None) -> list[Observation]:
     except ValidationError as exc:
         raise from_validation_error(exc, union_tags=RESOURCE_TYPES) from None
     return observations_from_fhir(resource, raw=raw, now=now)
+
+
+def _encounter(document: Any, raw: bytes, now: float | None) -> Encounter:
+    if isinstance(document, dict) and "resourceType" in document:
+        return encounter_from_fhir(document, raw=raw, now=now)
+    return encounter_from_v1(document, now=now)
 
 
 def _parse(raw: bytes) -> Any:

@@ -14,8 +14,10 @@ worker's device-resident state stays a set of tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Literal
+
+from schemas.errors import FieldError
 
 EncounterKind = Literal["admission", "transfer", "discharge"]
 Sex = Literal["female", "male", "other", "unknown"]
@@ -26,6 +28,26 @@ Disposition = Literal["home", "other_facility", "died"]
 SEXES: tuple[Sex, ...] = ("female", "male", "other")
 UNIT_KINDS: tuple[UnitKind, ...] = ("ward", "step_down", "icu")
 UNKNOWN = -1
+
+
+#: Ages (years) a living patient can have; the contracts refuse others, never clip them.
+AGE_LOW, AGE_HIGH = 0.0, 125.0
+#: The mean Gregorian year, so an age from a birth date is exact over centuries of leap years.
+_DAYS_PER_YEAR = 365.2425
+
+
+def age_at(birth_date: date, instant: datetime) -> float:
+    """Age in fractional years at ``instant`` of someone born on ``birth_date`` (midnight UTC)."""
+    born = datetime(birth_date.year, birth_date.month, birth_date.day, tzinfo=timezone.utc)
+    return (instant - born).total_seconds() / 86_400 / _DAYS_PER_YEAR
+
+
+def age_error(age: float, field: str, value: object) -> FieldError | None:
+    """The problem with an age outside AGE_LOW–AGE_HIGH (``value`` is what was sent for it)."""
+    if AGE_LOW <= age <= AGE_HIGH:  # False for NaN too
+        return None
+    shown = "" if value == age else f" (an age of {age:.1f} years at admission)"
+    return FieldError(field, f"out of plausible range {AGE_LOW:g}–{AGE_HIGH:g} years{shown}", value)
 
 
 def sex_code(sex: Sex | None) -> int:

@@ -93,7 +93,7 @@ def dotted_path(loc: Iterable[str | int], prefix: str = "") -> str:
 def suggestion(word: str, choices: Iterable[str]) -> str:
     """``; did you mean 'heart_rate'?`` for a near miss, else nothing: typos are the commonest
     contract breach and naming the intended field makes the dead letter self-explaining."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    close = difflib.get_close_matches(word, [c for c in choices if c != word], n=1, cutoff=0.75)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
@@ -118,6 +118,8 @@ _PROBLEMS: dict[str, str] = {
     "literal_error": "must be one of {expected}",
     "datetime_parsing": "bad timestamp: {error}",
     "datetime_from_date_parsing": "bad timestamp: {error}",
+    "date_parsing": "bad date: {error}",
+    "date_from_datetime_parsing": "bad date: {error}",
 }
 
 

@@ -13,7 +13,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
+
+from pydantic import TypeAdapter
 
 JSONSCHEMA_DIR = Path(__file__).resolve().parent / "jsonschema"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -23,6 +25,7 @@ TOPICS: tuple[str, ...] = (
     "vitals",
     "labs",
     "fhir-observations",
+    "encounters",
     "risk-scores",
     "alerts",
     "dead-letters",
@@ -34,17 +37,26 @@ def documents() -> dict[str, dict[str, Any]]:
     as emitted (serialization mode)."""
     # Imported here, not at module level: `vitalwatch --help` imports this module to build
     # its parser and should not pay for building every pydantic model.
+    from schemas.encounter_inputs import EncountersV1
     from schemas.fhir import FHIR_DOCUMENT
+    from schemas.fhir_encounter import FhirEncounter
     from schemas.inputs import LabsV1, VitalsV1
     from schemas.outputs import AlertV1, DeadLetterV1, RiskScoreV1
 
     fhir = FHIR_DOCUMENT.json_schema(mode="validation")
     fhir["title"] = "fhir-observations"
     fhir["description"] = "FHIR R4 Observation or Bundle of Observations (the subset used)."
+    encounters = TypeAdapter(Union[EncountersV1, FhirEncounter]).json_schema(mode="validation")
+    encounters["title"] = "encounters"
+    encounters["description"] = (
+        "encounters.v1 (admission, transfer or discharge, by kind) or a FHIR R4 Encounter "
+        "(the subset used)."
+    )
     schemas = {
         "vitals": VitalsV1.model_json_schema(mode="validation"),
         "labs": LabsV1.model_json_schema(mode="validation"),
         "fhir-observations": fhir,
+        "encounters": encounters,
         "risk-scores": RiskScoreV1.model_json_schema(mode="serialization"),
         "alerts": AlertV1.model_json_schema(mode="serialization"),
         "dead-letters": DeadLetterV1.model_json_schema(mode="serialization"),

@@ -8,7 +8,7 @@ refused too. Parsing runs inside pydantic-core (Rust): this is on the per-messag
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Annotated, Any
 
 from pydantic import GetCoreSchemaHandler, WithJsonSchema
@@ -26,9 +26,11 @@ _DATE_TIME = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?"
 _OFFSET = r"(?:[Zz]|[+-]\d{2}:\d{2})"
 
 
-def _bad(schema: core_schema.CoreSchema, problem: str) -> core_schema.CoreSchema:
+def _bad(
+    schema: core_schema.CoreSchema, problem: str, what: str = "timestamp"
+) -> core_schema.CoreSchema:
     return core_schema.custom_error_schema(
-        schema, "bad_timestamp", custom_error_message=f"bad timestamp: {problem}"
+        schema, f"bad_{what}", custom_error_message=f"bad {what}: {problem}"
     )
 
 
@@ -63,6 +65,35 @@ Rfc3339 = Annotated[
     datetime,
     _Rfc3339Marker,
     WithJsonSchema({"type": "string", "format": "date-time"}, mode="validation"),
+]
+
+
+class _CalendarDateMarker:
+    """Builds the validator of a calendar date: the YYYY-MM-DD shape, then the calendar (month
+    13 or 30 February are named by pydantic's own parser, reworded in schemas.errors)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.chain_schema(
+            [
+                _bad(
+                    core_schema.str_schema(strict=True, pattern=r"^\d{4}-\d{2}-\d{2}$"),
+                    "not a calendar date YYYY-MM-DD",
+                    "date",
+                ),
+                core_schema.date_schema(strict=False),
+            ]
+        )
+
+
+#: A calendar date such as a birth date, exactly YYYY-MM-DD (no time, no offset: a date of
+#: birth is a day, not an instant).
+CalendarDate = Annotated[
+    date,
+    _CalendarDateMarker,
+    WithJsonSchema({"type": "string", "format": "date"}, mode="validation"),
 ]
 
 

@@ -76,12 +76,15 @@ LABS: tuple[Variable, ...] = (
     # The rest of the PhysioNet/CinC 2019 panel. Blood gases (pH, PaCO2, base excess, SaO2,
     # bicarbonate) age faster than the chemistry: a ventilated patient's gas changes by the hour.
     Variable("bun", "lab", "mg/dL", ("3094-0", "6299-2", "14937-7", "22664-7"), 1, 300, 15, 24.0),
-    Variable("bicarbonate", "lab", "mmol/L", ("1963-8", "1959-6", "2028-9", "14627-4"), 2, 60, 24, 6.0),
+    Variable(
+        "bicarbonate", "lab", "mmol/L", ("1963-8", "1959-6", "2028-9", "14627-4"), 2, 60, 24, 6.0
+    ),
     Variable("ph", "lab", "[pH]", ("2744-1", "11558-4", "2746-6", "2753-2"), 6.5, 8.0, 7.40, 6.0),
     Variable("paco2", "lab", "mm[Hg]", ("2019-8", "11557-6"), 5, 200, 40, 6.0),
     Variable("base_excess", "lab", "mmol/L", ("1925-7", "11555-0", "1927-3"), -40, 40, 0, 6.0),
     # 2708-6 is also the code FHIR's vital-signs profile puts on pulse oximetry: a laboratory
-    # result with it is an arterial saturation, a vital sign SpO2 (schemas.fhir decides by category).
+    # result with it is an arterial saturation, a vital sign SpO2 (LAB_BY_LOINC, and
+    # schemas.fhir by the Observation's category, decide).
     Variable("sao2", "lab", "%", ("2708-6", "2713-6"), 20, 100, 97, 6.0),
     Variable("chloride", "lab", "mmol/L", ("2075-0", "2069-3"), 50, 160, 103, 24.0),
     Variable("calcium", "lab", "mg/dL", ("17861-6", "2000-8"), 2.0, 20.0, 9.2, 24.0),
@@ -111,7 +114,9 @@ for _variable in VARIABLES:
         BY_LOINC.setdefault(_code, _variable)
 #: LOINC code -> variable in a laboratory context (labs.v1, a FHIR laboratory Observation): a code
 #: a lab shares with a vital sign names the lab (2708-6 from a blood gas analyser is SaO2).
-LAB_BY_LOINC: dict[str, Variable] = {**BY_LOINC, **{code: lab for lab in LABS for code in lab.loinc}}
+LAB_BY_LOINC: dict[str, Variable] = {
+    **BY_LOINC, **{code: lab for lab in LABS for code in lab.loinc}
+}
 
 #: Earlier catalogues' variable orders, oldest first: stored patient state records the order it
 #: was written in, so a worker upgraded over it maps every carried-forward value by name.

@@ -1,4 +1,5 @@
-"""Property: whatever arrives, decode returns valid Observations or raises ContractError.
+"""Property: whatever arrives, decode returns valid Observations (or Encounters) or raises
+ContractError.
 
 The worker dead-letters a ContractError and keeps going; any other exception would stop a
 partition. Generated inputs range from random bytes to valid messages with one field
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.decode import KINDS, decode
+from schemas.encounter import AGE_HIGH, AGE_LOW, Encounter
 from schemas.errors import ContractError
 from schemas.variables import BY_NAME
 
@@ -29,7 +31,9 @@ scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=30)
     | st.sampled_from(["A", "U", "%", "mmol/L", "umol/L", "[degF]", "2024-05-01T10:00:00Z",
-                       "Patient/p1", "8867-4", "85354-9", "http://loinc.org", "Observation"])
+                       "Patient/p1", "8867-4", "85354-9", "http://loinc.org", "Observation",
+                       "admission", "transfer", "discharge", "icu", "died", "1954-03-14",
+                       "in-progress", "finished", "Encounter", "active", "completed"])
 )
 json_values = st.recursive(
     scalars,
@@ -60,7 +64,23 @@ VALID: dict[str, dict[str, Any]] = {
              "results": [{"code": "creatinine", "value": 88, "unit": "umol/L"}]},
     "fhir": {"resourceType": "Bundle", "type": "collection",
              "entry": [{"resource": OBSERVATION}, {"resource": {**OBSERVATION, "id": "o2"}}]},
+    "encounters": {"event_id": "a1", "patient_id": "p1", "kind": "admission",
+                   "admitted_at": "2024-05-01T10:00:00Z", "unit": "icu", "birth_date": "1950-01-31",
+                   "sex": "female"},
 }
+#: The encounters topic also takes FHIR Encounters: a transfer into a contained ICU Location.
+FHIR_ENCOUNTER: dict[str, Any] = {
+    "resourceType": "Encounter", "id": "e1", "status": "in-progress",
+    "subject": {"reference": "Patient/p1"}, "period": {"start": "2024-05-01T08:00:00Z"},
+    "contained": [{"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1950-01-31"},
+                  {"resourceType": "Location", "id": "icu",
+                   "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                                         "code": "ICU"}]}]}],
+    "location": [{"location": {"reference": "Location/ward-4"}, "status": "completed"},
+                 {"location": {"reference": "#icu"}, "status": "active",
+                  "period": {"start": "2024-05-01T10:00:00Z"}}],
+}
+DOCUMENTS: list[tuple[str, dict[str, Any]]] = [*VALID.items(), ("encounters", FHIR_ENCOUNTER)]
 
 
 def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
@@ -95,6 +115,10 @@ def check(kind: str, raw: bytes) -> None:
         return
     assert observations
     for obs in observations:
+        if isinstance(obs, Encounter):
+            assert obs.occurred_at.tzinfo is timezone.utc
+            assert obs.age is None or AGE_LOW <= obs.age <= AGE_HIGH
+            continue
         assert obs.observed_at.tzinfo is timezone.utc
         assert obs.values
         for name, value in obs.values.items():
@@ -114,24 +138,29 @@ def test_arbitrary_json(kind: str, document: Any) -> None:
 
 
 @SETTINGS
-@given(kind=st.sampled_from(KINDS), data=st.data(), new=json_values)
-def test_valid_message_with_one_location_replaced(kind: str, data: st.DataObject, new: Any) -> None:
-    document = VALID[kind]
+@given(seed=st.sampled_from(DOCUMENTS), data=st.data(), new=json_values)
+def test_valid_message_with_one_location_replaced(
+    seed: tuple[str, dict[str, Any]], data: st.DataObject, new: Any
+) -> None:
+    kind, document = seed
     path = data.draw(st.sampled_from(paths(document)))
     check(kind, orjson.dumps(replaced(document, path, new)))
 
 
 @SETTINGS
 @given(
-    kind=st.sampled_from(KINDS),
+    seed=st.sampled_from(DOCUMENTS),
     extra=st.dictionaries(st.sampled_from(["heart_rate", "results", "entry", "component",
-                                           "valueQuantity", "schema", "source", "hr", "id"]),
+                                           "valueQuantity", "schema", "source", "hr", "id", "kind",
+                                           "age", "birth_date", "disposition", "status",
+                                           "location", "contained", "resourceType"]),
                           json_values, max_size=3),
 )
-def test_valid_message_with_fields_added(kind: str, extra: dict[str, Any]) -> None:
-    check(kind, orjson.dumps({**VALID[kind], **extra}))
+def test_valid_message_with_fields_added(seed: tuple[str, dict[str, Any]], extra: dict[str, Any]) -> None:
+    kind, document = seed
+    check(kind, orjson.dumps({**document, **extra}))
 
 
 def test_the_valid_seeds_decode() -> None:
-    for kind, document in VALID.items():
+    for kind, document in DOCUMENTS:
         assert decode(kind, orjson.dumps(document))  # type: ignore[arg-type]
