@@ -9,6 +9,11 @@ here must be refused by ``schemas.decode`` with a ContractError whose errors nam
 (tests/test_hostile_input.py) checks that, and the stream test
 (tests/integration/test_hostile_stream.py) sends the whole corpus through a real worker.
 
+``hostile_corpus`` holds the observation topics' messages (kinds vitals, labs, fhir);
+``encounter_corpus`` the encounters topic's (kind encounters: an age of 300, a birth date in
+the future, a discharge "dead", a FHIR Encounter that is only planned, ...). ``BadMessage.kind``
+is the decode kind and the key of the stream test's ``topics`` fixture.
+
 The corpus is generated rather than stored: future timestamps must be in the future of the
 clock the worker uses, and the > 1 MB payloads would bloat the repository.
 """
@@ -28,6 +33,8 @@ from schemas.variables import LABS, VITALS
 HOSTILE_KEY = "hostile-bed-1"
 
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
+DISCHARGE_DISPOSITION = "http://terminology.hl7.org/CodeSystem/discharge-disposition"
+PHYSICAL_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 
@@ -93,7 +100,31 @@ class _Bases:
         return _changed(doc, changes)
 
     def valid(self, kind: Kind) -> dict[str, Any]:
-        return {"vitals": self.vitals, "labs": self.labs, "fhir": self.observation}[kind]()
+        return {"vitals": self.vitals, "labs": self.labs, "fhir": self.observation,
+                "encounters": self.admission}[kind]()
+
+    def admission(self, **changes: Any) -> dict[str, Any]:
+        doc = {"event_id": "hostile-a", "patient_id": HOSTILE_KEY, "kind": "admission",
+               "admitted_at": self.observed_at, "unit": "ward", "age": 67, "sex": "male", "source": "adt"}
+        return _changed(doc, changes)
+
+    def transfer(self, **changes: Any) -> dict[str, Any]:
+        doc = {"event_id": "hostile-t", "patient_id": HOSTILE_KEY, "kind": "transfer",
+               "transferred_at": self.observed_at, "unit": "icu"}
+        return _changed(doc, changes)
+
+    def discharge(self, **changes: Any) -> dict[str, Any]:
+        doc = {"event_id": "hostile-d", "patient_id": HOSTILE_KEY, "kind": "discharge",
+               "discharged_at": self.observed_at, "disposition": "home"}
+        return _changed(doc, changes)
+
+    def encounter(self, **changes: Any) -> dict[str, Any]:
+        """A FHIR Encounter: in progress on a ward since a minute ago."""
+        doc = {"resourceType": "Encounter", "id": "hostile-e", "status": "in-progress",
+               "subject": {"reference": f"Patient/{HOSTILE_KEY}"}, "period": {"start": self.observed_at},
+               "location": [{"location": {"reference": "Location/ward-7"}, "status": "active",
+                             "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": "wa"}]}}]}
+        return _changed(doc, changes)
 
 
 def _changed(doc: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -116,9 +147,21 @@ def _json(doc: Any) -> bytes:
 
 
 def hostile_corpus(now: float) -> list[BadMessage]:
-    """Every hostile message, for a consumer whose clock reads ``now`` (POSIX seconds)."""
+    """Every hostile observation message (vitals, labs, FHIR Observations), for a consumer
+    whose clock reads ``now`` (POSIX seconds)."""
+    return _built(_CATEGORIES, now)
+
+
+def encounter_corpus(now: float) -> list[BadMessage]:
+    """Every hostile message of the encounters topic (kind ``encounters``: encounters.v1 and
+    FHIR Encounters). Kept apart from hostile_corpus so that a stream test can send it once its
+    worker consumes the encounters topic (``topics["encounters"]``)."""
+    return _built(_ENCOUNTER_CATEGORIES, now)
+
+
+def _built(builders: tuple[Builder, ...], now: float) -> list[BadMessage]:
     bases = _Bases(now)
-    messages = [m for build in _CATEGORIES for m in build(bases)]
+    messages = [m for build in builders for m in build(bases)]
     names = [m.label for m in messages]
     assert len(names) == len(set(names)), "corpus labels must be unique"
     return messages
@@ -196,6 +239,8 @@ def _wrong_types(b: _Bases) -> Iterator[BadMessage]:
         ("consciousness as GCS", "vitals", b.vitals(consciousness="GCS15"), "consciousness", "must be one of"),
         ("on_oxygen as string", "vitals", b.vitals(on_oxygen="yes"), "on_oxygen", "must be true or false"),
         ("on_oxygen as number", "vitals", b.vitals(on_oxygen=1), "on_oxygen", "must be true or false"),
+        ("fio2 as string with unit", "vitals", b.vitals(fio2="40%"), "fio2", "must be a number"),
+        ("etco2 as string", "vitals", b.vitals(etco2="38 mmHg"), "etco2", "must be a number"),
         ("event_id as number", "vitals", b.vitals(event_id=1234), "event_id", "must be a string"),
         ("patient_id as number", "vitals", b.vitals(patient_id=42), "patient_id", "must be a string"),
         ("observed_at as epoch number", "vitals", b.vitals(observed_at=1767600000), "observed_at", "bad timestamp"),
@@ -257,7 +302,8 @@ def _impossible_values(b: _Bases) -> Iterator[BadMessage]:
             yield BadMessage("impossible value", f"{v.name} {label} range", "vitals",
                              _json(b.vitals(**{v.name: value})), v.name, "out of plausible range")
     for lab in LABS:
-        for label, value in (("above", lab.high * 10), ("negative", -1.0)):
+        low = ("negative", -1.0) if lab.low >= 0 else ("below", lab.low - 1.0)  # base excess
+        for label, value in (("above", lab.high * 10), low):
             yield BadMessage("impossible value", f"{lab.name} {label} range", "labs",
                              _json(b.labs(results=[{"code": lab.name, "value": value, "unit": lab.unit}])),
                              "results[0].value", "out of plausible range")
@@ -278,6 +324,35 @@ def _impossible_values(b: _Bases) -> Iterator[BadMessage]:
                      _json(b.labs(results=[{"code": "lactate", "value": 1.0, "unit": "mmol/L"},
                                            {"code": "lactate", "value": 9.0, "unit": "mmol/L"}])),
                      "results[1].value", "conflicts with")
+    yield from _impossible_new_values(b)
+
+
+def _impossible_new_values(b: _Bases) -> Iterator[BadMessage]:
+    """FiO2 between its two forms, oxygen that contradicts itself, and the new labs' classic
+    unit slips (a fraction sent as a percentage, mmol/L read as mg/dL, ng/L as ng/mL)."""
+    for value in (5.0, 150.0):  # 5: neither a fraction (<= 1) nor a percentage (>= 21)
+        yield BadMessage("impossible value", f"fio2 {value:g}", "vitals", _json(b.vitals(fio2=value)),
+                         "fio2", "out of plausible range: a fraction 0.21–1 or a percentage 21–100")
+    yield BadMessage("impossible value", "room air with fio2 0.4", "vitals",
+                     _json(b.vitals(on_oxygen=False, fio2=0.4)), "on_oxygen", "conflicts with fio2")
+    yield BadMessage("impossible value", "hematocrit 0.4 sent as %", "labs",
+                     _json(b.labs(results=[{"code": "hematocrit", "value": 0.4, "unit": "%"}])),
+                     "results[0].value", "out of plausible range 10–75 %")
+    yield BadMessage("impossible value", "calcium 6 mmol/L", "labs",
+                     _json(b.labs(results=[{"code": "2000-8", "value": 6, "unit": "mmol/L"}])),
+                     "results[0].value", "(6 mmol/L = 24.05 mg/dL)")
+    for name, code, value, unit, category in (
+        ("FiO2 40 sent as a fraction", "3150-0", 40, "1", "vital-signs"),
+        ("EtCO2 40 kPa", "19891-1", 40, "kPa", "vital-signs"),
+        ("SaO2 140 % in a lab result", "2708-6", 140, "%", "laboratory"),
+        ("hs-troponin 900000 ng/L", "89579-7", 900_000, "ng/L", "laboratory"),
+        ("pH 74", "2744-1", 74, "[pH]", "laboratory"),
+    ):
+        yield BadMessage("impossible value", f"{name} in FHIR", "fhir",
+                         _json(b.observation(code={"coding": [{"system": LOINC, "code": code}]},
+                                             category=[{"coding": [{"system": CATEGORY_SYSTEM, "code": category}]}],
+                                             valueQuantity={"value": value, "system": UCUM, "code": unit})),
+                         "valueQuantity.value", "out of plausible range")
 
 
 def _unknown_codes_and_units(b: _Bases) -> Iterator[BadMessage]:
@@ -294,10 +369,20 @@ def _unknown_codes_and_units(b: _Bases) -> Iterator[BadMessage]:
         yield BadMessage("unknown unit", f"heart rate in {unit}", "fhir",
                          _json(b.observation(valueQuantity={"value": 91, "system": UCUM, "code": unit})),
                          "valueQuantity.code", "cannot be converted")
+    for name, code, unit in (("FiO2 as a flow", "3150-0", "L/min"), ("EtCO2 as a volume fraction", "19889-5", "%"),
+                             ("urea mass under a urea code", "22664-7", "mg/dL")):
+        yield BadMessage("unknown unit", f"{name} in FHIR", "fhir",
+                         _json(b.observation(code={"coding": [{"system": LOINC, "code": code}]},
+                                             valueQuantity={"value": 40, "system": UCUM, "code": unit})),
+                         "valueQuantity.code", "cannot be converted")
+    for code, unit in (("22664-7", "mg/dL"), ("ph", "%"), ("troponin_i", "ng/dL"), ("hematocrit", "L")):
+        yield BadMessage("unknown unit", f"{code} in {unit}", "labs",
+                         _json(b.labs(results=[{"code": code, "value": 1.0, "unit": unit}])),
+                         "results[0].unit", "cannot be converted")
     yield BadMessage("unknown unit", "unit system not UCUM", "fhir",
                      _json(b.observation(valueQuantity={"value": 91, "system": "http://example.org/units", "code": "/min"})),
                      "valueQuantity.system", "must be one of")
-    for code in ("0000-0", "1234-5", "85353-1"):
+    for code in ("0000-0", "1234-5", "85353-1", "3091-6"):  # 3091-6: urea mass, not BUN
         yield BadMessage("unknown code", f"LOINC {code}", "fhir",
                          _json(b.observation(code={"coding": [{"system": LOINC, "code": code}]})),
                          "code.coding[0].code", "not a variable vitalwatch uses")
@@ -424,4 +509,125 @@ def _fhir_wrong_resource(b: _Bases) -> Iterator[BadMessage]:
 _CATEGORIES: tuple[Builder, ...] = (
     _malformed_json, _invalid_utf8, _non_finite, _wrong_types, _missing_fields, _impossible_values,
     _unknown_codes_and_units, _oversize, _deep_nesting, _timestamps, _identifiers, _fhir_wrong_resource,
+)
+
+
+# -- the encounters topic ----------------------------------------------------------------------
+
+ENCOUNTERS: Kind = "encounters"
+
+
+def _encounter_syntax(b: _Bases) -> Iterator[BadMessage]:
+    """Bytes that are no encounter: truncated, not UTF-8, not JSON, an HL7 v2 ADT, too big, too deep."""
+    text = _json(b.admission())
+    for cut in (1, len(text) // 2, len(text) - 1):
+        yield BadMessage("malformed JSON", f"admission truncated at byte {cut}", ENCOUNTERS, text[:cut], "$", "malformed JSON")
+    yield BadMessage("malformed JSON", "empty payload", ENCOUNTERS, b"", "$", "malformed JSON")
+    yield BadMessage("malformed JSON", "HL7 v2 ADT^A01 instead of JSON", ENCOUNTERS,
+                     b"MSH|^~\\&|ADT|HOSP|||202601050800||ADT^A01|1|P|2.5\rPID|1||MRN-1", "$", "malformed JSON")
+    yield BadMessage("invalid UTF-8", "Latin-1 source", ENCOUNTERS,
+                     text[:-1] + b',"source":"' + "Müller".encode("latin-1") + b'"}', "$", "invalid UTF-8")
+    for label, raw in (("array", b"[]"), ("number", b"42"), ("null", b"null")):
+        yield BadMessage("wrong type", f"top level {label}", ENCOUNTERS, raw, "$", "must be a JSON object")
+    yield BadMessage("oversize payload", "1 MB note", ENCOUNTERS, _json(b.admission(note="x" * (DEFAULT_MAX_BYTES + 1))),
+                     "$", "over the limit")
+    yield BadMessage("deep nesting", "100000-deep arrays", ENCOUNTERS, b"[" * 100_000 + b"]" * 100_000, "$",
+                     "depth limit exceeded")
+
+
+def _encounter_fields(b: _Bases) -> Iterator[BadMessage]:
+    cases: list[tuple[str, str, dict[str, Any], str, str]] = [
+        ("wrong type", "age as string", b.admission(age="67"), "age", "must be a number"),
+        ("wrong type", "age as boolean", b.admission(age=True), "age", "must be a number"),
+        ("wrong type", "unit as number", b.transfer(unit=3), "unit", "must be one of"),
+        ("wrong type", "patient_id as number", b.discharge(patient_id=42), "patient_id", "must be a string"),
+        ("wrong type", "admitted_at as epoch number", b.admission(admitted_at=1767600000), "admitted_at", "bad timestamp"),
+        ("missing field", "kind", b.admission(kind=DROP), "kind", "required field is missing"),
+        ("missing field", "admitted_at", b.admission(admitted_at=DROP), "admitted_at", "required field is missing"),
+        ("missing field", "transferred_at", b.transfer(transferred_at=DROP), "transferred_at", "required field is missing"),
+        ("missing field", "discharged_at", b.discharge(discharged_at=DROP), "discharged_at", "required field is missing"),
+        ("missing field", "transfer unit", b.transfer(unit=DROP), "unit", "required field is missing"),
+        ("missing field", "event_id", b.discharge(event_id=DROP), "event_id", "required field is missing"),
+        ("impossible value", "age 300", b.admission(age=300), "age", "out of plausible range 0–125 years"),
+        ("impossible value", "age -1", b.admission(age=-1), "age", "out of plausible range 0–125 years"),
+        ("impossible value", "born 1850", b.admission(age=DROP, birth_date="1850-01-01"), "birth_date",
+         "out of plausible range 0–125 years"),
+        ("impossible value", "birth date in the future", b.admission(age=DROP, birth_date="2099-01-01"), "birth_date",
+         "after admitted_at"),
+        ("impossible value", "age and birth date both", b.admission(birth_date="1958-06-01"), "birth_date",
+         "conflicts with age"),
+        ("impossible value", "birth date 30 February", b.admission(age=DROP, birth_date="1958-02-30"), "birth_date",
+         "bad date"),
+        ("unknown code", "kind admit", b.admission(kind="admit"), "kind", "must be one of 'admission', 'transfer', 'discharge'"),
+        ("unknown code", "unit ICU in capitals", b.transfer(unit="ICU"), "unit", "must be one of 'ward', 'step_down' or 'icu'"),
+        ("unknown code", "unit intensive", b.admission(unit="intensive"), "unit", "must be one of"),
+        ("unknown code", "disposition dead", b.discharge(disposition="dead"), "disposition",
+         "must be one of 'home', 'other_facility' or 'died'"),
+        ("unknown code", "sex F", b.admission(sex="F"), "sex", "must be one of"),
+        ("unknown code", "misspelt time", b.admission(admitted_at=DROP, admited_at=b.observed_at), "admited_at",
+         "did you mean 'admitted_at'"),
+        ("unknown code", "disposition on an admission", b.admission(disposition="home"), "disposition",
+         "belongs to kind 'discharge'"),
+        ("unknown code", "schema version", b.discharge(schema="encounters.v2"), "schema", "must be one of"),
+        ("bad patient id", "space", b.admission(patient_id="bed 1"), "patient_id", "must match"),
+        ("bad patient id", "Redis key glob", b.discharge(patient_id="bed*"), "patient_id", "must match"),
+        ("bad event id", "129 characters", b.transfer(event_id="e" * 129), "event_id", "at most 128 characters"),
+    ]
+    for category, name, doc, field, problem in cases:
+        yield BadMessage(category, name, ENCOUNTERS, _json(doc), field, problem)
+
+
+def _encounter_timestamps(b: _Bases) -> Iterator[BadMessage]:
+    ahead = _iso(b.now + timedelta(hours=1))
+    for kind, field in (("admission", "admitted_at"), ("transfer", "transferred_at"), ("discharge", "discharged_at")):
+        doc = getattr(b, kind)(**{field: ahead})
+        yield BadMessage("future timestamp", f"{kind} 1 hour ahead", ENCOUNTERS, _json(doc), field, "in the future")
+        doc = getattr(b, kind)(**{field: "1970-01-01T00:00:00Z"})
+        yield BadMessage("ancient timestamp", f"{kind} at the 1970 epoch", ENCOUNTERS, _json(doc), field, "before 2000-01-01")
+    yield BadMessage("bad timestamp", "admission without offset", ENCOUNTERS,
+                     _json(b.admission(admitted_at="2026-01-05T08:00:00")), "admitted_at", "no UTC offset")
+    yield BadMessage("bad timestamp", "discharge date only", ENCOUNTERS,
+                     _json(b.discharge(discharged_at="2026-01-05")), "discharged_at", "not RFC 3339")
+
+
+def _fhir_encounters(b: _Bases) -> Iterator[BadMessage]:
+    for status in ("planned", "cancelled", "entered-in-error", "onleave"):
+        yield BadMessage("FHIR wrong resource", f"Encounter status {status}", ENCOUNTERS,
+                         _json(b.encounter(status=status)), "status", "cannot be mapped")
+    disposition = {"dischargeDisposition": {"coding": [{"system": DISCHARGE_DISPOSITION, "code": "dead"}]}}
+    cases: list[tuple[str, str, dict[str, Any], str, str]] = [
+        ("FHIR wrong resource", "Observation on the encounters topic", b.observation(), "resourceType",
+         "must be 'Encounter'"),
+        ("FHIR wrong resource", "Bundle on the encounters topic", b.bundle(b.encounter()), "resourceType",
+         "must be 'Encounter'"),
+        ("missing field", "finished Encounter without period.end", b.encounter(status="finished"), "period.end",
+         "required for a finished Encounter"),
+        ("missing field", "in-progress Encounter without period", b.encounter(period=DROP), "period.start",
+         "required for an in-progress Encounter"),
+        ("impossible value", "Encounter ending before it starts",
+         b.encounter(status="finished", period={"start": b.observed_at, "end": "2001-01-01T00:00:00Z"}),
+         "period.end", "before period.start"),
+        ("unknown code", "discharge-disposition dead",
+         b.encounter(status="finished", period={"start": b.observed_at, "end": b.observed_at}, hospitalization=disposition),
+         "hospitalization.dischargeDisposition.coding[0].code", "unknown discharge-disposition code"),
+        ("unknown code", "transfer to a bed of no known kind",
+         b.encounter(location=[{"location": {"reference": "Location/ward-7"}, "status": "completed"},
+                               {"location": {"reference": "Location/bed-9"}, "status": "active",
+                                "period": {"start": b.observed_at},
+                                "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": "bd"}]}}]),
+         "location[1].physicalType", "no coding names a unit kind"),
+        ("bad patient id", "Encounter of a Group", b.encounter(subject={"reference": "Group/ward-7"}),
+         "subject.reference", "must be 'Patient/<id>'"),
+        ("impossible value", "contained Patient who is someone else",
+         b.encounter(contained=[{"resourceType": "Patient", "id": "someone-else", "gender": "male"}]),
+         "contained[0].id", "not the subject"),
+        ("future timestamp", "Encounter 1 hour ahead", b.encounter(period={"start": _iso(b.now + timedelta(hours=1))}),
+         "period.start", "in the future"),
+    ]
+    for category, name, doc, field, problem in cases:
+        yield BadMessage(category, name, ENCOUNTERS, _json(doc), field, problem)
+
+
+_ENCOUNTER_CATEGORIES: tuple[Builder, ...] = (
+    _encounter_syntax, _encounter_fields, _encounter_timestamps, _fhir_encounters,
 )

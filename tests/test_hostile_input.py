@@ -1,7 +1,7 @@
 """Hostile input at the one validation path: refused with a precise reason, never a crash.
 
-Two halves. The corpus (tests/hostile_corpus.py, 350 messages across every category a
-hospital integration produces) pins *which* field each refusal names and *what* it says, so a
+Two halves. The corpus (tests/hostile_corpus.py, about 500 messages across every category a
+hospital integration produces, on every input topic) pins *which* field each refusal names and *what* it says, so a
 dead letter tells the sending team what to fix. The fuzz tests search for inputs that make
 ``decode`` or the FHIR mapper raise anything other than ContractError, accept something the
 contract forbids, or take unbounded time.
@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas.decode import KINDS, decode
+from schemas.encounter import AGE_HIGH, AGE_LOW, Encounter
 from schemas.errors import VALUE_PREVIEW_CHARS, ContractError
 from schemas.fhir import FHIR_DOCUMENT, PANELS, observations_from_fhir
 from schemas.fields import PATIENT_ID_PATTERN
@@ -37,11 +38,11 @@ from schemas.observation import Observation
 from schemas.timestamps import EARLIEST, FUTURE_TOLERANCE_S
 from schemas.units import accepted_units
 from schemas.variables import BY_LOINC, BY_NAME, LABS, VARIABLES, VITALS
-from tests.hostile_corpus import BadMessage, hostile_corpus
+from tests.hostile_corpus import BadMessage, encounter_corpus, hostile_corpus
 
 #: The consumer's clock for every test here (2026-01-15), so future-timestamp checks are exercised.
 NOW = 1_768_435_200.0
-CORPUS = hostile_corpus(NOW)
+CORPUS = hostile_corpus(NOW) + encounter_corpus(NOW)
 
 #: What "bounded time" means on this shared 2-core machine: a refusal or a decode that takes
 #: longer than this is a denial-of-service vector, whatever the reason.
@@ -57,7 +58,9 @@ REQUIRED_CATEGORIES = {
 }
 
 
-def refusal(kind: str, raw: bytes) -> tuple[ContractError | None, list[Observation], float]:
+def refusal(
+    kind: str, raw: bytes
+) -> tuple[ContractError | None, list[Observation] | list[Encounter], float]:
     """decode's verdict and how long it took; any exception but ContractError propagates."""
     started = time.perf_counter()
     try:
@@ -80,10 +83,13 @@ def assert_well_formed(exc: ContractError) -> None:
             assert len(value) <= VALUE_PREVIEW_CHARS
 
 
-def assert_within_contract(observations: list[Observation]) -> None:
+def assert_within_contract(observations: list[Observation] | list[Encounter]) -> None:
     """What decode accepts is something the model may see: the invariants every consumer relies on."""
     assert observations
     for obs in observations:
+        if isinstance(obs, Encounter):
+            assert_encounter_within_contract(obs)
+            continue
         assert re.fullmatch(PATIENT_ID_PATTERN.strip("^$"), obs.patient_id), obs.patient_id
         assert 1 <= len(obs.event_id) <= 128
         assert obs.observed_at.tzinfo is timezone.utc
@@ -92,6 +98,25 @@ def assert_within_contract(observations: list[Observation]) -> None:
         assert obs.values
         for name, value in obs.values.items():
             assert math.isfinite(value) and BY_NAME[name].low <= value <= BY_NAME[name].high, (name, value)
+
+
+def assert_encounter_within_contract(encounter: Encounter) -> None:
+    """An accepted encounter: who, when (UTC, 2000 to now), and only its kind's context, valid."""
+    assert re.fullmatch(PATIENT_ID_PATTERN.strip("^$"), encounter.patient_id), encounter.patient_id
+    assert 1 <= len(encounter.event_id) <= 128
+    assert encounter.occurred_at.tzinfo is timezone.utc
+    assert EARLIEST <= encounter.occurred_at
+    assert encounter.occurred_ts <= NOW + FUTURE_TOLERANCE_S
+    assert encounter.age is None or AGE_LOW <= encounter.age <= AGE_HIGH
+    assert encounter.sex in (None, "female", "male", "other", "unknown")
+    assert encounter.unit in (None, "ward", "step_down", "icu")
+    assert encounter.disposition in (None, "home", "other_facility", "died")
+    if encounter.kind != "admission":
+        assert (encounter.age, encounter.sex) == (None, None)
+    if encounter.kind == "transfer":
+        assert encounter.unit is not None
+    if encounter.kind != "discharge":
+        assert encounter.disposition is None
 
 
 # -- the corpus ------------------------------------------------------------------------------
@@ -123,6 +148,7 @@ def test_each_corpus_message_is_refused_with_its_precise_reason(message: BadMess
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 CATEGORY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}
+LABORATORY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}
 SEEDS: dict[str, list[bytes]] = {
     "vitals": [orjson.dumps({
         "event_id": "e1", "patient_id": "p1", "observed_at": "2026-01-14T10:00:00+01:00", "heart_rate": 80,
@@ -153,6 +179,23 @@ SEEDS: dict[str, list[bytes]] = {
                 "valueQuantity": {"value": 99.1, "system": "http://unitsofmeasure.org", "code": "[degF]"}}},
         ],
     })],
+    "encounters": [
+        orjson.dumps({"event_id": "a1", "patient_id": "p1", "kind": "admission", "admitted_at": "2026-01-14T10:00:00+01:00",
+                      "unit": "ward", "birth_date": "1949-12-31", "sex": "female", "source": "adt"}),
+        orjson.dumps({"event_id": "t1", "patient_id": "p1", "kind": "transfer", "transferred_at": "2026-01-14T12:00:00Z",
+                      "unit": "icu"}),
+        orjson.dumps({"event_id": "d1", "patient_id": "p1", "kind": "discharge", "discharged_at": "2026-01-14T18:30:00Z",
+                      "disposition": "died"}),
+        orjson.dumps({
+            "resourceType": "Encounter", "id": "enc-1", "status": "in-progress", "subject": {"reference": "Patient/p1"},
+            "period": {"start": "2026-01-14T10:00:00Z"},
+            "contained": [{"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1949-12-31"},
+                          {"resourceType": "Location", "id": "icu", "type": [{"coding": [
+                              {"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "ICU"}]}]}],
+            "location": [{"location": {"reference": "Location/ward"}, "status": "completed"},
+                         {"location": {"reference": "#icu"}, "status": "active", "period": {"start": "2026-01-14T12:00:00Z"}}],
+        }),
+    ],
 }
 
 
@@ -216,7 +259,8 @@ def instants() -> st.SearchStrategy[str]:
 
 
 def units_for(name: str) -> st.SearchStrategy[str]:
-    return st.sampled_from([*accepted_units(name), "mmol/L", "mg/dL", "%", "/min", "Cel", "kg", "", "[degF]", "u" * 40])
+    return st.sampled_from([*accepted_units(name), "mmol/L", "mg/dL", "%", "/min", "Cel", "kg", "", "[degF]", "u" * 40,
+                            "1", "kPa", "ng/L", "U/L", "L/min"])
 
 
 @st.composite
@@ -228,7 +272,8 @@ def fhir_observations(draw: st.DrawFn) -> dict[str, Any]:
                 "code": draw(units_for(name))}
     resource: dict[str, Any] = {
         "resourceType": draw(st.sampled_from(["Observation"] * 6 + ["Patient", "Bundle", "MessageHeader"])),
-        "category": draw(st.sampled_from([[CATEGORY]] * 4 + [[], [{"coding": [{"code": "vital-signs"}]}]])),
+        "category": draw(st.sampled_from([[CATEGORY]] * 3 + [[LABORATORY], [LABORATORY, CATEGORY], [],
+                                                              [{"coding": [{"code": "vital-signs"}]}]])),
         "code": {"coding": [{"system": draw(st.sampled_from(["http://loinc.org"] * 4 + ["http://snomed.info/sct"])), "code": code}]},
         "subject": {"reference": draw(st.sampled_from(["Patient/p1", "Patient/p2", "Device/d1", "Patient/" + "x" * 70]))},
         "effectiveDateTime": draw(st.sampled_from(["2026-01-14T10:00:00Z", "2026-01-14T11:00:00+01:00"]) | instants()),
@@ -292,6 +337,32 @@ def native_documents(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     return kind, doc
 
 
+@st.composite
+def encounter_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """encounters.v1 of any kind, every field drawn from valid, edge and wrong values (another
+    kind's fields included), so each kind's validation and the age from a birth date run."""
+    time_fields = {"admission": "admitted_at", "transfer": "transferred_at", "discharge": "discharged_at"}
+    kind = draw(st.sampled_from([*time_fields, "admit", None]))
+    at = time_fields.get(str(kind), "admitted_at") if draw(st.booleans()) else draw(st.sampled_from(list(time_fields.values())))
+    doc: dict[str, Any] = {"event_id": draw(st.sampled_from(["a1", ""]) | st.text(max_size=130)),
+                           "patient_id": draw(st.sampled_from(["p1", "p 1", "p" * 65])), at: draw(instants())}
+    if kind is not None:
+        doc["kind"] = kind
+    optional = {
+        "unit": st.sampled_from(["ward", "step_down", "icu", "ICU", 1, None]),
+        "age": edge_numbers() | st.sampled_from([0, 125, 125.0001, -0.0, 300]),
+        "birth_date": st.sampled_from(["1949-12-31", "2000-02-29", "2001-02-29", "1850-01-01", "2099-01-01", "1950", ""])
+        | st.dates().map(str),
+        "sex": st.sampled_from(["female", "male", "other", "unknown", "F", None]),
+        "disposition": st.sampled_from(["home", "other_facility", "died", "dead", None]),
+        "source": st.sampled_from(["adt", ""]),
+    }
+    for name, values in optional.items():
+        if draw(st.booleans()):
+            doc[name] = draw(values)
+    return doc
+
+
 def check_verdict(kind: str, raw: bytes) -> None:
     """The property every fuzz test asserts: a well-formed refusal or observations within the
     contract, and either way within the time bound."""
@@ -334,6 +405,12 @@ def test_fhir_documents_through_decode_and_the_mapper(document: dict[str, Any]) 
         assert_within_contract(observations)
         assert len({(o.patient_id, o.observed_ts) for o in observations}) == len(observations), "one per (patient, instant)"
     assert time.perf_counter() - started < MAX_DECODE_S
+
+
+@FUZZ
+@given(encounter_documents())
+def test_encounters_from_edge_values(doc: dict[str, Any]) -> None:
+    check_verdict("encounters", orjson.dumps(doc))
 
 
 @settings(max_examples=25, deadline=None)
