@@ -105,7 +105,7 @@ def stream(patients: int, steps: int) -> list[list[InputEvent]]:
 
 def resent(event: InputEvent, offset: int) -> InputEvent:
     """The same observation (same event_id) produced again, landing at a new offset."""
-    return InputEvent(event.observation, event.topic, event.partition, offset, None)
+    return InputEvent(event.item, event.topic, event.partition, offset, None)
 
 
 def risks(outcome) -> list[float]:
@@ -232,7 +232,7 @@ async def test_alerts_carry_deterministic_ids_components_and_reasons(store: Redi
     assert loud.news2 == 3 + 3 + 3 + 2 + 2 and loud.level == "high"
     alert = loud.alert
     assert (alert.previous_level, alert.level) == ("none", "high")
-    assert alert.alert_id == alert_id("a", sick.observation.event_id, "none", "high")
+    assert alert.alert_id == alert_id("a", sick.event_id, "none", "high")
     assert alert.news2_components == {"resp_rate": 3, "spo2": 3, "on_oxygen": 0, "sbp": 2, "heart_rate": 3, "consciousness": 0, "temperature": 2}
     assert 1 <= len(alert.reasons) <= 5
     assert {r["variable"] for r in alert.reasons} <= {"heart_rate", "resp_rate", "spo2", "temperature", "sbp"}

@@ -43,12 +43,12 @@ class FakeEngine:
         self.calls.append(f"score:{len(events)}")
         if self.score_failures:
             raise self.score_failures.pop(0)
-        if any(e.observation.event_id == self.poison_event for e in events):
+        if any(e.event_id == self.poison_event for e in events):
             raise ValueError("engine bug")
         scored = []
         for e in events:
-            risk = e.observation.values.get("heart_rate", 60.0) / 200
-            alert = AlertDecision(f"a-{e.observation.event_id}", "high", "none", [], {"heart_rate": 3}) if risk > 0.5 else None
+            risk = e.item.values.get("heart_rate", 60.0) / 200
+            alert = AlertDecision(f"a-{e.event_id}", "high", "none", [], {"heart_rate": 3}) if risk > 0.5 else None
             scored.append(ScoredEvent(e, risk, 3 if alert else 0, "high" if alert else "none", alert))
         return BatchOutcome(scored=scored, duplicates=[])
 

@@ -30,6 +30,28 @@ async def test_round_trip_with_ttl(store: RedisStateStore, redis_url: str) -> No
     assert 0 < ttl <= 60
 
 
+async def test_states_and_tombstones_get_their_own_ttl_in_one_call(redis_url: str, unique: str) -> None:
+    store = RedisStateStore(redis_url, prefix=f"test:{unique}:", ttl_s=600, tombstone_ttl_s=30)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        await store.save_many({"kept": b"state"}, {"gone": b"tombstone", "gone-too": b"tombstone 2"})
+        await store.save_many({}, {"only-tombstone": b"t"})
+        assert await store.load_many(["kept", "gone", "gone-too", "only-tombstone"]) == {
+            "kept": b"state", "gone": b"tombstone", "gone-too": b"tombstone 2", "only-tombstone": b"t"
+        }
+        ttls = {p: await client.ttl(store.key(p)) for p in ("kept", "gone", "gone-too", "only-tombstone")}
+    finally:
+        await client.aclose()
+        await store.close()
+    assert 30 < ttls["kept"] <= 600
+    assert all(0 < ttls[p] <= 30 for p in ("gone", "gone-too", "only-tombstone"))
+
+
+def test_ttls_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="tombstone_ttl_s=0"):
+        RedisStateStore("redis://127.0.0.1:1/0", tombstone_ttl_s=0)
+
+
 async def test_empty_calls_do_not_touch_redis() -> None:
     dead = RedisStateStore("redis://127.0.0.1:1/0")
     assert await dead.load_many([]) == {}

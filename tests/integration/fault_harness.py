@@ -154,7 +154,7 @@ async def _reference(events: Sequence[SimEvent], coordinates: dict[str, Coordina
             await engine.persist()
             assert not outcome.duplicates
             for scored in outcome.scored:
-                risks[scored.event.observation.event_id] = scored.risk
+                risks[scored.event.event_id] = scored.risk
                 if scored.alert is not None:
                     alerts.add(scored.alert.alert_id)
         patients = sorted({e.payload["patient_id"] for e in events})

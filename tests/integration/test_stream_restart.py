@@ -47,7 +47,7 @@ async def _reference(events: list[SimEvent], redis_url: str, prefix: str) -> tup
             outcome = await engine.score([InputEvent(observation, "vitals", 0, offset, None)])
             await engine.persist()
             for scored in outcome.scored:
-                risks[scored.event.observation.event_id] = scored.risk
+                risks[scored.event.event_id] = scored.risk
                 if scored.alert is not None:
                     alerts.add(scored.alert.alert_id)
     finally:

@@ -1,4 +1,4 @@
-"""RiskEngine: a micro-batch of decoded observations in, one risk score per event out.
+"""RiskEngine: a micro-batch of decoded events in, one risk score per observation out.
 
 The engine owns the device-resident state (``StateSlab``) and its durable copy in Redis. A
 batch is scored as: restore every patient not resident with one MGET → lay the events out
@@ -37,8 +37,24 @@ Rules the rest of the worker relies on:
   One batch at a time: score → publish → persist (or discard) must not interleave with
   another batch on the same engine.
 * A stored state written by another model version (or shape) is not loaded into this model:
-  the patient starts fresh (keeping its watermark) and a warning is logged. The first step of
-  a fresh patient scores from an empty history, so levels may re-alert after a model upgrade.
+  the patient starts fresh (keeping its watermark, recent ids and encounter context) and a
+  warning is logged. The first step of a fresh patient scores from an empty history, so
+  levels may re-alert after a model upgrade.
+* Encounters (admission, transfer, discharge) are events like observations — in order per
+  patient, past the watermark, in the recent-ids ring, duplicates skipped — but not steps of
+  the model and not scored. An admission sets the patient's context (age, sex, admission time,
+  unit), a transfer its unit (worker.scoring.context); an observation whose patient's
+  admission was never seen is scored with the context unknown, and a late admission fills it
+  in without touching the LSTM state.
+* A discharge releases the patient, at ``persist``: its slot is freed and its Redis key holds
+  a tombstone — watermark and recent ids, nothing clinical — with the short tombstone TTL.
+  Not a DEL: if the worker dies after that write but before Kafka commits, the batch is
+  redelivered, and only the tombstone's watermark tells the closed stay's events apart from
+  new ones (with the key gone they would be applied again, to a fresh state). Whatever
+  follows a discharge — a readmission under the same id, a late observation — starts from a
+  fresh state with the tombstone's watermark and recent ids, in this batch or a later one
+  alike (worker.scoring.layout); so a patient is released only when its last event of the
+  batch is a discharge.
 """
 
 from __future__ import annotations
@@ -47,15 +63,19 @@ import asyncio
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence, cast
 
 import numpy as np
 import torch
 
 from models.news2 import NEWS2_COMPONENTS, news2_components
+from schemas.encounter import Encounter
 from schemas.observation import Observation
 from schemas.variables import VARIABLE_INDEX, VARIABLES
 from worker.scoring.alert_policy import LEVELS, AlertPolicy, alert_id
+from worker.scoring.context import CONTEXT_COLUMNS, ContextInputs
+from worker.scoring.events import InputEvent
+from worker.scoring.layout import Block, Kinds, stays
 from worker.scoring.reasons import occlusion, top_reasons
 from worker.scoring.slab import SlotState, StateSlab
 from worker.state.codec import (
@@ -78,17 +98,6 @@ DEFAULT_CARRY_FORWARD_S = 24 * 3600.0
 
 
 @dataclass(slots=True)
-class InputEvent:
-    """One decoded observation and where it came from."""
-
-    observation: Observation
-    topic: str
-    partition: int
-    offset: int
-    kafka_ts: float | None  # broker timestamp, POSIX seconds
-
-
-@dataclass(slots=True)
 class AlertDecision:
     alert_id: str  # sha256(patient|triggered_by event_id|previous|level), hex 32
     level: str
@@ -105,11 +114,17 @@ class ScoredEvent:
     level: str
     alert: AlertDecision | None  # only when the level changed
 
+    @property
+    def observation(self) -> Observation:
+        """The scored observation (only observations are scored)."""
+        return cast(Observation, self.event.item)
+
 
 @dataclass(slots=True)
 class BatchOutcome:
     scored: list[ScoredEvent]
     duplicates: list[InputEvent]  # redelivered (at or below the watermark) or resent (a recent event_id): skipped
+    encounters: list[InputEvent] = field(default_factory=list)  # applied to the patients' context, not scored
 
 
 class RiskEngine:
@@ -139,7 +154,9 @@ class RiskEngine:
         with torch.inference_mode():
             self._slab = StateSlab(capacity, device=device, n_vars=len(VARIABLES), **self._shape)
         self._dirty: set[str] = set()
+        self._discharged: set[str] = set()  # resident, last event a discharge (or a tombstone read back): released at persist
         self._evicted: dict[str, bytes] = {}  # packed dirty patients evicted since the last persist
+        self._evicted_tombstones: set[str] = set()  # which of those were discharged
         self._lock = asyncio.Lock()
 
     @property
@@ -160,7 +177,8 @@ class RiskEngine:
         return outcome
 
     async def persist(self) -> int:
-        """Write every patient changed since the last persist in one Redis round trip.
+        """Write every patient changed since the last persist in one Redis round trip, and
+        release the discharged ones (tombstone written, slot freed) once it succeeded.
 
         On error nothing is forgotten: the same patients are written by the next call."""
         async with self._lock:
@@ -178,9 +196,11 @@ class RiskEngine:
 
     def discard_unpersisted(self) -> None:
         """Forget changes not yet persisted; those patients are re-read from Redis when next seen."""
-        self._slab.remove([p for p in self._dirty if p in self._slab])
+        self._slab.remove([p for p in self._dirty | self._discharged if p in self._slab])
         self._dirty.clear()
+        self._discharged.clear()
         self._evicted.clear()
+        self._evicted_tombstones.clear()
 
     # -- batch steps -------------------------------------------------------------------------
 
@@ -189,7 +209,7 @@ class RiskEngine:
         practice the whole batch: capacity is far above the batch size)."""
         start, patients = 0, set()
         for i, event in enumerate(events):
-            pid = event.observation.patient_id
+            pid = event.patient_id
             if pid not in patients and len(patients) == self._slab.capacity:
                 yield events[start:i]
                 start, patients = i, set()
@@ -199,7 +219,7 @@ class RiskEngine:
 
     async def _make_resident(self, events: Sequence[InputEvent]) -> None:
         """Restore or create every patient of ``events`` not in the slab (one MGET for all)."""
-        patients = list(dict.fromkeys(e.observation.patient_id for e in events))
+        patients = list(dict.fromkeys(e.patient_id for e in events))
         unseen = [p for p in patients if p not in self._slab]
         self._slab.touch(p for p in patients if p in self._slab)
         if not unseen:
@@ -208,6 +228,7 @@ class RiskEngine:
         for p in unseen:
             if p in self._evicted:  # evicted while dirty, not yet written: its bytes are newest
                 stored[p] = self._evicted.pop(p)
+                self._evicted_tombstones.discard(p)  # it has new events: no longer released
                 self._dirty.add(p)
         with torch.inference_mode():
             self._admit(unseen, stored)
@@ -224,7 +245,8 @@ class RiskEngine:
                 restored[p] = unpack(stored[p], model_version=self.model_version, **self._shape)
             except ModelMismatchError as exc:
                 restored[p] = exc.state  # fresh for this model; watermark, recent ids and context kept
-                mismatched.append(str(exc))
+                if not exc.state.discharged:  # a tombstone holds no model state to lose
+                    mismatched.append(str(exc))
             except StateCodecError as exc:
                 fresh[p] = {}
                 log.error("unreadable stored patient state, starting the patient fresh", extra={"error": str(exc)})
@@ -239,6 +261,8 @@ class RiskEngine:
         if restored:
             states = list(restored.values())
             self._slab.admit(list(restored), SlotState.from_patients(states, self.device), [s.watermark for s in states])
+            # A tombstone stays one (and is released again) unless a new event of the patient is applied.
+            self._discharged.update(p for p, state in restored.items() if state.discharged)
         if fresh:
             state = SlotState.fresh(len(fresh), device=self.device, n_vars=len(VARIABLES), **self._shape)
             self._slab.admit(list(fresh), state, list(fresh.values()))
@@ -247,43 +271,64 @@ class RiskEngine:
         """Make room; a victim with unsaved changes is packed now and written by ``persist``."""
         dirty = [p for p in victims if p in self._dirty]
         self._evicted.update(self._pack(dirty))
+        self._evicted_tombstones.update(p for p in dirty if p in self._discharged)
         self._dirty.difference_update(dirty)
+        self._discharged.difference_update(victims)
         self._slab.remove(victims)
 
     def _pack(self, patients: list[str]) -> dict[str, bytes]:
+        """Records of resident patients; a discharged one's is its tombstone (its slot already
+        holds a fresh state with the watermark and recent ids: see ``_release``)."""
         if not patients:
             return {}
-        state = self._slab.gather(self._slab.index([self._slab.slot(p) for p in patients]))
-        records = pack_many(state.to_host(), [self._slab.watermark(p) for p in patients], self.model_version)
+        state = self._slab.gather(self._slab.index([self._slab.slot(p) for p in patients])).to_host()
+        state["discharged"] = np.fromiter((p in self._discharged for p in patients), dtype=bool, count=len(patients))
+        records = pack_many(state, [self._slab.watermark(p) for p in patients], self.model_version)
         return dict(zip(patients, records))
 
     async def _persist(self) -> int:
         with torch.inference_mode():
             records = {**self._evicted, **self._pack(list(self._dirty))}
-        await self._store.save_many(records)
+        released = self._evicted_tombstones | self._discharged
+        states = {p: r for p, r in records.items() if p not in released}
+        await self._store.save_many(states, {p: r for p, r in records.items() if p in released})
+        # Only now, with the tombstones in Redis and the outputs acknowledged before this call,
+        # may the slots go: a crash before this point redelivers the discharge itself.
+        self._slab.remove(self._discharged)
         self._evicted.clear()
+        self._evicted_tombstones.clear()
         self._dirty.clear()
+        self._discharged.clear()
         return len(records)
 
     @torch.inference_mode()
     def _score_chunk(self, events: Sequence[InputEvent], outcome: BatchOutcome) -> None:
         unread = self._past_watermarks(events, outcome.duplicates)
-        ids = id_hashes([e.observation.event_id for e in unread])
+        ids = id_hashes([e.event_id for e in unread])
         applied = self._already_applied(unread, ids)
         outcome.duplicates.extend(e for e, seen in zip(unread, applied) if seen)
         kept = [e for e, seen in zip(unread, applied) if not seen]
         if not kept:
             return
-        values, times = self._inputs(kept)
-        kept_ids = torch.from_numpy(ids[~applied]).to(self.device)
-        outcome.scored.extend(self._apply(_Block.of(kept), kept, values, times, kept_ids))
+        kinds = Kinds.of(kept)
+        values, times = self._inputs(kept, kinds)
+        encounters = np.flatnonzero(~kinds.observation)
+        chunk = _Chunk(
+            kept, values, times, torch.from_numpy(ids[~applied]).to(self.device),
+            ContextInputs.of(kept, encounters, self.device),
+        )
+        results: list[ScoredEvent | None] = [None] * len(kept)
+        for rows in stays(kept, kinds):
+            self._apply(Block.of(kept, rows, kinds), chunk, results)
+        outcome.scored.extend(r for r in results if r is not None)
+        outcome.encounters.extend(kept[row] for row in encounters.tolist())
 
     def _past_watermarks(self, events: Sequence[InputEvent], duplicates: list[InputEvent]) -> list[InputEvent]:
         """The events past their patient's watermark, which they advance (and so mark the patient
         dirty); a redelivered one, at or below it, goes to ``duplicates``."""
         unread: list[InputEvent] = []
         for event in events:
-            pid = event.observation.patient_id
+            pid = event.patient_id
             watermark = self._slab.watermark(pid)
             source = (event.topic, event.partition)
             if event.offset <= watermark.get(source, -1):
@@ -299,45 +344,51 @@ class RiskEngine:
         ``events`` for the same patient has the same id (two copies in one batch)."""
         if not events:
             return np.zeros(0, dtype=bool)
-        slots = np.fromiter((self._slab.slot(e.observation.patient_id) for e in events), dtype=np.int64, count=len(events))
+        slots = np.fromiter((self._slab.slot(e.patient_id) for e in events), dtype=np.int64, count=len(events))
         in_ring = self._slab.holds_ids(torch.from_numpy(slots).to(self.device), torch.from_numpy(ids).to(self.device))
         _, first = np.unique(np.stack([slots, ids], axis=1), axis=0, return_index=True)
         later_copy = np.ones(len(events), dtype=bool)
         later_copy[first] = False
         return later_copy | in_ring.cpu().numpy()
 
-    def _inputs(self, events: list[InputEvent]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _inputs(self, events: list[InputEvent], kinds: Kinds) -> tuple[torch.Tensor, torch.Tensor]:
         """Values [B, V] float32 (NaN = not measured in this event) and times [B] float64,
-        filled on the host and moved to the device in one copy each."""
+        filled on the host and moved to the device in one copy each. An encounter measures
+        nothing and is no step in time: values all NaN, time -inf (see ``_apply``)."""
         rows: list[int] = []
         cols: list[int] = []
         vals: list[float] = []
+        times = np.full(len(events), -math.inf)
         column = VARIABLE_INDEX.__getitem__
-        for r, event in enumerate(events):
-            measured = event.observation.values
+        for r in np.flatnonzero(kinds.observation).tolist():
+            observation = cast(Observation, events[r].item)
+            measured = observation.values
             rows.extend([r] * len(measured))
             cols.extend(map(column, measured))
             vals.extend(measured.values())
+            times[r] = observation.observed_ts
         values = np.full((len(events), len(VARIABLES)), np.nan, dtype=np.float32)
         values[rows, cols] = vals
-        times = np.fromiter((e.observation.observed_ts for e in events), dtype=np.float64, count=len(events))
         return torch.from_numpy(values).to(self.device), torch.from_numpy(times).to(self.device)
 
-    def _apply(
-        self, block: _Block, kept: list[InputEvent], values: torch.Tensor, times: torch.Tensor, ids: torch.Tensor
-    ) -> list[ScoredEvent]:
-        """Fold every kept event into its patient's state and score it: one gather and one
-        scatter for the chunk, the encoder and NEWS2 over all [P, K] events at once (neither
-        depends on the LSTM), and only the recurrence itself (LSTM step, alert policy) step
-        by step, step k over the patients that have a k-th event (a prefix of the block)."""
+    def _apply(self, block: Block, chunk: _Chunk, results: list[ScoredEvent | None]) -> None:
+        """Fold the block's events into their patients' state and score each observation (into
+        ``results`` at its row): one gather and one scatter, the encoder, NEWS2 and the context
+        over all [P, K] events at once (none depends on the LSTM), and only the recurrence
+        itself (LSTM step, alert policy) step by step, step k over the patients that have a
+        k-th event (a prefix of the block). An encounter's row is no step: it measures
+        nothing, stands at the time of the patient's previous step, and leaves the LSTM state
+        and the level as they were."""
         p_count, k_count = block.rows.shape
         rows = torch.from_numpy(block.rows).to(self.device)
         padding = torch.from_numpy(block.padding).to(self.device)
         slots = self._slab.index([self._slab.slot(p) for p in block.patients])
         before = self._slab.gather(slots)
-        x_values = values[rows].masked_fill(padding.unsqueeze(2), math.nan)
-        # Time never goes back for a patient: each event's time is clamped to the latest before it.
-        t = torch.fmax(times[rows].cummax(dim=1).values, before.prev_time.unsqueeze(1))
+        x_values = chunk.values[rows].masked_fill(padding.unsqueeze(2), math.nan)
+        # Time never goes back for a patient: each event's time is clamped to the latest before
+        # it. An encounter (time -inf) so takes the time of the step before it, NaN if none.
+        t = torch.fmax(chunk.times[rows].cummax(dim=1).values, before.prev_time.unsqueeze(1))
+        t = t.masked_fill(t == -math.inf, math.nan)
         x, last_value, last_time = self._encoder.steps(
             x_values, t, before.last_value, before.last_time, before.prev_time
         )
@@ -346,21 +397,25 @@ class RiskEngine:
         components = components.view(p_count, k_count, -1)
         news2 = components.sum(dim=2)
 
-        steps = self._recurrence(block, x, t, news2, before)
+        stepping = None if block.steps is None else torch.from_numpy(block.steps).to(self.device)
+        steps = self._recurrence(block, stepping, x, t, news2, before)
         last = torch.from_numpy(block.lengths - 1).to(self.device)
+        context = _context(before)  # unchanged by a chunk without admissions or transfers
+        if chunk.context is not None:
+            context = {name: _at(column, last) for name, column in chunk.context.at(rows, ~padding, before).items()}
         self._slab.scatter(slots, SlotState(
             h=steps.h, c=steps.c,
             last_value=_at(last_value, last), last_time=_at(last_time, last), prev_time=_at(t, last),
             level=steps.level, cleared_level=steps.cleared_level, cleared_ts=steps.cleared_ts,
-            recent_ids=before.remember(ids[rows], last + 1),
-            age=before.age, sex=before.sex, unit=before.unit, admitted_ts=before.admitted_ts,
+            recent_ids=before.remember(chunk.ids[rows], last + 1), **context,
         ))
+        self._release(block, slots)
 
         # Outputs in step-major order: step 0 of every patient, then step 1, ...
         patient_of, step_of = block.positions()
         patient_t, step_t = torch.from_numpy(patient_of).to(self.device), torch.from_numpy(step_of).to(self.device)
         risk, level, previous = torch.cat(steps.risk), torch.cat(steps.levels), torch.cat(steps.previous)
-        changed = (level != previous).nonzero().squeeze(1)
+        changed = (level != previous).nonzero().squeeze(1)  # never an encounter: its level is the previous one
         alerting: dict[int, tuple[list[dict], list[int]]] = {}
         if changed.numel():
             i, k = patient_t.index_select(0, changed), step_t.index_select(0, changed)
@@ -368,28 +423,46 @@ class RiskEngine:
             alerting = dict(zip(changed.tolist(), zip(why, components[i, k].tolist())))
         risk_l, level_l, prev_l = risk.tolist(), level.tolist(), previous.tolist()
         news2_l = news2[patient_t, step_t].tolist()
-        results: list[ScoredEvent | None] = [None] * len(kept)
-        for j, row in enumerate(block.rows[patient_of, step_of].tolist()):
-            event = kept[row]
+        positions = zip(block.rows[patient_of, step_of].tolist(), block.is_step()[patient_of, step_of].tolist())
+        for j, (row, is_step) in enumerate(positions):
+            if not is_step:
+                continue
+            event = chunk.events[row]
             alert = None
             if j in alerting:
                 reasons, points = alerting[j]
                 was, now = LEVELS[prev_l[j]], LEVELS[level_l[j]]
                 alert = AlertDecision(
-                    alert_id=alert_id(event.observation.patient_id, event.observation.event_id, was, now),
+                    alert_id=alert_id(event.patient_id, event.event_id, was, now),
                     level=now,
                     previous_level=was,
                     reasons=reasons,
                     news2_components=dict(zip(NEWS2_COMPONENTS, points)),
                 )
             results[row] = ScoredEvent(event, risk_l[j], int(news2_l[j]), LEVELS[level_l[j]], alert)
-        return [r for r in results if r is not None]
+
+    def _release(self, block: Block, slots: torch.Tensor) -> None:
+        """Patients whose last event of the block is a discharge: their slot becomes a fresh
+        state that keeps only the recent ids (the watermark lives beside the slab, untouched).
+        That is both their tombstone and the state whatever follows the discharge starts from;
+        ``persist`` writes it and frees the slot."""
+        self._discharged.difference_update(block.patients)
+        if not block.released.any():
+            return
+        released = slots.index_select(0, torch.from_numpy(np.flatnonzero(block.released)).to(self.device))
+        fresh = SlotState.fresh(len(released), device=self.device, n_vars=len(VARIABLES), **self._shape)
+        fresh.recent_ids = self._slab.state.recent_ids.index_select(0, released)
+        self._slab.scatter(released, fresh)
+        self._discharged.update(p for p, gone in zip(block.patients, block.released) if gone)
 
     def _recurrence(
-        self, block: _Block, x: torch.Tensor, t: torch.Tensor, news2: torch.Tensor, before: SlotState
+        self, block: Block, stepping: torch.Tensor | None, x: torch.Tensor, t: torch.Tensor, news2: torch.Tensor,
+        before: SlotState,
     ) -> _Steps:
-        """LSTM and alert policy, step k over the first ``block.active[k]`` patients. Nothing is
-        written in place, so each step's inputs stay available for the alert reasons."""
+        """LSTM and alert policy, step k over the first ``block.active[k]`` patients, for those
+        whose k-th event is a step (``stepping`` [P, K]: an observation, not an encounter;
+        None when every event is one, so a batch without encounters pays nothing for them).
+        Nothing is written in place, so each step's inputs stay available for the alert reasons."""
         h, c = before.h, before.c
         level, cleared_level, cleared_ts = before.level, before.cleared_level, before.cleared_ts
         steps = _Steps()
@@ -397,6 +470,11 @@ class RiskEngine:
             logits, h_new, c_new = self._model.step(x[:n, k], h[:, :n], c[:, :n])
             risk = self._model.risk(logits)
             decided = self._policy.decide(risk, news2[:n, k], level[:n], t[:n, k], cleared_level[:n], cleared_ts[:n])
+            if stepping is not None:  # an encounter leaves the LSTM state and the level as they were
+                step = stepping[:n, k]
+                decided = torch.where(step, decided, level[:n])
+                h_new = torch.where(step.view(1, -1, 1), h_new, h[:, :n])
+                c_new = torch.where(step.view(1, -1, 1), c_new, c[:, :n])
             down = decided < level[:n]
             steps.h_before.append(h[:, :n])
             steps.c_before.append(c[:, :n])
@@ -442,42 +520,14 @@ class RiskEngine:
 
 
 @dataclass(frozen=True, slots=True)
-class _Block:
-    """A chunk's events laid out patient by patient: ``rows[p, :lengths[p]]`` are the rows (in
-    the chunk) of ``patients[p]``'s events, in order; the rest of the row is padding.
+class _Chunk:
+    """A chunk's events to apply (duplicates left out) and their inputs on the device, by row."""
 
-    Patients are sorted by how many events they have, most first, so the patients with a k-th
-    event are the first ``active[k]``: step k of the recurrence works on a prefix."""
-
-    patients: list[str]
-    rows: np.ndarray  # [P, K] int64, padded with the patient's last row
-    lengths: np.ndarray  # [P] int64
-    active: list[int]  # [K] non-increasing
-
-    @classmethod
-    def of(cls, events: Sequence[InputEvent]) -> _Block:
-        by_patient: dict[str, list[int]] = {}
-        for row, event in enumerate(events):
-            by_patient.setdefault(event.observation.patient_id, []).append(row)
-        ordered = sorted(by_patient.items(), key=lambda item: -len(item[1]))  # stable: first seen first among equals
-        lengths = np.array([len(r) for _, r in ordered], dtype=np.int64)
-        rows = np.empty((len(ordered), int(lengths[0])), dtype=np.int64)
-        for p, (_, patient_rows) in enumerate(ordered):
-            rows[p, : len(patient_rows)] = patient_rows
-            rows[p, len(patient_rows) :] = patient_rows[-1]
-        active = [int((lengths > k).sum()) for k in range(rows.shape[1])]
-        return cls([pid for pid, _ in ordered], rows, lengths, active)
-
-    @property
-    def padding(self) -> np.ndarray:
-        """[P, K] bool: no event there."""
-        return np.arange(self.rows.shape[1]) >= self.lengths[:, None]
-
-    def positions(self) -> tuple[np.ndarray, np.ndarray]:
-        """(patient, step) of every event in step-major order, the order of ``_Steps``' outputs."""
-        patient = np.concatenate([np.arange(n) for n in self.active])
-        step = np.repeat(np.arange(len(self.active)), self.active)
-        return patient, step
+    events: list[InputEvent]
+    values: torch.Tensor  # [n, V] float32, NaN = not measured (all NaN for an encounter)
+    times: torch.Tensor  # [n] float64 POSIX s, -inf for an encounter (no step in time)
+    ids: torch.Tensor  # [n] int64 event-id hashes, for the recent-ids ring
+    context: ContextInputs  # what each event sets of the encounter context
 
 
 @dataclass(slots=True)
@@ -495,6 +545,11 @@ class _Steps:
     level: torch.Tensor | None = None
     cleared_level: torch.Tensor | None = None
     cleared_ts: torch.Tensor | None = None
+
+
+def _context(state: SlotState) -> dict[str, torch.Tensor]:
+    """The encounter context columns of ``state``."""
+    return {name: getattr(state, name) for name in CONTEXT_COLUMNS}
 
 
 def _before_step(initial: torch.Tensor, after: torch.Tensor, i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

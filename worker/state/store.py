@@ -11,8 +11,12 @@ would be faster still but cannot set a TTL. The script is not a transaction that
 Errors are not swallowed: the pipeline must not commit Kafka offsets for a batch whose state
 did not reach Redis, so it needs the exception to retry or stop.
 
-The TTL bounds what a discharged patient leaves behind; it should exceed the longest gap
-between two observations of one patient that should still share history.
+Two TTLs: a patient's state lives ``ttl_s`` (it should exceed the longest gap between two
+observations of one patient that should still share history); a discharged patient's
+tombstone (its watermark and recent event ids, no clinical state) lives ``tombstone_ttl_s``,
+long enough to recognise a redelivered or resent event of the closed stay, short enough that
+nothing of the patient lingers. Both kinds go in the same round trip: the script takes the
+two TTLs once, not one per key, so a batch without discharges costs what it did.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from typing import Iterable, Mapping
 
 import redis.asyncio as redis
 
-#: KEYS = patient keys, ARGV = their values followed by the TTL in seconds.
+#: KEYS = patient keys (states first, then tombstones), ARGV = their values followed by the
+#: state TTL, the tombstone TTL (seconds) and how many of the keys are states.
 _SET_MANY_WITH_TTL = """
-local ttl = ARGV[#ARGV]
+local states = tonumber(ARGV[#ARGV])
+local state_ttl, tombstone_ttl = ARGV[#ARGV - 2], ARGV[#ARGV - 1]
 for i, key in ipairs(KEYS) do
-    redis.call('SET', key, ARGV[i], 'EX', ttl)
+    redis.call('SET', key, ARGV[i], 'EX', i <= states and state_ttl or tombstone_ttl)
 end
 return #KEYS
 """
@@ -38,13 +44,21 @@ class RedisStateStore:
     the records are binary.
     """
 
-    def __init__(self, client: str | redis.Redis, *, prefix: str = "vitalwatch:state:", ttl_s: int = 7 * 24 * 3600) -> None:
-        if ttl_s <= 0:
-            raise ValueError(f"ttl_s must be positive, got {ttl_s}")
+    def __init__(
+        self,
+        client: str | redis.Redis,
+        *,
+        prefix: str = "vitalwatch:state:",
+        ttl_s: int = 7 * 24 * 3600,
+        tombstone_ttl_s: int = 24 * 3600,
+    ) -> None:
+        if ttl_s <= 0 or tombstone_ttl_s <= 0:
+            raise ValueError(f"TTLs must be positive, got ttl_s={ttl_s}, tombstone_ttl_s={tombstone_ttl_s}")
         self._owns_client = isinstance(client, str)
         self._client = redis.Redis.from_url(client) if isinstance(client, str) else client
         self._prefix = prefix
         self._ttl_s = ttl_s
+        self._tombstone_ttl_s = tombstone_ttl_s
         self._set_many = self._client.register_script(_SET_MANY_WITH_TTL)
 
     def key(self, patient_id: str) -> str:
@@ -58,11 +72,16 @@ class RedisStateStore:
         values = await self._client.mget([self.key(p) for p in ids])
         return {p: v for p, v in zip(ids, values) if v is not None}
 
-    async def save_many(self, states: Mapping[str, bytes]) -> None:
-        """Write every state with the TTL in one round trip."""
-        if not states:
+    async def save_many(self, states: Mapping[str, bytes], tombstones: Mapping[str, bytes] | None = None) -> None:
+        """Write every state with the state TTL and every tombstone with the tombstone TTL, in
+        one round trip (a patient is in one of the two, not both)."""
+        tombstones = tombstones or {}
+        if not states and not tombstones:
             return
-        await self._set_many(keys=[self.key(p) for p in states], args=[*states.values(), self._ttl_s])
+        await self._set_many(
+            keys=[self.key(p) for p in (*states, *tombstones)],
+            args=[*states.values(), *tombstones.values(), self._ttl_s, self._tombstone_ttl_s, len(states)],
+        )
 
     async def close(self) -> None:
         """Close the connection pool if this store created the client."""

@@ -31,7 +31,7 @@ def encode(record: Mapping[str, Any]) -> bytes:
 
 
 def risk_score(scored: "ScoredEvent", *, model_version: str, scored_at: datetime) -> dict[str, Any]:
-    obs = scored.event.observation
+    obs = scored.observation
     return {
         "event_id": obs.event_id,
         "patient_id": obs.patient_id,
@@ -48,7 +48,7 @@ def alert(scored: "ScoredEvent", *, model_version: str, raised_at: datetime) -> 
     """The alert for a scored event whose AlertDecision is set (callers check ``scored.alert``)."""
     decision = scored.alert
     assert decision is not None
-    obs = scored.event.observation
+    obs = scored.observation
     return {
         "alert_id": decision.alert_id,
         "patient_id": obs.patient_id,

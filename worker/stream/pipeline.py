@@ -297,7 +297,7 @@ class BatchPipeline:
         version = self.engine.model_version
         records: list[OutRecord] = []
         for scored in outcome.scored:
-            key = scored.event.observation.patient_id.encode("utf-8")
+            key = scored.event.patient_id.encode("utf-8")
             records.append(OutRecord(
                 self.topics.risk_scores, key,
                 outputs.encode(outputs.risk_score(scored, model_version=version, scored_at=now)),
@@ -327,7 +327,7 @@ class BatchPipeline:
             if scored.alert is not None:
                 m.alerts.labels(level=scored.alert.level).inc()
                 log.info("alert", extra={
-                    "patient": self.pseudonym(scored.event.observation.patient_id),
+                    "patient": self.pseudonym(scored.event.patient_id),
                     "alert_id": scored.alert.alert_id, "alert_level": scored.alert.level,
                     "previous_level": scored.alert.previous_level,
                 })
