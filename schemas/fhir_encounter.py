@@ -364,7 +364,8 @@ def _contained(resource: FhirEncounter, errors: list[FieldError]) -> dict[str, A
     """Contained Patients and Locations by id (other resource types are ignored)."""
     found: dict[str, Any] = {}
     for i, item in enumerate(resource.contained):
-        adapter = _CONTAINED.get(item.get("resourceType"))  # type: ignore[arg-type]
+        resource_type = item.get("resourceType")
+        adapter = _CONTAINED.get(resource_type) if isinstance(resource_type, str) else None
         if adapter is None:
             continue
         try:

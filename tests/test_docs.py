@@ -10,9 +10,10 @@ import orjson
 import pytest
 
 from schemas.decode import decode
+from schemas.encounter import Encounter
 from schemas.outputs import AlertV1, DeadLetterV1, RiskScoreV1
 from schemas.units import accepted_units
-from schemas.variables import BY_NAME
+from schemas.variables import BY_NAME, VARIABLE_NAMES
 from worker.operations.config import settings_markdown
 from worker.operations.metrics import metrics_markdown
 
@@ -49,9 +50,48 @@ def test_metrics_table_lists_every_exported_metric() -> None:
     assert block("docs/operations.md", "metrics-table") == metrics_markdown()
 
 
-@pytest.mark.parametrize("kind", ["vitals", "labs", "fhir"])
-def test_input_examples_pass_the_validator(kind: str) -> None:
-    assert decode(kind, example(kind))
+#: Every input example of docs/contracts.md and the decode kind of its topic.
+INPUT_EXAMPLES = {
+    "vitals": "vitals", "vitals-oxygen": "vitals", "labs": "labs", "labs-blood-gas": "labs",
+    "fhir": "fhir", "encounters": "encounters", "encounters-transfer": "encounters",
+    "encounters-discharge": "encounters", "fhir-encounter": "encounters",
+}
+OUTPUT_EXAMPLES = {"risk-scores": RiskScoreV1, "alerts": AlertV1, "dead-letters": DeadLetterV1}
+
+
+def test_every_example_on_the_page_is_checked() -> None:
+    names = re.findall(r"<!-- example:([\w-]+) -->", text("docs/contracts.md"))
+    assert sorted(names) == sorted([*INPUT_EXAMPLES, *OUTPUT_EXAMPLES])
+
+
+@pytest.mark.parametrize(("name", "kind"), INPUT_EXAMPLES.items())
+def test_input_examples_pass_the_validator(name: str, kind: str) -> None:
+    assert decode(kind, example(name))  # type: ignore[call-overload]
+
+
+def test_oxygen_example_reads_the_fio2_percentage_and_derives_on_oxygen() -> None:
+    (observation,) = decode("vitals", example("vitals-oxygen"))
+    assert (observation.values["fio2"], observation.values["on_oxygen"], observation.values["etco2"]) == (0.4, 1.0, 33.0)
+
+
+def test_blood_gas_example_is_scored_as_the_page_says() -> None:
+    (observation,) = decode("labs", example("labs-blood-gas"))
+    assert observation.values == pytest.approx(
+        {"ph": 7.29, "paco2": 48.0, "sao2": 90.0, "base_excess": -6.5, "bun": 31.9, "calcium": 8.2}, abs=0.05
+    )
+
+
+def test_encounter_examples_are_the_stay_they_describe() -> None:
+    stay = [decode("encounters", example(name))[0] for name in ("encounters", "encounters-transfer", "encounters-discharge")]
+    assert [(e.kind, e.unit, e.age, e.sex, e.disposition) for e in stay] == [
+        ("admission", "ward", 72.0, "female", None), ("transfer", "icu", None, None, None),
+        ("discharge", None, None, None, "home"),
+    ]
+    assert stay[0].occurred_ts < stay[1].occurred_ts < stay[2].occurred_ts
+    (fhir,) = decode("encounters", example("fhir-encounter"))
+    assert isinstance(fhir, Encounter)
+    assert (fhir.event_id, fhir.kind, fhir.unit, fhir.occurred_at) == (
+        "enc-77/transfer/2026-03-14T03:25:00Z", "transfer", "icu", stay[1].occurred_at)
 
 
 def test_lab_example_converts_the_loinc_coded_creatinine() -> None:
@@ -65,9 +105,7 @@ def test_fhir_example_is_the_heart_rate_it_describes() -> None:
     assert observation.values == {"heart_rate": 118.0}
 
 
-@pytest.mark.parametrize(
-    ("name", "contract"), [("risk-scores", RiskScoreV1), ("alerts", AlertV1), ("dead-letters", DeadLetterV1)]
-)
+@pytest.mark.parametrize(("name", "contract"), OUTPUT_EXAMPLES.items())
 def test_output_examples_match_the_contracts(name: str, contract: type) -> None:
     contract.model_validate(orjson.loads(example(name)))
 
@@ -82,7 +120,7 @@ def _codes(cell: str) -> list[str]:
 
 def test_variables_table_matches_the_catalogue() -> None:
     rows = block("docs/contracts.md", "variables-table").splitlines()[2:]
-    assert rows, "the variables table is empty"
+    assert [_cells(row)[0].strip("`") for row in rows] == list(VARIABLE_NAMES), "one row per variable, in order"
     for row in rows:
         name, unit, loinc, units, plausible = _cells(row)
         variable = BY_NAME[name.strip("`")]

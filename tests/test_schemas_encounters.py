@@ -414,3 +414,10 @@ def test_the_kinds_of_decode_keep_their_shapes() -> None:
     [observation] = decode("vitals", raw)
     assert observation.values == {"fio2": 0.3, "on_oxygen": 1.0}
     assert isinstance(decoded(admission()), Encounter)
+
+
+@pytest.mark.parametrize("resource_type", [["Patient"], {"a": 1}, 7, None])
+def test_a_contained_resource_of_no_readable_type_is_ignored(resource_type: Any) -> None:
+    """Found by the property test: a list as a contained resourceType crashed the lookup."""
+    doc = fhir(contained=[{"resourceType": resource_type, "id": "x"}], location=...)
+    assert decoded(doc).kind == "admission"
