@@ -163,12 +163,12 @@ _CONTAINED: dict[str, TypeAdapter[Any]] = {
 
 def encounter_from_fhir(document: Any, *, raw: bytes, now: float | None = None) -> Encounter:
     """Validate a FHIR Encounter and map it; ContractError naming every problem."""
-    kind = document.get("resourceType") if isinstance(document, dict) else None
-    if kind != "Encounter":
+    resource_type = document.get("resourceType") if isinstance(document, dict) else None
+    if resource_type != "Encounter":
         raise ContractError.single(
             "resourceType",
             "must be 'Encounter' (or send encounters.v1, without resourceType)",
-            kind,
+            resource_type,
         )
     try:
         resource = FHIR_ENCOUNTER.validate_python(document)
