@@ -51,6 +51,7 @@ def topics(broker: EmbeddedBroker, unique: str) -> dict[str, str]:
         "vitals": f"vitals-{unique}",
         "labs": f"labs-{unique}",
         "fhir": f"fhir-observations-{unique}",
+        "encounters": f"encounters-{unique}",
         "risk_scores": f"risk-scores-{unique}",
         "alerts": f"alerts-{unique}",
         "dead_letters": f"dead-letters-{unique}",

@@ -93,7 +93,7 @@ def test_init_container_creates_exactly_the_settings_topics(services: dict[str, 
     created = set(env["TOPICS"].split()) | {env["DEAD_LETTER_TOPIC"]}
     defaults = Settings.model_fields
     expected = {defaults[f].default for f in defaults if f.startswith("topic_")}
-    assert created == expected and len(expected) == 6
+    assert created == expected and len(expected) == 7
     assert int(env["PARTITIONS"]) > 1
     assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
 

@@ -15,6 +15,8 @@ from worker.operations.metrics import Metrics
 def test_exposition_has_the_documented_series_and_bounded_labels() -> None:
     m = Metrics()
     m.events.labels(topic="vitals", outcome="scored").inc(3)
+    m.admissions.labels(unit="icu").inc()
+    m.discharges.labels(disposition="died").inc(2)
     m.consumer_lag.labels(topic="vitals", partition="1").set(12)
     m.set_model("lstm-2026.01", "cpu")
     m.set_model("lstm-2026.02", "cuda")  # a reload replaces, not adds, the info series
@@ -23,6 +25,8 @@ def test_exposition_has_the_documented_series_and_bounded_labels() -> None:
     assert content_type.startswith("text/plain")
     assert 'vitalwatch_events_total{outcome="scored",topic="vitals"} 3.0' in text
     assert 'vitalwatch_consumer_lag{partition="1",topic="vitals"} 12.0' in text
+    assert 'vitalwatch_admissions_total{unit="icu"} 1.0' in text
+    assert 'vitalwatch_discharges_total{disposition="died"} 2.0' in text
     assert 'vitalwatch_model_info{device="cuda",version="lstm-2026.02"} 1.0' in text
     assert "lstm-2026.01" not in text
     for name in (
@@ -31,7 +35,10 @@ def test_exposition_has_the_documented_series_and_bounded_labels() -> None:
     ):
         assert f"# TYPE {name}" in text
     label_names = {label for metric in m.registry.collect() for s in metric.samples for label in s.labels}
-    assert label_names <= {"topic", "outcome", "partition", "level", "operation", "stage", "version", "device", "dependency", "le"}
+    assert label_names <= {
+        "topic", "outcome", "partition", "level", "operation", "stage", "version", "device", "dependency", "le", "unit",
+        "disposition",
+    }
 
 
 def test_two_pipelines_in_one_process_keep_separate_numbers() -> None:
@@ -52,13 +59,30 @@ async def test_health_is_503_and_names_the_dependency_that_is_down() -> None:
     async def hangs() -> None:
         await asyncio.sleep(10)
 
-    checker = HealthChecker({"redis": ok, "kafka": ok}, m, describe=lambda: {"engine": {"ready": True}})
+    checker = HealthChecker({"redis": ok, "kafka": ok}, m, lambda: True, describe=lambda: {"engine": {"ready": True}})
     assert await checker.report() == (200, {"status": "ok", "redis": {"ok": True}, "kafka": {"ok": True}, "engine": {"ready": True}})
-    status, body = await HealthChecker({"redis": down, "kafka": hangs}, m, timeout_s=0.05).report()
-    assert status == 503 and body["status"] == "unavailable"
+    status, body = await HealthChecker({"redis": down, "kafka": hangs}, m, lambda: True, timeout_s=0.05).report()
+    assert status == 503 and body["status"] == "unavailable" and body["not_ready"] == ["redis", "kafka"]
     assert body["redis"] == {"ok": False, "error": "ConnectionError"}
     assert body["kafka"] == {"ok": False, "error": "TimeoutError"}
     assert m.registry.get_sample_value("vitalwatch_dependency_up", {"dependency": "redis"}) == 0
+
+
+async def test_health_is_503_naming_the_engine_until_the_model_is_loaded() -> None:
+    """The image's health check and `vitalwatch dev` wait for 200: it must mean ready to score."""
+    loaded = False
+
+    async def ok() -> None:
+        return None
+
+    checker = HealthChecker(
+        {"redis": ok, "kafka": ok}, Metrics(), lambda: loaded, describe=lambda: {"engine": {"ready": loaded}}
+    )
+    status, body = await checker.report()
+    assert (status, body["status"], body["not_ready"]) == (503, "unavailable", ["engine"])
+    assert body["redis"] == body["kafka"] == {"ok": True} and body["engine"] == {"ready": False}
+    loaded = True
+    assert (await checker.report())[0] == 200
 
 
 def test_pseudonyms_are_keyed_stable_and_not_the_id() -> None:

@@ -14,6 +14,7 @@ import orjson
 import pytest
 import redis.exceptions
 
+from schemas.encounter import Encounter
 from worker.scoring.engine import AlertDecision, BatchOutcome, InputEvent, ScoredEvent
 from worker.operations.logs import Pseudonymiser
 from worker.operations.metrics import Metrics
@@ -24,7 +25,8 @@ TOPICS = OutputTopics("risk-scores", "alerts", "dead-letters")
 
 
 class FakeEngine:
-    """Scores risk = heart_rate / 200; alerts when it crosses 0.5; fails on demand."""
+    """Scores risk = heart_rate / 200; alerts when it crosses 0.5; applies encounters unscored;
+    fails on demand."""
 
     model_version = "test-1"
 
@@ -34,6 +36,7 @@ class FakeEngine:
         self.persist_failures: list[BaseException] = []
         self.poison_event: str | None = None
         self.persisted = 0
+        self.seen: list[InputEvent] = []  # every event handed to score, in order
 
     @property
     def resident(self) -> int:
@@ -45,12 +48,16 @@ class FakeEngine:
             raise self.score_failures.pop(0)
         if any(e.event_id == self.poison_event for e in events):
             raise ValueError("engine bug")
-        scored = []
+        self.seen.extend(events)
+        scored, encounters = [], []
         for e in events:
+            if isinstance(e.item, Encounter):
+                encounters.append(e)
+                continue
             risk = e.item.values.get("heart_rate", 60.0) / 200
             alert = AlertDecision(f"a-{e.event_id}", "high", "none", [], {"heart_rate": 3}) if risk > 0.5 else None
             scored.append(ScoredEvent(e, risk, 3 if alert else 0, "high" if alert else "none", alert))
-        return BatchOutcome(scored=scored, duplicates=[])
+        return BatchOutcome(scored=scored, duplicates=[], encounters=encounters)
 
     async def persist(self) -> int:
         self.calls.append("persist")
@@ -106,7 +113,8 @@ def metrics() -> Metrics:
 @pytest.fixture
 def pipeline(engine: FakeEngine, publisher: FakePublisher, metrics: Metrics) -> BatchPipeline:
     return BatchPipeline(
-        engine, publisher, input_kinds={"vitals": "vitals", "labs": "labs"}, topics=TOPICS, metrics=metrics,
+        engine, publisher, input_kinds={"vitals": "vitals", "labs": "labs", "encounters": "encounters"}, topics=TOPICS,
+        metrics=metrics,
         worker_name="test", max_message_bytes=10_000, pseudonym=Pseudonymiser(b"k"), backoff=Backoff(sleep=no_sleep),
     )
 
@@ -114,6 +122,12 @@ def pipeline(engine: FakeEngine, publisher: FakePublisher, metrics: Metrics) -> 
 def vitals(offset: int, patient: str = "p1", hr: float = 80, **extra: Any) -> RawMessage:
     body = {"event_id": f"e{offset}", "patient_id": patient, "observed_at": "2026-01-05T08:00:00Z", "heart_rate": hr, **extra}
     return RawMessage("vitals", 0, offset, patient.encode(), orjson.dumps(body), 1_767_600_000.0)
+
+
+def encounter(offset: int, kind: str, patient: str = "p1", **fields: Any) -> RawMessage:
+    times = {"admission": "admitted_at", "transfer": "transferred_at", "discharge": "discharged_at"}
+    body = {"event_id": f"adt{offset}", "patient_id": patient, "kind": kind, times[kind]: "2026-01-05T07:00:00Z", **fields}
+    return RawMessage("encounters", 0, offset, patient.encode(), orjson.dumps(body), 1_767_600_000.0)
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -137,6 +151,46 @@ async def test_scores_good_messages_and_dead_letters_bad_ones_in_one_publish(
     assert sample(metrics, "vitalwatch_events_total", topic="vitals", outcome="scored") == 2
     assert sample(metrics, "vitalwatch_events_total", topic="vitals", outcome="invalid") == 1
     assert sample(metrics, "vitalwatch_alerts_total", level="high") == 1
+
+
+async def test_encounters_travel_with_the_observations_unscored_and_are_counted(
+    pipeline: BatchPipeline, engine: FakeEngine, publisher: FakePublisher, calls: list[str], metrics: Metrics
+) -> None:
+    batch = [
+        vitals(0),  # before its admission: scored all the same
+        encounter(0, "admission", unit="icu", age=64, sex="male"),
+        encounter(1, "admission", patient="p2"),
+        vitals(1, patient="p2"),
+        encounter(2, "transfer", unit="step_down"),
+        encounter(3, "discharge", disposition="died"),
+        encounter(4, "discharge", patient="p2"),
+    ]
+    await pipeline.process(batch)
+    assert calls == ["score:7", "publish:2", "persist"], "no output for an encounter: nothing was measured"
+    assert [(e.topic, e.offset) for e in engine.seen] == [(m.topic, m.offset) for m in batch], "in offset order"
+    assert [s["event_id"] for s in publisher.on("risk-scores")] == ["e0", "e1"]
+    assert sample(metrics, "vitalwatch_events_total", topic="encounters", outcome="applied") == 5
+    assert sample(metrics, "vitalwatch_events_total", topic="vitals", outcome="scored") == 2
+    assert sample(metrics, "vitalwatch_admissions_total", unit="icu") == 1
+    assert sample(metrics, "vitalwatch_admissions_total", unit="unknown") == 1
+    assert sample(metrics, "vitalwatch_transfers_total", unit="step_down") == 1
+    assert sample(metrics, "vitalwatch_discharges_total", disposition="died") == 1
+    assert sample(metrics, "vitalwatch_discharges_total", disposition="unknown") == 1
+
+
+async def test_an_invalid_encounter_is_dead_lettered_naming_the_field(
+    pipeline: BatchPipeline, engine: FakeEngine, publisher: FakePublisher, metrics: Metrics
+) -> None:
+    bad_unit = encounter(0, "transfer", unit="bedroom")
+    wrong_key = RawMessage("encounters", 0, 1, b"someone-else", encounter(1, "discharge").value, None)
+    await pipeline.process([bad_unit, wrong_key, encounter(2, "admission")])
+    letters = publisher.on("dead-letters")
+    assert [letter["source"]["offset"] for letter in letters] == [0, 1]
+    assert letters[0]["reason"]["errors"][0]["field"] == "unit"
+    assert letters[1]["reason"]["errors"][0]["field"] == "key"
+    assert [e.offset for e in engine.seen] == [2]
+    assert sample(metrics, "vitalwatch_events_total", topic="encounters", outcome="invalid") == 2
+    assert sample(metrics, "vitalwatch_admissions_total", unit="unknown") == 1
 
 
 async def test_key_must_be_the_patient_id(pipeline: BatchPipeline, publisher: FakePublisher) -> None:

@@ -62,13 +62,17 @@ class WorkerProcess:
             return resp.read().decode()
 
     def wait_ready(self, timeout_s: float = 45.0) -> None:
-        """Until /health says the engine is loaded and Kafka and Redis answer."""
+        """Until /health answers 200: the engine is loaded and Kafka and Redis answer. Every
+        answer on the way is checked to mean that (200 only once the engine is ready)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.assert_alive()
             report = self.health()
-            if report and report[0] == 200 and report[1]["engine"]["ready"]:
-                return
+            if report is not None:
+                status, body = report
+                assert (status == 200) == (body["engine"]["ready"] and body["redis"]["ok"] and body["kafka"]["ok"]), body
+                if status == 200:
+                    return
             time.sleep(0.25)
         raise AssertionError(f"worker not ready within {timeout_s} s; log:\n{self.log_tail()}")
 
@@ -110,6 +114,7 @@ def worker_env(broker: EmbeddedBroker, redis_url: str, unique: str, topics: dict
         "VITALWATCH_TOPIC_VITALS": topics["vitals"],
         "VITALWATCH_TOPIC_LABS": topics["labs"],
         "VITALWATCH_TOPIC_FHIR": topics["fhir"],
+        "VITALWATCH_TOPIC_ENCOUNTERS": topics["encounters"],
         "VITALWATCH_TOPIC_RISK_SCORES": topics["risk_scores"],
         "VITALWATCH_TOPIC_ALERTS": topics["alerts"],
         "VITALWATCH_TOPIC_DEAD_LETTERS": topics["dead_letters"],

@@ -66,15 +66,15 @@ def flood_run(
     scores = read_output(topics["risk_scores"])
     try:
         if warm:
-            produce_now(producer, topics["vitals"], warm)
+            produce_now(producer, topics, warm)
             scores.until(all_scored([e.payload["event_id"] for e in warm]), 300, [worker])
         ready = sampler.reset()
-        produce_now(producer, topics["vitals"], first)
+        produce_now(producer, topics, first)
         scores.until(all_scored([e.payload["event_id"] for e in first]), 120, [worker])
         after_small = sampler.peak
 
         flooded = time.monotonic()
-        produce_now(producer, topics["vitals"], second)
+        produce_now(producer, topics, second)
         produced_s = time.monotonic() - flooded
         lag = 0.0
         while not all_scored([e.payload["event_id"] for e in second])(scores.poll()):

@@ -40,7 +40,7 @@ def crash_run(
 
     worker = start_worker()
     worker.wait_ready()
-    stream = PacedStream(producer, topics["vitals"], stream_events, per_second).start()
+    stream = PacedStream(producer, topics, stream_events, per_second).start()
     killed_at: list[int] = []
     for _ in range(kills):
         seen = len(scores.poll())

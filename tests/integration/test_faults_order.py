@@ -44,7 +44,7 @@ def run_through_worker(sent: list[SimEvent], unique_events: list[SimEvent], star
     ``unique_events`` (the same events without resent copies) and the worker."""
     worker = start_worker()
     worker.wait_ready()
-    coordinates = produce_now(producer, topics["vitals"], sent)
+    coordinates = produce_now(producer, topics, sent)
     records = read_output(topics["risk_scores"]).until(all_scored(coordinates), 60, [worker])
     assert read_output(topics["dead_letters"]).poll() == [], "neither a resent nor a late event is bad input"
     expected = reference_run(unique_events, coordinates, redis_url, f"ref-{unique}:state:")

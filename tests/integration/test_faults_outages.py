@@ -107,7 +107,7 @@ def test_redis_outage_stops_commits_retries_with_backoff_reports_and_resumes(
     worker.wait_ready()
     events = vitals_events(600, seed=41)
     scores = read_output(topics["risk_scores"])
-    stream = PacedStream(producer, topics["vitals"], events, per_second=40).start()
+    stream = PacedStream(producer, topics, events, per_second=40).start()
     scores.until(lambda r: len(r) >= 100, 60, [worker])
 
     own_redis.pause()
@@ -159,11 +159,12 @@ def test_broker_outage_keeps_the_worker_up_reports_it_and_resumes(
     readers: list[OutputReader] = []
     producer = None
     try:
-        names = {key: f"{key}-{unique}" for key in ("vitals", "labs", "fhir", "risk_scores", "alerts", "dead_letters")}
+        names = {key: f"{key}-{unique}" for key in ("vitals", "labs", "fhir", "encounters", "risk_scores", "alerts", "dead_letters")}
         create_topics(own.bootstrap, names.values(), partitions=2)
         worker = start_worker(
             VITALWATCH_KAFKA_BOOTSTRAP=own.bootstrap, VITALWATCH_TOPIC_VITALS=names["vitals"],
             VITALWATCH_TOPIC_LABS=names["labs"], VITALWATCH_TOPIC_FHIR=names["fhir"],
+            VITALWATCH_TOPIC_ENCOUNTERS=names["encounters"],
             VITALWATCH_TOPIC_RISK_SCORES=names["risk_scores"], VITALWATCH_TOPIC_ALERTS=names["alerts"],
             VITALWATCH_TOPIC_DEAD_LETTERS=names["dead_letters"],
         )
@@ -172,7 +173,7 @@ def test_broker_outage_keeps_the_worker_up_reports_it_and_resumes(
         producer = KafkaProducer(bootstrap_servers=own.bootstrap, acks="all", linger_ms=5)
         events = vitals_events(600, seed=42)
         half = len(events) // 2
-        coordinates = PacedStream(producer, names["vitals"], events[:half], per_second=1e9).start().join(60)
+        coordinates = PacedStream(producer, names, events[:half], per_second=1e9).start().join(60)
         scores = OutputReader(own.bootstrap, names["risk_scores"])
         readers.append(scores)
         scores.until(lambda r: len(r) >= half // 2, 60, [worker])
@@ -190,7 +191,7 @@ def test_broker_outage_keeps_the_worker_up_reports_it_and_resumes(
         outage_s = time.monotonic() - paused
         assert metric(during, "vitalwatch_dependency_up", dependency="kafka") == 0
 
-        coordinates |= PacedStream(producer, names["vitals"], events[half:], per_second=1e9).start().join(60)
+        coordinates |= PacedStream(producer, names, events[half:], per_second=1e9).start().join(60)
         records, patients = check_against_reference(events, coordinates, scores, worker, redis_url, unique)
         assert wait_for_health(worker, 200, timeout_s=30)["kafka"]["ok"] is True
         assert worker.proc.pid == pid and worker.proc.poll() is None, "the same process rode out the outage"

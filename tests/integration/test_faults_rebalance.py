@@ -63,7 +63,7 @@ def rebalance_run(
 
     first = start_worker(VITALWATCH_TOPIC_VITALS=vitals)
     first.wait_ready()
-    stream = PacedStream(producer, vitals, stream_events, per_second, allowed=events // 3).start()
+    stream = PacedStream(producer, {**topics, "vitals": vitals}, stream_events, per_second, allowed=events // 3).start()
     scores.until(lambda r: len(r) >= events // 10, 60, [first])
     second = start_worker(VITALWATCH_TOPIC_VITALS=vitals)
     second.wait_ready()

@@ -68,7 +68,7 @@ def test_sigkill_mid_stream_then_restart_resumes_every_patient_from_redis(
     first.wait_ready()
     # The last 40 % is held back until after the kill, so the kill lands mid-stream however
     # long the worker takes to join its group (a fixed-rate stream can be over by then).
-    feeding = PacedStream(producer, topics["vitals"], events, per_second=200, allowed=len(events) * 6 // 10).start()
+    feeding = PacedStream(producer, topics, events, per_second=200, allowed=len(events) * 6 // 10).start()
     reader = read_output(topics["risk_scores"])
     reader.until(lambda r: len(r) >= len(events) * 0.4, 60, [first])
     first.kill()

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     state_ttl_s: int = Field(
         7 * 24 * 3600, ge=60, description="Seconds a patient's state survives in Redis without new events."
     )
+    discharged_ttl_s: int = Field(
+        24 * 3600,
+        ge=60,
+        description="Seconds a discharged patient's tombstone (watermark and recent event ids, nothing clinical) stays "
+        "in Redis: a redelivered or resent event of the closed stay is recognised for this long.",
+    )
     device: str = Field(
         "auto",
         description="Torch device for the model and state slab: auto (cuda if available), cpu, cuda or cuda:N.",
@@ -158,7 +164,10 @@ class Settings(BaseSettings):
     @property
     def input_topics(self) -> dict[str, str]:
         """Input topic name -> the decode kind (schemas.decode) its payloads follow."""
-        return {self.topic_vitals: "vitals", self.topic_labs: "labs", self.topic_fhir: "fhir"}
+        return {
+            self.topic_vitals: "vitals", self.topic_labs: "labs", self.topic_fhir: "fhir",
+            self.topic_encounters: "encounters",
+        }
 
 
 def resolve_device(device: str) -> str:

@@ -1,8 +1,11 @@
-"""The /health report: can this worker reach Redis and Kafka right now?
+"""The /health report: is the model loaded, and can this worker reach Redis and Kafka right now?
 
-Orchestrators restart or stop routing to a worker on 503, so the check is live (a PING and a
-metadata request, each bounded by a short timeout) rather than "the last batch went fine": a
-quiet ward at night sends no events, and silence must not read as failure.
+Orchestrators restart or stop routing to a worker on 503, and the image's health check, the
+compose file and ``vitalwatch dev`` wait for 200 before they start feeding it, so 200 means
+ready to score: the engine is built (model loaded) and both dependencies answer. The
+dependency checks are live (a PING and a metadata request, each bounded by a short timeout)
+rather than "the last batch went fine": a quiet ward at night sends no events, and silence
+must not read as failure.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class HealthChecker:
 
     probes: dict[str, Probe]
     metrics: Metrics
+    engine_ready: Callable[[], bool]  # the model is loaded and the pipeline built
     timeout_s: float = 2.0
     describe: Callable[[], dict[str, Any]] = dict
 
@@ -35,9 +39,12 @@ class HealthChecker:
         return {"ok": True}
 
     async def report(self) -> tuple[int, dict[str, Any]]:
+        """200 when the engine is ready and every probe passed, else 503 with ``not_ready``
+        naming each part that is not (``engine`` while the model is still loading)."""
         names = list(self.probes)
         results = await asyncio.gather(*(self._probe(n, self.probes[n]) for n in names))
         checks = dict(zip(names, results))
-        healthy = all(r["ok"] for r in results)
-        body = {"status": "ok" if healthy else "unavailable", **checks, **self.describe()}
-        return (200 if healthy else 503), body
+        not_ready = ([] if self.engine_ready() else ["engine"]) + [n for n, r in checks.items() if not r["ok"]]
+        if not not_ready:
+            return 200, {"status": "ok", **checks, **self.describe()}
+        return 503, {"status": "unavailable", "not_ready": not_ready, **checks, **self.describe()}

@@ -2,8 +2,8 @@
 
 The metrics live in their own CollectorRegistry (not prometheus_client's global one) so a test
 can build several pipelines in one process and read each one's numbers. Labels are bounded
-sets — topic, partition, outcome, level, stage — never a patient or event id: an unbounded label
-would grow Prometheus' memory with every admission.
+sets — topic, partition, outcome, level, stage, unit kind, disposition — never a patient or
+event id: an unbounded label would grow Prometheus' memory with every admission.
 """
 
 from __future__ import annotations
@@ -25,8 +25,24 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.events = Counter(
-            "vitalwatch_events", "Input observations by topic and outcome (scored, invalid, duplicate).",
+            "vitalwatch_events",
+            "Input events by topic and outcome: scored (an observation), applied (an encounter, folded into the "
+            "patient's context), invalid, duplicate.",
             ["topic", "outcome"], registry=r,
+        )
+        self.admissions = Counter(
+            "vitalwatch_admissions", "Admissions applied, by unit kind admitted to (ward, step_down, icu, unknown).",
+            ["unit"], registry=r,
+        )
+        self.transfers = Counter(
+            "vitalwatch_transfers", "Transfers applied, by destination unit kind (ward, step_down, icu).",
+            ["unit"], registry=r,
+        )
+        self.discharges = Counter(
+            "vitalwatch_discharges",
+            "Discharges applied, by disposition (home, other_facility, died, unknown: not stated); "
+            "died counts deaths.",
+            ["disposition"], registry=r,
         )
         self.batch_size = Histogram(
             "vitalwatch_batch_size", "Kafka messages per micro-batch.", buckets=BATCH_BUCKETS, registry=r

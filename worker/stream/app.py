@@ -1,4 +1,4 @@
-"""The Faust app: the three input topics, delivered in fetched batches into the RiskEngine.
+"""The Faust app: the input topics, delivered in fetched batches into the RiskEngine.
 
 ``faust -A worker.stream.app worker`` and ``vitalwatch worker`` run this module's ``app``. Settings
 are read once, at import (worker.operations.config); a bad one stops the process with a message that
@@ -132,7 +132,9 @@ class Runtime:
         torch.set_num_threads(s.torch_threads)
         # Loading weights is blocking file I/O; keep the event loop (heartbeats, /health) free.
         model = await asyncio.to_thread(load_checkpoint, s.checkpoint or DEFAULT_CHECKPOINT, self.device)
-        store = RedisStateStore(self.redis, prefix=f"{s.redis_prefix}state:", ttl_s=s.state_ttl_s)
+        store = RedisStateStore(
+            self.redis, prefix=f"{s.redis_prefix}state:", ttl_s=s.state_ttl_s, tombstone_ttl_s=s.discharged_ttl_s
+        )
         self.engine = RiskEngine(
             model, store, capacity=s.slab_capacity,
             policy=AlertPolicy.from_manifest(model.manifest), device=torch.device(self.device),
@@ -161,6 +163,10 @@ class Runtime:
             if highwater is not None:
                 self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(max(0, highwater - offset - 1))
 
+    def ready(self) -> bool:
+        """The model is loaded and the pipeline built: batches can be scored."""
+        return self.pipeline is not None
+
     async def kafka_probe(self) -> None:
         # Faust exposes no public handle on aiokafka's client; a metadata request is the
         # cheapest round trip that proves a broker answers.
@@ -173,7 +179,7 @@ class Runtime:
         engine = self.engine
         return {
             "engine": {
-                "ready": engine is not None,
+                "ready": self.ready(),
                 "model_version": engine.model_version if engine is not None else None,
                 "device": self.device,
                 "resident_patients": engine.resident if engine is not None else 0,
@@ -205,7 +211,8 @@ app.idempotent_producer = settings.kafka_idempotence
 app.fetch_max_wait_ms = settings.max_wait_ms
 runtime = Runtime(app, settings, metrics)
 health = HealthChecker(
-    probes={"redis": runtime.redis_probe, "kafka": runtime.kafka_probe}, metrics=metrics, describe=runtime.describe
+    probes={"redis": runtime.redis_probe, "kafka": runtime.kafka_probe}, metrics=metrics,
+    engine_ready=runtime.ready, describe=runtime.describe,
 )
 app.subscribe(app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw"))
 

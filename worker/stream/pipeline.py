@@ -24,12 +24,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence, cast
 
 import redis.exceptions
 
 from schemas.decode import decode
+from schemas.encounter import Encounter
 from schemas.errors import ContractError, FieldError
+from schemas.observation import Observation
 from worker.stream import outputs
 from worker.stream.messages import OutRecord, RawMessage
 from worker.scoring.engine import BatchOutcome, InputEvent
@@ -170,22 +172,23 @@ class BatchPipeline:
         for message in batch:
             kind = self.input_kinds[message.topic]
             try:
-                observations = decode(kind, message.value or b"", max_bytes=self.max_message_bytes, now=now)
-                self._check_key(message, observations)
+                items = decode(kind, message.value or b"", max_bytes=self.max_message_bytes, now=now)
+                self._check_key(message, items)
             except ContractError as exc:
                 rejected.append(self._dead_letter(message, exc.to_list(), "decode"))
                 continue
-            events = [InputEvent(o, message.topic, message.partition, message.offset, message.timestamp) for o in observations]
+            events = [InputEvent(i, message.topic, message.partition, message.offset, message.timestamp) for i in items]
             decoded.append(_Decoded(message, events))
         return decoded, rejected
 
     @staticmethod
-    def _check_key(message: RawMessage, observations: Sequence[Any]) -> None:
+    def _check_key(message: RawMessage, items: Sequence[Observation | Encounter]) -> None:
         """The Kafka key must be the patient id: it decides the partition, and one partition
-        (so one worker) must own all of a patient's events or their states would diverge."""
+        (so one worker) must own all of a patient's events — observations and encounters
+        alike — or their states would diverge."""
         key = message.key.decode("utf-8", "replace") if message.key is not None else None
-        for obs in observations:
-            if obs.patient_id != key:
+        for item in items:
+            if item.patient_id != key:
                 raise ContractError([FieldError("key", "must equal patient_id (it decides the partition)", key)])
 
     def _dead_letter(self, message: RawMessage, errors: list[dict[str, Any]], stage: str) -> OutRecord:
@@ -320,6 +323,7 @@ class BatchPipeline:
             m.events.labels(topic=topic, outcome="scored").inc(count)
         for topic, count in Counter(e.topic for e in outcome.duplicates).items():
             m.events.labels(topic=topic, outcome="duplicate").inc(count)
+        self._account_encounters(outcome.encounters)
         observe = m.end_to_end_seconds.observe
         for scored in outcome.scored:
             if scored.event.kafka_ts is not None:
@@ -333,5 +337,27 @@ class BatchPipeline:
                 })
         m.resident_patients.set(self.engine.resident)
 
+    def _account_encounters(self, applied: Sequence[InputEvent]) -> None:
+        """Applied encounters by topic, and admissions, transfers and discharges by unit kind
+        or disposition (never by patient)."""
+        m = self.metrics
+        for topic, count in Counter(e.topic for e in applied).items():
+            m.events.labels(topic=topic, outcome="applied").inc(count)
+        encounters = [cast(Encounter, e.item) for e in applied]
+        for (kind, label), count in Counter(_encounter_label(e) for e in encounters).items():
+            if kind == "admission":
+                m.admissions.labels(unit=label).inc(count)
+            elif kind == "transfer":
+                m.transfers.labels(unit=label).inc(count)
+            else:
+                m.discharges.labels(disposition=label).inc(count)
+
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), timezone.utc)
+
+
+def _encounter_label(encounter: Encounter) -> tuple[str, str]:
+    """(kind, its metric label): the unit kind of an admission or transfer, the disposition of
+    a discharge; "unknown" where the feed did not say."""
+    label = encounter.disposition if encounter.kind == "discharge" else encounter.unit
+    return encounter.kind, label or "unknown"
