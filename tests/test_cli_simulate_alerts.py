@@ -1,36 +1,31 @@
 """`vitalwatch simulate` and `vitalwatch alerts` against the real Tansu broker.
 
-The simulator must deliver every event of its cohort, keyed by patient, stamped so that the
-worker's own validation (future-timestamp check included) accepts every one of them; the
-alerts follower must print valid alerts readably and step over records that are not alerts.
+The simulator must deliver every event of its cohort (observations and encounters), keyed by
+patient, stamped so that the worker's own validation (future-timestamp check included) accepts
+every one of them; the alerts follower must print valid alerts readably and step over records
+that are not alerts.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
+from models.datasets.encounters import time_field
+from models.datasets.events import SimEvent
 from models.datasets.simulator import simulate_cohort
 from schemas.decode import decode
+from tests.topic_records import read_all
 from worker.cli import main
-from worker.tools.feed import STAMP_MARGIN_S, Timeline, shift_stamp
+from worker.tools.feed import STAMP_MARGIN_S, Timeline, events_to_send, first_observation_ts, shift_stamp, shifted_payload
 from worker.tools.embedded import EmbeddedBroker
 
-
-def _read_all(bootstrap: str, topics: list[str]) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or {0})]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        return list(consumer)
-    finally:
-        consumer.close()
+INPUTS = ("vitals", "labs", "encounters")
 
 
 @pytest.fixture
@@ -49,15 +44,16 @@ def test_simulate_publishes_every_event_keyed_and_acceptable_to_the_worker(
                  "--as-fast-as-possible", "--bootstrap", broker.bootstrap]) == 0
     now = time.time()
 
-    records = _read_all(broker.bootstrap, [topic_env["vitals"], topic_env["labs"]])
-    expected = {e.payload["event_id"]: p.patient_id for p in cohort for e in p.events}
+    records = read_all(broker.bootstrap, [topic_env[kind] for kind in INPUTS])
+    expected = {e.payload["event_id"]: p.patient_id for p in cohort for e in p.feed()}
     assert len(records) == len(expected)
-    kinds = {topic_env["vitals"]: "vitals", topic_env["labs"]: "labs"}
+    kinds = {topic_env[kind]: kind for kind in INPUTS}
+    assert {kinds[r.topic] for r in records} == set(INPUTS)
     stamps = []
     for record in records:
-        observations = decode(kinds[record.topic], record.value, now=now)  # raises on a future stamp
-        assert record.key.decode() == observations[0].patient_id == expected[observations[0].event_id]
-        stamps.append(observations[0].observed_ts)
+        [item] = decode(kinds[record.topic], record.value, now=now)  # raises on a future stamp
+        assert record.key.decode() == item.patient_id == expected[item.event_id]
+        stamps.append(item.occurred_ts if kinds[record.topic] == "encounters" else item.observed_ts)
     # As fast as possible: the whole stay lies in the past, the newest a few seconds ago.
     assert now - 120 < max(stamps) <= now - STAMP_MARGIN_S + 1
 
@@ -69,11 +65,12 @@ def test_simulate_paced_never_stamps_ahead_of_the_send_time(broker: EmbeddedBrok
                  "--speed", "36000", "--duration", "2", "--bootstrap", broker.bootstrap]) == 0
     assert time.monotonic() - started >= 1.5  # paced, not dumped
 
-    records = _read_all(broker.bootstrap, [topic_env["vitals"], topic_env["labs"]])
-    assert len(records) > 10
+    records = read_all(broker.bootstrap, [topic_env[kind] for kind in INPUTS])
+    assert len(records) > 10 and any(r.topic == topic_env["encounters"] for r in records)
     for record in records:
-        observed = datetime.fromisoformat(orjson.loads(record.value)["observed_at"]).timestamp()
-        assert observed <= record.timestamp / 1000 - STAMP_MARGIN_S + 1
+        payload = orjson.loads(record.value)
+        stamped = datetime.fromisoformat(payload[time_field(payload)]).timestamp()
+        assert stamped <= record.timestamp / 1000 - STAMP_MARGIN_S + 1
 
 
 def test_timeline_keeps_simulated_spacing_and_pins_the_right_end() -> None:
@@ -88,6 +85,28 @@ def test_timeline_keeps_simulated_spacing_and_pins_the_right_end() -> None:
 def test_shift_stamp_keeps_the_offset_of_the_source() -> None:
     assert shift_stamp("2026-01-05T00:42:01Z", 3600) == "2026-01-05T01:42:01Z"
     assert shift_stamp("2026-01-05T01:42:01+01:00", -60) == "2026-01-05T01:41:01+01:00"
+
+
+T = datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()
+ADMITTED = SimEvent("encounters", {"kind": "admission", "patient_id": "b", "admitted_at": "2026-01-04T14:00:00Z"}, T - 10 * 3600)
+SEEN = SimEvent("vitals", {"patient_id": "b", "observed_at": "2026-01-05T00:00:00Z", "heart_rate": 80}, T)
+LATER = SimEvent("vitals", {"patient_id": "b", "observed_at": "2026-01-05T02:00:00Z", "heart_rate": 82}, T + 2 * 3600)
+LEFT = SimEvent("encounters", {"kind": "discharge", "patient_id": "b", "discharged_at": "2026-01-05T03:00:00Z"}, T + 3 * 3600)
+
+
+def test_each_kind_of_payload_is_moved_by_its_own_time_field() -> None:
+    assert orjson.loads(shifted_payload(ADMITTED, 60))["admitted_at"] == "2026-01-04T14:01:00Z"
+    assert orjson.loads(shifted_payload(LEFT, -60))["discharged_at"] == "2026-01-05T02:59:00Z"
+    moved = orjson.loads(shifted_payload(SEEN, 3600))
+    assert moved == {"patient_id": "b", "observed_at": "2026-01-05T01:00:00Z", "heart_rate": 80}
+
+
+def test_pacing_starts_at_the_first_observation_not_at_an_earlier_admission() -> None:
+    events = [ADMITTED, SEEN, LATER, LEFT]
+    assert first_observation_ts(events) == T and first_observation_ts([ADMITTED]) == ADMITTED.observed_ts
+    assert events_to_send(events, speed=3600, duration_s=2) == [ADMITTED, SEEN, LATER]  # 2 h after the first observation
+    timeline = Timeline.plan(first_observation_ts(events), LEFT.observed_ts, speed=3600, wall_start=0.0, now=T)
+    assert timeline.due(ADMITTED.observed_ts) < 0 == timeline.due(SEEN.observed_ts)  # the admission goes at once
 
 
 def _alert(patient_id: str, level: str, previous: str) -> dict[str, Any]:

@@ -107,3 +107,33 @@ def test_plain_display_prints_each_new_alert_once(capsys: pytest.CaptureFixture[
     assert [line.split("  ")[1] for line in lines if line.startswith("alert: ")] == ["p1", "p2"]
     summaries = [line for line in lines if line.startswith("[")]
     assert len(summaries) == 1 and summaries[0].startswith("[    0 s] 0 events published, 0 scored, 1 alerts")
+
+
+def _encounter(patient: str, kind: str, **fields: str) -> bytes:
+    return orjson.dumps({"event_id": f"{patient}-{kind}", "patient_id": patient, "kind": kind, **fields})
+
+
+def test_encounters_place_patients_on_units_and_a_discharge_takes_them_off_the_table() -> None:
+    board = WardBoard()
+    for role, value in [
+        ("encounter", _encounter("p1", "admission", unit="ward")), ("score", _score("p1", 0.9, "high", 7)),
+        ("encounter", _encounter("p1", "transfer", unit="icu")),
+        ("encounter", _encounter("p2", "admission")), ("score", _score("p2", 0.3, "none", 1)),
+        ("encounter", _encounter("p3", "admission", unit="ward")), ("score", _score("p3", 0.5, "medium", 3)),
+        ("encounter", _encounter("p3", "discharge", disposition="died")),
+        ("encounter", b"{}"), ("encounter", _encounter("p4", "readmission")),
+    ]:
+        board.fold(role, value)
+
+    assert board.published == 0  # encounters are not events the worker scores
+    assert board.encounters == {"admission": 3, "transfer": 1, "discharge": 1} and board.unreadable == 2
+    assert {r.patient_id: (r.unit, r.left) for r in board.patients.values()} == {
+        "p1": ("icu", ""), "p2": ("", ""), "p3": ("ward", "died"),
+    }
+    assert [row.patient_id for row in board.sickest(5)] == ["p1", "p2"]
+    line = summary_line(board, Latency())
+    assert "5 encounters (3 admissions, 1 transfers, 1 discharges), 3 patients (1 discharged), 2 unreadable;" in line
+    out = io.StringIO()
+    Console(file=out, width=200, force_terminal=False).print(render(board, Latency(), "status"))
+    text = out.getvalue()
+    assert "Sickest 15 of 2 patients in hospital" in text and "icu" in text and "p3" not in text

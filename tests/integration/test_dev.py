@@ -87,6 +87,38 @@ def test_dev_with_the_demo_dataset_replays_real_stays_instead_of_simulating(redi
 
 
 @pytest.mark.integration
+def test_dev_with_physionet2019_replays_the_set_a_fixtures_on_the_board(redis_url: str) -> None:
+    fixtures = REPO / "tests" / "fixtures" / "physionet2019"
+    code, output = _run_dev(
+        ["--dataset", "physionet2019", "--psv-dir", str(fixtures), "--seconds", "4", "--patients", "5"], _dev_env(redis_url), 180
+    )
+
+    assert code == 0, output
+    summary = _summary(output)
+    assert summary["scored"] > 0 and summary["patients"] == 5 and summary["dead letters"] == 0, summary
+    children = _stopped_children(output)
+    assert "replay" in children and "simulator" not in children, output
+    _assert_gone(children)
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--dataset", "physionet2019"], "--dataset physionet2019 needs --psv-dir"),
+        (["--dataset", "physionet2019", "--psv-dir", "/nonexistent-psv"], "not a directory of PhysioNet/CinC 2019 .psv files"),
+        (["--psv-dir", "/tmp"], "--clif-dir and --psv-dir need --dataset"),
+    ],
+)
+def test_dev_refuses_a_psv_replay_it_could_not_read_before_starting_anything(
+    args: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from worker.cli import main
+
+    assert main(["dev", *args]) == 2
+    assert problem in capsys.readouterr().err
+
+
+@pytest.mark.integration
 def test_dev_reports_a_crashed_worker_and_stops_the_rest(redis_url: str, tmp_path: Path) -> None:
     env = _dev_env(redis_url) | {"VITALWATCH_CHECKPOINT": str(tmp_path)}  # exists, holds no model
 

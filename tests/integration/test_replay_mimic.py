@@ -1,6 +1,7 @@
 """A real MIMIC-IV demo hospitalisation through `vitalwatch replay`, the real broker, a real
-worker subprocess and Redis: every event scored once, in the stay's own order, with the NEWS2
-a nurse would chart from the raw CLIF rows."""
+worker subprocess and Redis: every observation scored once, in the stay's own order, with the
+NEWS2 a nurse would chart from the raw CLIF rows; its admission, transfer and discharge on the
+encounters topic."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from tests.integration.conftest import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-#: A 13-hour ICU stay ending in death (27 events: 23 vitals sets, 4 lab panels), with GCS and
-#: oxygen charted; replayed in about four seconds.
+#: An 18-hour stay ending in death: 31 observations (23 vitals sets, 8 lab results: blood gases
+#: and coagulation from 04:26, before the ICU) with GCS and oxygen charted, and 3 encounters
+#: (admitted 02:20 from the ED, to the ICU at 07:51, died 20:30); replayed in about five seconds.
 HOSPITALIZATION = "24470193"
-EVENTS = 27
+EVENTS = 31
+ENCOUNTERS = 3
 SPEED = 12_000
 
 #: NEWS2 checked by hand from the demo's clif_vitals / clif_respiratory_support /
@@ -49,7 +52,7 @@ def test_replayed_demo_stay_is_scored_in_order_with_hand_checked_news2(start_wor
         cwd=REPO, env={**os.environ, **worker_env}, capture_output=True, text=True, timeout=60,
     )
     assert replay.returncode == 0, replay.stdout + replay.stderr
-    assert f"1 hospitalisations, {EVENTS} events" in replay.stdout
+    assert f"1 stays, {EVENTS + ENCOUNTERS} events" in replay.stdout
 
     reader = read_output(topics["risk_scores"])
     scores = reader.until(lambda r: len(r) >= EVENTS, 60, [worker])
@@ -71,4 +74,8 @@ def test_replayed_demo_stay_is_scored_in_order_with_hand_checked_news2(start_wor
     news2 = {t: s["news2"] for t, s in vitals}
     assert {t: news2[t] for t in HAND_CHECKED_NEWS2} == HAND_CHECKED_NEWS2
     assert read_output(topics["dead_letters"]).poll() == []
+    encounters = read_output(topics["encounters"]).until(lambda r: len(r) >= ENCOUNTERS, 10)
+    assert [(e["kind"], e.get("unit"), e.get("disposition")) for e in encounters] == [
+        ("admission", None, None), ("transfer", "icu", None), ("discharge", None, "died"),
+    ]
     print(f"{EVENTS} real events replayed and scored in {time.monotonic() - started:.1f} s")

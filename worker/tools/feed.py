@@ -1,9 +1,9 @@
 """Publishing time-ordered events to the input topics in accelerated time.
 
-`vitalwatch simulate` (simulated patients) and `vitalwatch replay` (real CLIF stays) differ
-only in where their events come from; both are fed to the worker the way a hospital's
-interface engine would send them: vitals.v1 / labs.v1 JSON keyed by patient id, with
-kafka-python (batched, acks=all), paced and stamped by this module.
+`vitalwatch simulate` (simulated patients) and `vitalwatch replay` (real CLIF or PhysioNet
+stays) differ only in where their events come from; both are fed to the worker the way a
+hospital's interface engine would send them: vitals.v1 / labs.v1 / encounters.v1 JSON keyed by
+patient id, with kafka-python (batched, acks=all), paced and stamped by this module.
 
 Time: ``speed`` X plays X seconds of hospital time per wall second; 0 sends as fast as the
 broker takes them. The worker rejects observations stamped more than five minutes in the
@@ -11,6 +11,11 @@ future, and the model reads the real gaps between observations, so payload times
 their spacing but the whole timeline is shifted into the past: the last event sent is stamped
 a few seconds before the moment it is sent, every earlier one further back. At speed 1 that
 is live time; faster, it replays the recent past at X times real speed.
+
+The pacing starts at the first observation: a stay's admission may come hours before anything
+is charted (a ward or ED stay before the ICU), and waiting those hours out would only delay
+the scores. Encounters before the first observation are sent at once, stamped at their own
+(earlier) times, so the worker learns each stay's context with the real intervals.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import orjson
 
+from models.datasets.encounters import time_field
+
 if TYPE_CHECKING:
-    from models.datasets.simulator import SimEvent
+    from models.datasets.events import SimEvent
     from worker.operations.config import Settings
 
 #: Seconds by which the newest timestamp trails the wall clock, so clock skew between this
@@ -92,7 +99,8 @@ class Timeline:
         return cls(sim_start, wall_start, speed, math.floor(first_stamp - sim_start))
 
     def due(self, observed_ts: float) -> float:
-        """Monotonic time at which the event is to be sent (its own time, scaled)."""
+        """Monotonic time at which the event is to be sent (its own time, scaled; at once for
+        an event before ``sim_start``)."""
         if self.speed == 0:
             return self.wall_start
         return self.wall_start + (observed_ts - self.sim_start) / self.speed
@@ -105,14 +113,21 @@ def shift_stamp(stamp: str, seconds: int) -> str:
 
 
 def shifted_payload(event: "SimEvent", shift_s: int) -> bytes:
-    return orjson.dumps({**event.payload, "observed_at": shift_stamp(event.payload["observed_at"], shift_s)})
+    """The payload with its time field (observed_at, or an encounter's admitted_at, ...) moved."""
+    field = time_field(event.payload)
+    return orjson.dumps({**event.payload, field: shift_stamp(event.payload[field], shift_s)})
+
+
+def first_observation_ts(events: Sequence["SimEvent"]) -> float:
+    """Where pacing starts: the first observation's time (the first event's when there is none)."""
+    return next((e.observed_ts for e in events if e.topic != "encounters"), events[0].observed_ts)
 
 
 def events_to_send(events: Sequence["SimEvent"], speed: float, duration_s: float | None) -> Sequence["SimEvent"]:
     """The prefix of time-ordered events that a paced run of ``duration_s`` can reach."""
     if not events or duration_s is None or speed == 0:
         return events
-    horizon = events[0].observed_ts + duration_s * speed
+    horizon = first_observation_ts(events) + duration_s * speed
     end = next((i for i, e in enumerate(events) if e.observed_ts > horizon), len(events))
     return events[:end]
 
@@ -200,10 +215,10 @@ def feed(name: str, settings: "Settings", events: Sequence["SimEvent"], speed: f
         flush=True,
     )
     start = time.monotonic()
-    timeline = Timeline.plan(events[0].observed_ts, events[-1].observed_ts, speed, start, time.time())
+    timeline = Timeline.plan(first_observation_ts(events), events[-1].observed_ts, speed, start, time.time())
     progress = Progress(name)
     deadline = start + duration_s if duration_s else None
-    topics = {"vitals": settings.topic_vitals, "labs": settings.topic_labs}
+    topics = {"vitals": settings.topic_vitals, "labs": settings.topic_labs, "encounters": settings.topic_encounters}
     stop = threading.Event()
     try:
         with signals_handled(stop):

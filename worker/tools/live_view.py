@@ -3,6 +3,8 @@
 The board is built only from what the worker publishes (risk-scores, alerts, dead-letters) and
 what reached the input topics, read back with a kafka-python follower — the same view any
 downstream consumer has, so the demo proves the contracts rather than peeking into the worker.
+The encounters topic says where each patient is (ward, step-down, ICU) and who has left: a
+discharged patient leaves the board's table, as from a ward's.
 The end-to-end latency comes from the worker's own Prometheus histogram, because only the
 worker knows when a batch's outputs were acknowledged.
 
@@ -30,7 +32,8 @@ from rich.text import Text
 from schemas.outputs import LEVELS
 from worker.tools.alert_text import MalformedAlert, format_alert, read_alert
 
-Role = Literal["input", "score", "alert", "dead_letter"]
+Role = Literal["input", "encounter", "score", "alert", "dead_letter"]
+ENCOUNTER_KINDS: tuple[str, ...] = ("admission", "transfer", "discharge")
 
 #: Rows of the board on a terminal: the sickest patients first.
 BOARD_ROWS = 15
@@ -55,6 +58,8 @@ class PatientRow:
     events: int = 0
     observed_at: str = ""
     last_alert: str = ""
+    unit: str = ""  # ward, step_down or icu, as the encounters say; "" while unknown
+    left: str = ""  # after a discharge: its disposition ("home", "died", ...) or "discharged"
 
 
 @dataclass
@@ -62,7 +67,8 @@ class WardBoard:
     """Everything read back from the topics so far."""
 
     patients: dict[str, PatientRow] = field(default_factory=dict)
-    published: int = 0
+    published: int = 0  # observations (input events the worker scores); encounters are counted apart
+    encounters: Counter = field(default_factory=Counter)
     scored: int = 0
     dead_letters: int = 0
     unreadable: int = 0
@@ -73,6 +79,8 @@ class WardBoard:
         """Take one record of the given role into account."""
         if role == "input":
             self.published += 1
+        elif role == "encounter":
+            self._encounter(value)
         elif role == "dead_letter":
             self.dead_letters += 1
         elif role == "score":
@@ -92,6 +100,23 @@ class WardBoard:
         row.events += 1
         self.scored += 1
 
+    def _encounter(self, value: bytes | None) -> None:
+        """Where the patient is now, or that they left (the worker validates; this only reads)."""
+        try:
+            record = orjson.loads(value or b"")
+            kind, patient_id = record["kind"], record["patient_id"]
+            if kind not in ENCOUNTER_KINDS or not isinstance(patient_id, str):
+                raise ValueError(kind)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            self.unreadable += 1
+            return
+        self.encounters[kind] += 1
+        row = self.patients.setdefault(patient_id, PatientRow(patient_id))
+        if kind == "discharge":
+            row.left = record.get("disposition") or "discharged"
+        else:
+            row.unit, row.left = record.get("unit") or row.unit, ""
+
     def _alert(self, value: bytes | None) -> None:
         try:
             alert = read_alert(value)
@@ -103,8 +128,12 @@ class WardBoard:
         row = self.patients.setdefault(alert.patient_id, PatientRow(alert.patient_id))
         row.last_alert = f"{alert.previous_level} → {alert.level}"
 
+    def in_hospital(self) -> list[PatientRow]:
+        """Every patient not discharged."""
+        return [row for row in self.patients.values() if not row.left]
+
     def sickest(self, n: int) -> list[PatientRow]:
-        return sorted(self.patients.values(), key=lambda r: (-LEVELS.index(r.level), -r.risk))[:n]
+        return sorted(self.in_hospital(), key=lambda r: (-LEVELS.index(r.level), -r.risk))[:n]
 
 
 @dataclass(frozen=True)
@@ -170,12 +199,22 @@ def _alert_counts(alerts: Mapping[str, int]) -> str:
     return f"{sum(alerts.values())} alerts" + (f" ({parts})" if parts else "")
 
 
+def _encounter_counts(encounters: Mapping[str, int]) -> str:
+    if not encounters:
+        return ""
+    parts = ", ".join(f"{encounters[kind]} {kind}s" for kind in ENCOUNTER_KINDS if encounters.get(kind))
+    return f"{sum(encounters.values())} encounters ({parts}), "
+
+
 def summary_line(board: WardBoard, latency: Latency) -> str:
     """One line with the counters: the plain-output progress line and the closing summary."""
     unreadable = f", {board.unreadable} unreadable" if board.unreadable else ""
+    left = len(board.patients) - len(board.in_hospital())
+    discharged = f" ({left} discharged)" if left else ""
     return (
         f"{board.published} events published, {board.scored} scored, {_alert_counts(board.alerts)}, "
-        f"{board.dead_letters} dead letters, {len(board.patients)} patients{unreadable}; {latency.text()}"
+        f"{board.dead_letters} dead letters, {_encounter_counts(board.encounters)}"
+        f"{len(board.patients)} patients{discharged}{unreadable}; {latency.text()}"
     )
 
 
@@ -188,14 +227,14 @@ def _clock(stamp: str) -> str:
 
 def render(board: WardBoard, latency: Latency, status: str) -> RenderableType:
     """The terminal view: status, counters, the sickest patients, the latest alerts."""
-    table = Table(title=f"Sickest {BOARD_ROWS} of {len(board.patients)} patients", expand=True)
-    for column, justify in (("patient", "left"), ("risk", "right"), ("level", "left"), ("NEWS2", "right"),
-                            ("events", "right"), ("observed (UTC)", "left"), ("last alert", "left")):
+    table = Table(title=f"Sickest {BOARD_ROWS} of {len(board.in_hospital())} patients in hospital", expand=True)
+    for column, justify in (("patient", "left"), ("unit", "left"), ("risk", "right"), ("level", "left"),
+                            ("NEWS2", "right"), ("events", "right"), ("observed (UTC)", "left"), ("last alert", "left")):
         table.add_column(column, justify=justify)
     for row in board.sickest(BOARD_ROWS):
         style = LEVEL_STYLE.get(row.level, "")
         table.add_row(
-            row.patient_id, f"{row.risk:.2f}", Text(row.level, style=style), str(row.news2),
+            row.patient_id, row.unit or "?", f"{row.risk:.2f}", Text(row.level, style=style), str(row.news2),
             str(row.events), _clock(row.observed_at), row.last_alert,
         )
     alerts = Text("\n".join(board.recent_alerts) or "no alerts yet", style="" if board.recent_alerts else "dim")

