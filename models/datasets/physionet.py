@@ -65,7 +65,7 @@ from models.datasets.series import IcuType, PatientSeries, context_until, horizo
 from models.datasets.events import SimEvent, side_by_side
 from schemas.canonical import FIO2_PERCENT_HIGH, FIO2_PERCENT_LOW, ROOM_AIR_FIO2
 from schemas.decode import decode
-from schemas.encounter import AGE_HIGH, AGE_LOW, Sex
+from schemas.encounter import AGE_HIGH, AGE_LOW, Encounter, Sex
 from schemas.errors import ContractError
 from schemas.variables import BY_NAME, VARIABLE_INDEX, VARIABLES
 
@@ -311,20 +311,22 @@ def _context(rows: np.ndarray, column: dict[str, int], rejected: Counter[str]) -
         given = rows[:, column[name]][~np.isnan(rows[:, column[name]])]
         return float(given[0]) if given.size else math.nan
 
-    def kept(name: str, value: float, plausible: bool) -> bool:
-        if not math.isnan(value) and not plausible:
-            rejected[name] += 1
+    def usable(name: str, value: float, plausible: bool) -> bool:
+        """Whether ``value`` was given and is plausible; a given, implausible one is counted."""
+        if math.isnan(value):
             return False
-        return not math.isnan(value)
+        if not plausible:
+            rejected[name] += 1
+        return plausible
 
     age, gender, admission = first(AGE_COLUMN), first(GENDER_COLUMN), first(HOSPITAL_ADMISSION_COLUMN)
-    units = {name: first(name) for name in ICU_COLUMNS}
-    in_icu = [ICU_COLUMNS[name] for name, flag in units.items() if kept(name, flag, flag in (0.0, 1.0)) and flag == 1.0]
+    flags = {name: first(name) for name in ICU_COLUMNS}
+    in_icu = [ICU_COLUMNS[name] for name, flag in flags.items() if usable(name, flag, flag in (0.0, 1.0)) and flag == 1.0]
     return _Context(
-        age=age if kept(AGE_COLUMN, age, AGE_LOW <= age <= AGE_HIGH) else None,
-        sex=GENDERS[gender] if kept(GENDER_COLUMN, gender, gender in GENDERS) else None,
+        age=age if usable(AGE_COLUMN, age, AGE_LOW <= age <= AGE_HIGH) else None,
+        sex=GENDERS[gender] if usable(GENDER_COLUMN, gender, gender in GENDERS) else None,
         icu_type=in_icu[0] if len(in_icu) == 1 else None,
-        hospital_admission_h=admission if not math.isnan(admission) else None,
+        hospital_admission_h=None if math.isnan(admission) else admission,
     )
 
 
@@ -370,7 +372,7 @@ def _checked(path: Path, hour: float, topic: str, payload: dict[str, Any], ts: f
     return SimEvent(topic, payload, ts)  # type: ignore[arg-type]
 
 
-def _decoded_encounter(path: Path, payload: dict[str, Any]) -> Any:
+def _decoded_encounter(path: Path, payload: dict[str, Any]) -> Encounter:
     try:
         return adt.decoded(payload)
     except ContractError as exc:
