@@ -14,10 +14,11 @@ The reference pass runs the same RiskEngine in this process on the same events w
 Observations come from the vitals topic only (see test_stream_restart: cross-topic order is
 not a Kafka guarantee, so it is not a property a replay can be held to). Encounters (their
 own topic) may ride along: an admission or a transfer changes no score and no model state
-wherever it lands among the observations, so only the order of the recent event-id ring can
-differ, and the ring is compared as the set it is used as. A discharge is different — what
-is applied after it starts a new stay — so a stream sends a discharge only once its patient's
-observations are safe in Redis (tests/integration/test_encounters.py).
+wherever it lands among the observations; only the recent event-id ring, which keeps the
+newest ids in the order applied, can differ, and it is held to what any interleaving gives
+(``rings_agree``). A discharge is different — what is applied after it starts a new stay — so
+a stream sends a discharge only once its patient's observations are safe in Redis
+(``PacedStream.safe``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from models.datasets.simulator import SimEvent, interleave, simulate_cohort
 from schemas.decode import decode
 from worker.scoring.alert_policy import AlertPolicy
 from worker.scoring.engine import InputEvent, RiskEngine
-from worker.state.codec import PatientState, unpack
+from worker.state.codec import PatientState, id_hashes, unpack
 from worker.state.store import RedisStateStore
 
 #: Scores of a resumed patient equal the uninterrupted ones to float32 rounding of a batched step.
@@ -53,11 +54,46 @@ Coordinates = tuple[str, int, int]  # topic, partition, offset
 def vitals_events(count: int, *, seed: int, patients_per_100: int = 7) -> list[SimEvent]:
     """The first ``count`` vitals events, in time order, of a simulated ward big enough to
     supply them (about 19 vitals per patient, fewer for some)."""
+    return _ward(count, seed, patients_per_100, with_encounters=False)
+
+
+def ward_events(count: int, *, seed: int, patients_per_100: int = 7) -> list[SimEvent]:
+    """The first ``count`` vitals and encounters, in time order, of a simulated ward: each
+    stay's admission, its vitals, and the discharge (home, another facility, died) or ICU
+    transfer that ends it. Send it with ``PacedStream(safe=persisted_in(...))`` (see the
+    module notes on discharges)."""
+    return _ward(count, seed, patients_per_100, with_encounters=True)
+
+
+def _ward(count: int, seed: int, patients_per_100: int, *, with_encounters: bool) -> list[SimEvent]:
     patients = max(2, count * patients_per_100 // 100)
     cohort = simulate_cohort(patients, seed=seed, deteriorating_fraction=0.3)
-    events = [event for _, event in interleave(cohort) if event.topic == "vitals"]
-    assert len(events) >= count, f"{patients} patients gave only {len(events)} vitals events"
+    feed = interleave(cohort, with_encounters=with_encounters)
+    events = [event for _, event in feed if event.topic in ("vitals", "encounters")]
+    assert len(events) >= count, f"{patients} patients gave only {len(events)} events"
     return events[:count]
+
+
+def is_discharge(event: SimEvent) -> bool:
+    return event.topic == "encounters" and event.payload["kind"] == "discharge"
+
+
+#: Which patients' state in Redis covers their latest observation sent (patient -> its coordinates).
+SafeCheck = Callable[[Mapping[str, "Coordinates"]], set[str]]
+
+
+def persisted_in(redis_url: str, prefix: str) -> SafeCheck:
+    """A ``SafeCheck`` reading the worker's state under ``prefix``: a patient is safe once its
+    watermark reaches the coordinates given for it."""
+
+    def safe(latest: Mapping[str, Coordinates]) -> set[str]:
+        states = stored_states(redis_url, prefix, sorted(latest))
+        return {
+            patient for patient, (topic, partition, offset) in latest.items()
+            if patient in states and states[patient].watermark.get((topic, partition), -1) >= offset
+        }
+
+    return safe
 
 
 @dataclass
@@ -68,17 +104,27 @@ class PacedStream:
     ``allowed`` caps how many events it may have sent so far (all by default). A test that must
     inject its fault mid-stream holds the rest back and ``allow``s it after the fault: the fault
     then lands mid-stream however slowly this machine starts a worker or joins a group, instead
-    of racing a fixed-rate stream to its end."""
+    of racing a fixed-rate stream to its end.
+
+    With ``safe``, a discharge is held back (the rest of the stream goes on) until ``safe`` says
+    its patient's observations sent so far are in Redis, then sent at once: Kafka keeps no order
+    between topics, and an observation applied after its patient's discharge would open a new
+    stay (see the module notes). Nothing of a stay follows its discharge in the simulator, so
+    the reference may still apply the events in list order."""
 
     producer: KafkaProducer
     topics: Mapping[str, str]  # SimEvent.topic (vitals, labs, encounters) -> the Kafka topic it goes to
     events: Sequence[SimEvent]
     per_second: float
     allowed: int = sys.maxsize
-    sent: int = 0
+    safe: SafeCheck | None = None
+    sent: int = 0  # events of ``events`` sent or held
     coordinates: dict[str, Coordinates] = field(default_factory=dict)
     _thread: threading.Thread | None = None
     _futures: list[tuple[str, Any]] = field(default_factory=list)
+    _held: list[SimEvent] = field(default_factory=list)  # discharges waiting for ``safe``
+    _latest: dict[str, Coordinates] = field(default_factory=dict)  # patient -> its last observation sent
+    _unacked: list[tuple[str, Any]] = field(default_factory=list)  # observations sent since the last flush
 
     def start(self) -> "PacedStream":
         self._thread = threading.Thread(target=self._run, name="paced-stream", daemon=True)
@@ -92,23 +138,51 @@ class PacedStream:
     def _run(self) -> None:
         chunk = max(1, int(self.per_second / 20))
         paced_from, paced_count = time.monotonic(), 0  # the schedule restarts after a hold
-        while self.sent < len(self.events):
+        while self.sent < len(self.events) or self._held:
+            self._send_safe_discharges()
             end = min(self.sent + chunk, self.allowed, len(self.events))
             if end <= self.sent:
                 time.sleep(0.02)
                 paced_from, paced_count = time.monotonic(), self.sent
                 continue
             for event in self.events[self.sent : end]:
-                payload = event.payload
-                future = self.producer.send(
-                    self.topics[event.topic], key=payload["patient_id"].encode(), value=orjson.dumps(payload)
-                )
-                self._futures.append((payload["event_id"], future))
-            self.producer.flush()
+                if self.safe is not None and is_discharge(event):
+                    self._held.append(event)
+                else:
+                    self._send(event)
+            self._flush()
             self.sent = end
             lag = paced_from + (self.sent - paced_count) / self.per_second - time.monotonic()
             if lag > 0:
                 time.sleep(lag)
+
+    def _send(self, event: SimEvent) -> None:
+        payload = event.payload
+        future = self.producer.send(self.topics[event.topic], key=payload["patient_id"].encode(), value=orjson.dumps(payload))
+        self._futures.append((payload["event_id"], future))
+        if event.topic != "encounters":
+            self._unacked.append((payload["patient_id"], future))
+
+    def _flush(self) -> None:
+        """Wait for the broker's acks; note each patient's latest observation."""
+        self.producer.flush()
+        for patient, future in self._unacked:
+            meta = future.get(timeout=30)
+            self._latest[patient] = (meta.topic, meta.partition, meta.offset)
+        self._unacked.clear()
+
+    def _send_safe_discharges(self) -> None:
+        """Send the held discharges whose patients' observations are in Redis (or who sent none)."""
+        if not self._held:
+            return
+        waiting = {e.payload["patient_id"] for e in self._held} & set(self._latest)
+        safe = self.safe({p: self._latest[p] for p in waiting}) if waiting and self.safe is not None else set()
+        ready = [e for e in self._held if e.payload["patient_id"] in safe or e.payload["patient_id"] not in waiting]
+        for event in ready:
+            self._send(event)
+        if ready:
+            self._flush()
+            self._held = [e for e in self._held if e not in ready]
 
     def join(self, timeout_s: float) -> dict[str, Coordinates]:
         """Wait for the last event to be acknowledged; return event_id -> coordinates (of its
@@ -130,11 +204,13 @@ def produce_now(producer: KafkaProducer, topics: Mapping[str, str], events: Sequ
 
 @dataclass
 class Reference:
-    """The uninterrupted run: score per event_id, alert ids, and final state per patient."""
+    """The uninterrupted run: score per event_id, alert ids, and final state per patient, and
+    the recent-ids hashes of its encounters (to tell them from observations in a ring)."""
 
     risks: dict[str, float]
     alerts: set[str]
     states: dict[str, PatientState]
+    encounter_ids: frozenset[int] = frozenset()
 
 
 def reference_run(events: Sequence[SimEvent], coordinates: dict[str, Coordinates], redis_url: str, prefix: str) -> Reference:
@@ -167,7 +243,8 @@ async def _reference(events: Sequence[SimEvent], coordinates: dict[str, Coordina
         states = await _load_states(store, patients, engine.model_version, model)
     finally:
         await store.close()
-    return Reference(risks, alerts, states)
+    encounters = [e.payload["event_id"] for e in events if e.topic == "encounters"]
+    return Reference(risks, alerts, states, frozenset(id_hashes(encounters).tolist()))
 
 
 async def _load_states(store: RedisStateStore, patients: list[str], version: str, model: Any) -> dict[str, PatientState]:
@@ -194,8 +271,27 @@ def stored_states(redis_url: str, prefix: str, patients: list[str]) -> dict[str,
     return asyncio.run(load())
 
 
-def state_differences(actual: dict[str, PatientState], expected: dict[str, PatientState]) -> list[str]:
+def rings_agree(got: np.ndarray, want: np.ndarray, encounter_ids: frozenset[int]) -> bool:
+    """Whether two recent-id rings (oldest first, 0 empty) hold the newest ids of the same
+    observations and the same encounters, each kind in its own order, as any interleaving of
+    the two topics gives: per kind, one ring's ids are the newest of the other's."""
+    if np.count_nonzero(got) != np.count_nonzero(want):
+        return False
+    kinds = []
+    for ring in (got, want):
+        ids = [i for i in ring.tolist() if i != 0]
+        kinds.append(([i for i in ids if i not in encounter_ids], [i for i in ids if i in encounter_ids]))
+    return all(_newest_of(a, b) for a, b in zip(*kinds))
+
+
+def _newest_of(a: list[int], b: list[int]) -> bool:
+    shorter, longer = sorted((a, b), key=len)
+    return not shorter or longer[-len(shorter):] == shorter
+
+
+def state_differences(actual: dict[str, PatientState], reference: Reference) -> list[str]:
     """Every way the worker's final states differ from the reference's (empty when equal)."""
+    expected = reference.states
     problems = [f"{p}: no state in Redis" for p in expected if p not in actual]
     for patient, want in expected.items():
         got = actual.get(patient)
@@ -209,7 +305,7 @@ def state_differences(actual: dict[str, PatientState], expected: dict[str, Patie
             a, b = getattr(got, name), getattr(want, name)
             if not np.allclose(a, b, atol=TOLERANCE, rtol=0, equal_nan=True):
                 problems.append(f"{patient}: {name} differs by up to {np.nanmax(np.abs(a - b)):.2e}")
-        if set(got.recent_ids.tolist()) != set(want.recent_ids.tolist()):  # order: see the module notes
+        if not rings_agree(got.recent_ids, want.recent_ids, reference.encounter_ids):
             problems.append(f"{patient}: recent event ids differ")
         for name in ("prev_time", "cleared_ts", "age", "admitted_ts"):
             a, b = getattr(got, name), getattr(want, name)
@@ -221,12 +317,12 @@ def state_differences(actual: dict[str, PatientState], expected: dict[str, Patie
     return problems
 
 
-def wait_for_states(redis_url: str, prefix: str, expected: dict[str, PatientState], timeout_s: float = 15.0) -> list[str]:
+def wait_for_states(redis_url: str, prefix: str, expected: Reference, timeout_s: float = 15.0) -> list[str]:
     """Poll until the stored states equal the reference (the last batch's write-behind lands
     after its outputs), returning the remaining differences at the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
-        problems = state_differences(stored_states(redis_url, prefix, sorted(expected)), expected)
+        problems = state_differences(stored_states(redis_url, prefix, sorted(expected.states)), expected)
         if not problems or time.monotonic() > deadline:
             return problems
         time.sleep(0.5)

@@ -31,10 +31,10 @@ from models.datasets.simulator import SimEvent, simulate_cohort
 from schemas.encounter import sex_code, unit_code
 from tests.integration.conftest import WorkerProcess
 from tests.integration.fault_harness import (
-    Coordinates,
     PacedStream,
     all_scored,
     metric,
+    persisted_in,
     produce_now,
     reference_run,
     score_differences,
@@ -113,20 +113,6 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, alive
         time.sleep(0.2)
 
 
-def persisted(redis_url: str, prefix: str, coordinates: dict[str, Coordinates], events: dict[str, list[SimEvent]]) -> Callable[[], bool]:
-    """Whether each patient's Redis watermark covers all of ``events[patient]``."""
-
-    def check() -> bool:
-        states = stored_states(redis_url, prefix, sorted(events))
-        for patient, own in events.items():
-            topic, partition, offset = max((coordinates[e.payload["event_id"]] for e in own), key=lambda c: c[2])
-            if patient not in states or states[patient].watermark.get((topic, partition), -1) < offset:
-                return False
-        return True
-
-    return check
-
-
 def test_admissions_transfers_and_discharges_survive_kill_9_equal_to_the_reference(
     start_worker, producer, topics, read_output, redis_url, unique
 ) -> None:
@@ -150,8 +136,9 @@ def test_admissions_transfers_and_discharges_survive_kill_9_equal_to_the_referen
     assert scored_before_kill < sum(e.topic == "vitals" for e in first_phase), "the first kill must land mid-stream"
 
     # Discharge only once the stays' observations are safe (see the module notes).
-    leaving = {pid: vitals[pid][:VITALS_PER_STAY] for pid in DISCHARGED}
-    wait_until(persisted(redis_url, prefix, coordinates, leaving), 60, "the leaving patients' vitals in Redis", [worker])
+    leaving = {pid: coordinates[vitals[pid][VITALS_PER_STAY - 1].payload["event_id"]] for pid in DISCHARGED}
+    safe = persisted_in(redis_url, prefix)
+    wait_until(lambda: safe(leaving) == set(leaving), 60, "the leaving patients' vitals in Redis", [worker])
     coordinates |= produce_now(producer, topics, discharges)
     wait_until(lambda: all(s.discharged for s in stored_states(redis_url, prefix, list(DISCHARGED)).values())
                and len(stored_states(redis_url, prefix, list(DISCHARGED))) == 3, 60, "the tombstones", [worker])
@@ -174,7 +161,7 @@ def test_admissions_transfers_and_discharges_survive_kill_9_equal_to_the_referen
     alerts = {a["alert_id"] for a in read_output(topics["alerts"]).until(
         lambda r: {a["alert_id"] for a in r} >= expected.alerts, 30, [worker])}
     assert alerts == expected.alerts
-    problems = wait_for_states(redis_url, prefix, expected.states)
+    problems = wait_for_states(redis_url, prefix, expected)
     assert not problems, f"{len(problems)} state differences, e.g. {problems[:5]}"
     assert read_output(topics["dead_letters"]).poll() == []
 

@@ -1,5 +1,6 @@
-"""kill -9 the worker again and again while a ward's vitals stream in: nothing is lost, nothing
-is applied twice.
+"""kill -9 the worker again and again while a ward's vitals and encounters (admissions,
+discharges, ICU transfers) stream in: nothing is lost, nothing is applied twice, and every
+discharged patient's key is its tombstone.
 
 Each kill lands at a random moment after the worker has published something since its last
 start — mid-batch, between publish and persist, between persist and commit, or during the next
@@ -20,10 +21,11 @@ from tests.integration.fault_harness import (
     PacedStream,
     all_scored,
     metric,
+    persisted_in,
     reference_run,
     score_differences,
-    vitals_events,
     wait_for_states,
+    ward_events,
 )
 
 pytestmark = [pytest.mark.integration]
@@ -35,12 +37,13 @@ def crash_run(
 ) -> None:
     started = time.monotonic()
     rng = random.Random(seed)
-    stream_events = vitals_events(events, seed=seed)
+    stream_events = ward_events(events, seed=seed)
     scores = read_output(topics["risk_scores"])
+    prefix = f"test-{unique}:state:"
 
     worker = start_worker()
     worker.wait_ready()
-    stream = PacedStream(producer, topics, stream_events, per_second).start()
+    stream = PacedStream(producer, topics, stream_events, per_second, safe=persisted_in(redis_url, prefix)).start()
     killed_at: list[int] = []
     for _ in range(kills):
         seen = len(scores.poll())
@@ -50,9 +53,11 @@ def crash_run(
         killed_at.append(len(scores.poll()))
         worker = start_worker()
     coordinates = stream.join(timeout_s=events / per_second + 60)
-    assert killed_at[-1] < len(stream_events), "every kill must land before the stream is fully scored"
+    assert killed_at[-1] < sum(e.topic == "vitals" for e in stream_events), "every kill must land before the stream is fully scored"
 
     expected = reference_run(stream_events, coordinates, redis_url, f"ref-{unique}:state:")
+    discharged = sum(s.discharged for s in expected.states.values())
+    assert discharged and any(e.payload.get("kind") == "transfer" for e in stream_events), "the stream ends stays"
     records = scores.until(all_scored(expected.risks), 120, [worker])
     time.sleep(1.0)  # any re-published duplicate of the last batches arrives too
     records = scores.poll()
@@ -62,12 +67,12 @@ def crash_run(
     alerts = {a["alert_id"] for a in read_output(topics["alerts"]).until(
         lambda r: {a["alert_id"] for a in r} >= expected.alerts, 30, [worker])}
     assert alerts == expected.alerts, f"missing {expected.alerts - alerts}, unexpected {alerts - expected.alerts}"
-    problems = wait_for_states(redis_url, f"test-{unique}:state:", expected.states)
+    problems = wait_for_states(redis_url, prefix, expected)
     assert not problems, f"{len(problems)} state differences, e.g. {problems[:5]}"
     worker.assert_alive()
     skipped = metric(worker.metrics(), "vitalwatch_events_total", outcome="duplicate")
     print(
-        f"\n{len(stream_events)} events, {len(expected.states)} patients, {kills} kills after "
+        f"\n{len(stream_events)} events, {len(expected.states)} patients ({discharged} discharged), {kills} kills after "
         f"{killed_at} scores; {len(records)} risk-score records ({len(records) - len(expected.risks)} re-published "
         f"at-least-once duplicates), {len(alerts)} alerts, last worker skipped {skipped:.0f} redelivered events; "
         f"{time.monotonic() - started:.1f} s"

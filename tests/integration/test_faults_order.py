@@ -68,7 +68,7 @@ def test_a_late_event_is_scored_against_current_state_and_never_rewinds_time(
     assert record["observed_at"] == late.payload["observed_at"].replace("Z", "+00:00"), "reported at its own time"
     for event in events:
         assert abs(by_id[event.payload["event_id"]][0]["risk"] - expected.risks[event.payload["event_id"]]) < 1e-5
-    problems = wait_for_states(redis_url, f"test-{unique}:state:", expected.states)
+    problems = wait_for_states(redis_url, f"test-{unique}:state:", expected)
     assert not problems, problems
     state = stored_states(redis_url, f"test-{unique}:state:", ["order-bed-1"])["order-bed-1"]
     assert state.prev_time == probe.observed_ts, "time never went back: the late event did not rewind the patient"
@@ -86,6 +86,6 @@ def test_a_resent_event_id_is_applied_once(start_worker, producer, topics, read_
     assert abs(by_id["dup-probe"][0]["risk"] - expected.risks["dup-probe"]) < 1e-5, (
         "the next event scores as if the copy had never arrived"
     )
-    problems = wait_for_states(redis_url, f"test-{unique}:state:", expected.states)
+    problems = wait_for_states(redis_url, f"test-{unique}:state:", expected)
     assert not problems, problems
     assert metric(worker.metrics(), "vitalwatch_events_total", outcome="duplicate") >= 1, "the copy is counted as a duplicate"

@@ -79,7 +79,7 @@ def check_against_reference(events: list, coordinates: dict, scores: OutputReade
     records = scores.poll()
     wrong = score_differences(records, expected.risks)
     assert not wrong, f"{len(wrong)} of {len(records)} scores differ from the uninterrupted run: {wrong[:5]}"
-    problems = wait_for_states(redis_url, f"test-{unique}:state:", expected.states)
+    problems = wait_for_states(redis_url, f"test-{unique}:state:", expected)
     assert not problems, f"{len(problems)} state differences, e.g. {problems[:5]}"
     return len(records), len(expected.states)
 
