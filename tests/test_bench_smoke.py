@@ -47,3 +47,15 @@ def test_bench_reports_every_figure(tmp_path: Path) -> None:
     }
     assert all(isinstance(t["met"], bool) for t in result["targets"].values())
     assert "worker" in done.stdout  # the table was printed
+
+
+def test_workload_is_what_simulate_sends_and_outputs_are_one_per_observation() -> None:
+    from collections import Counter
+
+    from worker.bench.produce import build_workload, input_eps, scored_count
+
+    records = build_workload(400, 20)
+    kinds = Counter(r.kind for r in records)
+    assert kinds["encounters"] > 0 and kinds["vitals"] > 0, kinds
+    assert scored_count(records) == kinds["vitals"] + kinds["labs"] == 400 - kinds["encounters"]
+    assert input_eps(100.0, records) == pytest.approx(100.0 * 400 / scored_count(records))

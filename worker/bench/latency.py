@@ -1,5 +1,6 @@
-"""End-to-end latency at a steady load: Kafka timestamp of an input → broker timestamp of its
-risk score (the score is acknowledged when the broker stamps it).
+"""End-to-end latency at a steady load: Kafka timestamp of an input observation → broker
+timestamp of its risk score (the score is acknowledged when the broker stamps it; an encounter
+has no score, so it has no latency of its own).
 
 The worker gets its own input topics here (the pre-produced topic cannot be replayed at a
 pace), is warmed up until it scores (model loaded, group joined) and then fed at a fixed rate
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from worker.bench.output_watch import OutputWatch
-from worker.bench.produce import Record, produce_all, produce_paced, relabelled
+from worker.bench.produce import Record, produce_all, produce_paced, relabelled, scored_count
 from worker.bench.real_worker import worker_argv
 from worker.bench.stack import BenchStack
 
@@ -71,11 +72,12 @@ async def measure_latency(
     try:
         async with OutputWatch(stack.bootstrap, topics.scored, keep_values=True) as watch:
             await produce_all(stack.bootstrap, topics.inputs, records[:WARMUP_EVENTS])
-            if await watch.wait_for(WARMUP_EVENTS, START_S, contender.check) < WARMUP_EVENTS:
+            warmup = scored_count(records[:WARMUP_EVENTS])
+            if await watch.wait_for(warmup, START_S, contender.check) < warmup:
                 raise TimeoutError(f"the worker did not score its warm-up within {START_S:.0f} s; log {contender.log_path}")
             with collector_paused():
                 sent_at = await produce_paced(stack.bootstrap, topics.inputs, records[WARMUP_EVENTS:], rate_eps)
-                await watch.wait_for(len(records), DRAIN_S, contender.check)
+                await watch.wait_for(scored_count(records), DRAIN_S, contender.check)
             acked = watch.acknowledged_at()
     finally:
         contender.terminate()

@@ -4,7 +4,8 @@ Per event, no batching: decode, read the patient's last WINDOW events from Redis
 same checkpoint (same encoder, same LSTM size) over that window from an empty state, write
 the event back, publish a risk score. Every event pays two Redis round trips and a 24-step
 sequence through the network, where the real worker pays a share of one MGET, one write and
-one LSTM step per micro-batch.
+one LSTM step per micro-batch. Encounters are decoded and passed over (the checkpoint does not
+read the context, and a first attempt would not keep it).
 
 Run as ``python -m worker.bench.naive_worker`` with the bench's VITALWATCH_* environment;
 its throughput is read off its output topics like the real worker's.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import faust
 import numpy as np
@@ -23,11 +25,13 @@ import redis.asyncio as aioredis
 import torch
 
 from schemas.decode import decode
+from schemas.encounter import Encounter
 from schemas.errors import ContractError
 from schemas.observation import Observation
 from schemas.variables import VARIABLE_INDEX, VARIABLES
 from worker.bench.faust_process import build_app, run
 from worker.bench.output_watch import OutputWatch
+from worker.bench.produce import Record, input_eps, scored_count
 from worker.bench.stack import BenchStack
 from worker.operations.config import Settings, load_settings
 
@@ -92,11 +96,13 @@ def main() -> None:
         async for event in stream.events():
             message = event.message
             try:
-                observations = decode(kinds[message.topic], message.value or b"", now=time.time())
+                items = decode(kinds[message.topic], message.value or b"", now=time.time())
             except ContractError as exc:
                 await rejects.send(key=message.key, value=orjson.dumps({"reason": {"errors": exc.to_list()}}))
                 continue
-            for obs in observations:
+            for obs in items:
+                if isinstance(obs, Encounter):
+                    continue
                 risk = await scorer.score(obs)
                 record = {
                     "event_id": obs.event_id, "patient_id": obs.patient_id, "observed_at": obs.observed_at,
@@ -107,20 +113,23 @@ def main() -> None:
     run(app)
 
 
-async def measure_naive(stack: BenchStack, inputs: str, n_events: int, *, seconds: float, device: str, run_dir: Path) -> float:
-    """Outputs/s of the naive worker over ``seconds`` from its first output (or until it has
-    done all ``n_events``, whichever comes first): it is too slow to wait for a whole topic."""
+async def measure_naive(
+    stack: BenchStack, inputs: str, workload: Sequence[Record], *, seconds: float, device: str, run_dir: Path
+) -> float:
+    """Input events/s of the naive worker (its outputs/s, worker.bench.produce.input_eps) over
+    ``seconds`` from its first output (or until it has scored all of ``workload``, whichever
+    comes first): it is too slow to wait for a whole topic."""
     topics = stack.topics(inputs=inputs, outputs="naive")
     env = stack.env(topics, "naive", device=device, run_dir=run_dir)
     contender = stack.start_contender("naive", ["-m", "worker.bench.naive_worker"], env, run_dir)
     try:
         async with OutputWatch(stack.bootstrap, topics.scored) as watch:
             await watch.wait_first(START_S, contender.check)
-            await watch.wait_for(n_events, seconds, contender.check)
+            await watch.wait_for(scored_count(workload), seconds, contender.check)
             span = watch.span()
     finally:
         contender.terminate()
-    return span.eps
+    return input_eps(span.eps, workload)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
 """The bench's workload: simulator events, encoded once, produced to the input topics.
 
 The same simulator feeds the demo, training and the bench, so the bench measures the mix a
-ward really sends (mostly vitals, a few lab panels, some partial sets). Events are taken in
-time order across the cohort, as an interface engine would publish them, and keyed by
-patient id so each patient stays on one partition.
+ward really sends, the one `vitalwatch simulate` publishes: mostly vitals, a few lab panels,
+some partial sets, and each stay's admission and the discharge or ICU transfer that ends it.
+Events are taken in time order across the cohort, as an interface engine would publish them,
+and keyed by patient id so each patient stays on one partition.
+
+An observation gets one risk score; an encounter gets no output (nothing was measured). A
+contender measured on its outputs therefore waits for ``scored_count`` records, and its rate
+is stated in input events per second (``input_eps``), like the consumers measured on their
+inputs.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ ADMISSION_WINDOW_H = 24.0
 class Record:
     """One input record as it goes on the wire."""
 
-    kind: str  # "vitals" | "labs"
+    kind: str  # "vitals" | "labs" | "encounters"
     key: bytes
     value: bytes
     event_id: str
@@ -40,7 +46,7 @@ def build_workload(n_events: int, n_patients: int) -> list[Record]:
 
     cohort = simulate_cohort(n_patients, seed=SEED, admission_window_hours=ADMISSION_WINDOW_H)
     records: list[Record] = []
-    for _, event in interleave(cohort):
+    for _, event in interleave(cohort, with_encounters=True):
         if len(records) == n_events:
             break
         records.append(Record(
@@ -49,6 +55,19 @@ def build_workload(n_events: int, n_patients: int) -> list[Record]:
     if len(records) < n_events:
         raise ValueError(f"{n_patients} simulated patients yield only {len(records)} events; raise --patients")
     return records
+
+
+def scored_count(records: Sequence[Record]) -> int:
+    """How many output records ``records`` yield: one risk score per observation (the
+    simulator's events are all valid, so none is a dead letter), none per encounter."""
+    return sum(record.kind != "encounters" for record in records)
+
+
+def input_eps(output_eps: float, records: Sequence[Record]) -> float:
+    """Input events per second of a contender that published ``output_eps`` outputs per
+    second on ``records``: the encounters among them went through it too, unpublished."""
+    scored = scored_count(records)
+    return output_eps * len(records) / scored if scored else 0.0
 
 
 def relabelled(records: Sequence[Record], count: int) -> list[Record]:

@@ -2,8 +2,9 @@
 pre-produced topic; plus its peak RSS and the Redis bytes it keeps per patient.
 
 A worker's throughput counts only what is safe: risk-scores (and dead-letters) acknowledged by
-the broker, from the first to the last. K workers in one consumer group on the same topic give
-the scale-out figure the same way.
+the broker, from the first to the last, stated in input events per second (the encounters it
+applied without an output included: worker.bench.produce.input_eps). K workers in one consumer
+group on the same topic give the scale-out figure the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Sequence
 
 from worker.bench.output_watch import OutputWatch
 from worker.bench.processes import Contender
+from worker.bench.produce import Record, input_eps, scored_count
 from worker.bench.stack import BenchStack
 
 #: Keys sampled for MEMORY USAGE: enough for a stable mean, few enough to stay quick.
@@ -36,10 +38,11 @@ def worker_argv() -> list[str]:
 
 
 async def measure_worker(
-    stack: BenchStack, inputs: str, n_events: int, *, workers: int, device: str, run_dir: Path, phase: str,
+    stack: BenchStack, inputs: str, workload: Sequence[Record], *, workers: int, device: str, run_dir: Path, phase: str,
 ) -> WorkerRun:
-    """Start ``workers`` worker processes in one group on the ``inputs`` topic set and wait
-    until all ``n_events`` are scored (or dead-lettered)."""
+    """Start ``workers`` worker processes in one group on the ``inputs`` topic set, holding
+    ``workload``, and wait until all its observations are scored (or dead-lettered)."""
+    n_events = scored_count(workload)
     topics = stack.topics(inputs=inputs, outputs=phase)
     contenders = [
         stack.start_contender(f"{phase}-{i}", worker_argv(), stack.env(topics, phase, device=device, run_dir=run_dir), run_dir)
@@ -56,7 +59,7 @@ async def measure_worker(
         for contender in contenders:
             contender.terminate()
     state_bytes = await asyncio.to_thread(redis_bytes_per_patient, stack.redis_url, f"{stack.redis_prefix(phase)}state:")
-    return WorkerRun(span.eps, rss, state_bytes)
+    return WorkerRun(input_eps(span.eps, workload), rss, state_bytes)
 
 
 def _check_all(contenders: Sequence[Contender]) -> None:

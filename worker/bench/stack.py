@@ -27,11 +27,12 @@ SESSION_TIMEOUT_S = 6
 
 @dataclass(frozen=True)
 class Topics:
-    """Input and output topic names of one phase (the worker's six)."""
+    """Input and output topic names of one phase (the worker's seven)."""
 
     vitals: str
     labs: str
     fhir: str
+    encounters: str
     risk_scores: str
     alerts: str
     dead_letters: str
@@ -39,7 +40,7 @@ class Topics:
     @property
     def inputs(self) -> dict[str, str]:
         """Simulator topic kind -> topic name."""
-        return {"vitals": self.vitals, "labs": self.labs}
+        return {"vitals": self.vitals, "labs": self.labs, "encounters": self.encounters}
 
     @property
     def outputs(self) -> list[str]:
@@ -47,7 +48,8 @@ class Topics:
 
     @property
     def scored(self) -> list[str]:
-        """The topics with exactly one record per input event: a score or a dead-letter."""
+        """The topics with exactly one record per input observation: a score or a dead-letter
+        (an encounter has none: worker.bench.produce.scored_count)."""
         return [self.risk_scores, self.dead_letters]
 
 
@@ -91,10 +93,12 @@ class BenchStack:
         """Names for a phase reading the ``inputs`` set and writing its own ``outputs`` set."""
         names = Topics(
             vitals=f"bench-{inputs}-vitals", labs=f"bench-{inputs}-labs", fhir=f"bench-{inputs}-fhir",
-            risk_scores=f"bench-{outputs}-risk-scores", alerts=f"bench-{outputs}-alerts",
-            dead_letters=f"bench-{outputs}-dead-letters",
+            encounters=f"bench-{inputs}-encounters", risk_scores=f"bench-{outputs}-risk-scores",
+            alerts=f"bench-{outputs}-alerts", dead_letters=f"bench-{outputs}-dead-letters",
         )
-        create_topics(self.bootstrap, [names.vitals, names.labs, names.fhir, *names.outputs], partitions=PARTITIONS)
+        create_topics(
+            self.bootstrap, [names.vitals, names.labs, names.fhir, names.encounters, *names.outputs], partitions=PARTITIONS
+        )
         return names
 
     def start_contender(self, name: str, argv: Sequence[str], env: Mapping[str, str], run_dir: Path) -> Contender:
@@ -124,6 +128,7 @@ class BenchStack:
             "VITALWATCH_TOPIC_VITALS": topics.vitals,
             "VITALWATCH_TOPIC_LABS": topics.labs,
             "VITALWATCH_TOPIC_FHIR": topics.fhir,
+            "VITALWATCH_TOPIC_ENCOUNTERS": topics.encounters,
             "VITALWATCH_TOPIC_RISK_SCORES": topics.risk_scores,
             "VITALWATCH_TOPIC_ALERTS": topics.alerts,
             "VITALWATCH_TOPIC_DEAD_LETTERS": topics.dead_letters,

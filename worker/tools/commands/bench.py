@@ -117,15 +117,15 @@ async def measure(args: argparse.Namespace, device: str, stack: "BenchStack", ru
         result["bare_faust_batch_eps"] = await measure_bare_faust(stack, "main", args.events, delivery="batch", run_dir=run_dir)
     if "worker" not in skip:
         say("worker, 1 process")
-        one = await measure_worker(stack, "main", args.events, workers=1, device=device, run_dir=run_dir, phase="worker")
+        one = await measure_worker(stack, "main", workload, workers=1, device=device, run_dir=run_dir, phase="worker")
         result.update(worker_eps=one.eps, peak_rss_mb=one.peak_rss_mb, redis_bytes_per_patient=one.redis_bytes_per_patient)
     if "scaleout" not in skip and args.workers > 1:
         say(f"worker, {args.workers} processes in one group")
-        many = await measure_worker(stack, "main", args.events, workers=args.workers, device=device, run_dir=run_dir, phase="scaleout")
+        many = await measure_worker(stack, "main", workload, workers=args.workers, device=device, run_dir=run_dir, phase="scaleout")
         result["scaleout_eps"] = many.eps
     if "naive" not in skip:
         say(f"naive worker, {args.naive_seconds:g} s")
-        result["naive_eps"] = await measure_naive(stack, "main", args.events, seconds=args.naive_seconds, device=device, run_dir=run_dir)
+        result["naive_eps"] = await measure_naive(stack, "main", workload, seconds=args.naive_seconds, device=device, run_dir=run_dir)
     if "latency" not in skip and result.get("worker_eps"):
         result["latency_by_load"] = {}
         for load in args.latency_loads:
