@@ -136,7 +136,8 @@ def test_grafana_queries_only_metrics_the_worker_exports() -> None:
     used = {name for expr in exprs for name in re.findall(r"\bvitalwatch_[a-z0-9_]+", expr)}
     assert used and used <= _exported_names(), sorted(used - _exported_names())
     for family in ("events_total", "end_to_end_seconds_bucket", "batch_size_bucket", "inference_seconds_bucket",
-                   "alerts_total", "consumer_lag", "redis_errors_total"):
+                   "alerts_total", "consumer_lag", "redis_errors_total", "admissions_total", "transfers_total",
+                   "discharges_total"):
         assert f"vitalwatch_{family}" in used, f"no panel shows vitalwatch_{family}"
 
 
