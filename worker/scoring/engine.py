@@ -228,7 +228,7 @@ class RiskEngine:
         for p in unseen:
             if p in self._evicted:  # evicted while dirty, not yet written: its bytes are newest
                 stored[p] = self._evicted.pop(p)
-                self._evicted_tombstones.discard(p)  # it has new events: no longer released
+                self._evicted_tombstones.discard(p)  # _admit marks it again while it is a tombstone
                 self._dirty.add(p)
         with torch.inference_mode():
             self._admit(unseen, stored)
