@@ -154,8 +154,8 @@ def hostile_corpus(now: float) -> list[BadMessage]:
 
 def encounter_corpus(now: float) -> list[BadMessage]:
     """Every hostile message of the encounters topic (kind ``encounters``: encounters.v1 and
-    FHIR Encounters). Kept apart from hostile_corpus so that a stream test can send it once its
-    worker consumes the encounters topic (``topics["encounters"]``)."""
+    FHIR Encounters), sent on ``topics["encounters"]``; apart from hostile_corpus because the
+    unit tests of the observation decoders read that one alone."""
     return _built(_ENCOUNTER_CATEGORIES, now)
 
 
