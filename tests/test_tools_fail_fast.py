@@ -1,7 +1,9 @@
 """Every tool that talks to Kafka or Redis stops within seconds, in one line, when it cannot.
 
 Each case runs the real command in a subprocess against a loopback port where nothing listens
-(bound, read and closed again): no mock stands in for Kafka or Redis. A case holds its tool to
+(bound, read and closed again), or one that accepts connections and never answers (a listening
+socket nobody serves: the check must speak Kafka, not just reach a port): no mock stands in for
+Kafka or Redis. A case holds its tool to
 the issue's promise: a non-zero exit within ~10 s (REACH_TIMEOUT_S, plus start-up), no
 traceback, nothing of its own work done first, and one line on stderr that names the address
 it could not reach and the setting that chose it. The cases run side by side, so the file takes
@@ -38,7 +40,18 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _silent_port() -> tuple[socket.socket, int]:
+    """A loopback port that accepts TCP connections (the kernel completes them) and never says a
+    word: a port that is open but is not Kafka."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock, int(sock.getsockname()[1])
+
+
 KAFKA = f"127.0.0.1:{_closed_port()}"
+_SILENT_SOCKET, _SILENT = _silent_port()  # open for the module's lifetime
+NOT_KAFKA = f"127.0.0.1:{_SILENT}"
 REDIS = f"127.0.0.1:{_closed_port()}"
 #: Picked up by nobody: --bootstrap must win over it.
 OTHER_KAFKA = f"127.0.0.1:{_closed_port()}"
@@ -88,6 +101,11 @@ CASES: dict[str, Case] = {
     "simulate, --bootstrap": Case(
         ("simulate", "--patients", "3", "--bootstrap", KAFKA), _env(),
         f"vitalwatch simulate: cannot reach Kafka at {KAFKA} (set by --bootstrap) within 10 s",
+    ),
+    # Connects, but no broker answers: the whole bound is waited out, then the same line.
+    "simulate, a port that is not Kafka": Case(
+        ("simulate", "--patients", "3", "--bootstrap", NOT_KAFKA), _env(),
+        f"vitalwatch simulate: cannot reach Kafka at {NOT_KAFKA} (set by --bootstrap) within 10 s",
     ),
     # The demo's conversion takes ~10 s more: the check must come before it (see the elapsed time).
     "replay, environment": Case(

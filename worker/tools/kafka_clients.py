@@ -11,6 +11,7 @@ otherwise block for long (bootstrap 30 s, a producer's metadata wait and full bu
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any, Iterable
 
@@ -39,12 +40,33 @@ def check_reachable(settings: Settings, bootstrap_flag: str | None) -> None:
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    setting = chosen_by(f"{ENV_PREFIX}KAFKA_BOOTSTRAP", "--bootstrap" if bootstrap_flag else None)
+    if not _any_listening(settings.kafka_bootstrap, REACH_TIMEOUT_S):
+        raise cannot_reach("Kafka", settings.kafka_bootstrap, setting)
     try:
         admin = KafkaAdminClient(**client_options(settings), client_id="vitalwatch-tools")
     except KafkaError as exc:
-        setting = chosen_by(f"{ENV_PREFIX}KAFKA_BOOTSTRAP", "--bootstrap" if bootstrap_flag else None)
         raise cannot_reach("Kafka", settings.kafka_bootstrap, setting) from exc
     admin.close()
+
+
+def _any_listening(bootstrap: str, timeout_s: float) -> bool:
+    """Whether some bootstrap address accepts a TCP connection within ``timeout_s`` (all of
+    them together). kafka-python retries a refused or unresolvable address until its deadline;
+    no such address can turn into a broker in the meantime, so the tool says so at once instead
+    of waiting the bound out. One that listens still has to speak Kafka (the check above)."""
+    deadline = time.monotonic() + timeout_s
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=remaining):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
