@@ -71,10 +71,15 @@ def test_a_septic_stay_is_mapped_to_catalogue_variables_with_the_event_six_hours
     series = load_psv_file(write_psv(tmp_path / "p000009.psv", rows), horizon_hours=12.0)
 
     assert series.patient_id == "p000009"
-    assert series.ts.tolist() == [T0 + h * HOUR for h in (1, 2, 3, 4, 5)]
+    # One row per message a replay sends: hour 2 is its labs, then its vital signs, 0 h apart.
+    assert series.ts.tolist() == [T0 + h * HOUR for h in (1, 2, 2, 3, 4, 5)]
+    is_lab = np.array([v.kind == "lab" for v in VARIABLES])
+    measured = ~np.isnan(series.values)
+    assert [bool(row[is_lab].any()) for row in measured] == [False, True, False, False, False, False]
+    assert not measured[1][~is_lab].any() and not measured[2][is_lab].any()
     assert series.event_at == T0 + (3 + 6) * HOUR
-    assert series.labels.tolist() == [1.0] * 5  # every hour lies within 12 h of the event
-    assert column(series, "heart_rate") == [88, 92, 104, 111, 118]
+    assert series.labels.tolist() == [1.0] * 6  # every hour lies within 12 h of the event
+    assert column(series, "heart_rate") == pytest.approx([88, math.nan, 92, 104, 111, 118], nan_ok=True)
     assert column(series, "temperature")[0] == pytest.approx(37.1)
     assert [column(series, name)[0] for name in ("spo2", "sbp", "map", "dbp", "resp_rate")] == [97, 121, 85, 67, 18]
     labs = {name: column(series, name)[1] for name in (
@@ -83,9 +88,9 @@ def test_a_septic_stay_is_mapped_to_catalogue_variables_with_the_event_six_hours
                                   "bilirubin": 0.9, "potassium": 4.4, "glucose": 141, "hemoglobin": 10.2})
     assert column(series, "etco2")[0] == 35
     assert column(series, "bilirubin_direct")[1] == pytest.approx(0.3) and column(series, "bun")[1] == 22
-    assert np.isnan(column(series, "on_oxygen")[1])  # no FiO2 charted that hour: not measured
-    assert [column(series, "on_oxygen")[i] for i in (0, 2, 3)] == [0.0, 1.0, 1.0]
-    assert [column(series, "fio2")[i] for i in (0, 2, 3)] == pytest.approx([0.21, 0.5, 0.4])  # 40 % is 0.40
+    assert np.isnan(column(series, "on_oxygen")[2])  # no FiO2 charted that hour: not measured
+    assert [column(series, "on_oxygen")[i] for i in (0, 3, 4)] == [0.0, 1.0, 1.0]
+    assert [column(series, "fio2")[i] for i in (0, 3, 4)] == pytest.approx([0.21, 0.5, 0.4])  # 40 % is 0.40
     assert np.isnan(series.values[:, [VARIABLE_INDEX["sodium"], VARIABLE_INDEX["consciousness"]]]).all()
 
 
@@ -116,9 +121,10 @@ def test_out_of_range_values_are_dropped_and_counted_per_column(tmp_path: Path, 
     with caplog.at_level(logging.WARNING, logger="models.datasets.physionet"):
         series = load_psv_file(write_psv(tmp_path / "p000004.psv", rows))
 
-    assert np.isnan(column(series, "heart_rate")[0]) and column(series, "heart_rate")[1:] == [85, 84]
-    assert np.isnan(column(series, "spo2")[0]) and np.isnan(column(series, "temperature")[:2]).all()
-    assert np.isnan(column(series, "on_oxygen")[1])
+    # Rows: hour 1's vital signs, hour 2's labs, hour 2's vital signs, hour 3's vital signs.
+    assert np.isnan(column(series, "heart_rate")[:2]).all() and column(series, "heart_rate")[2:] == [85, 84]
+    assert np.isnan(column(series, "spo2")[0]) and np.isnan(column(series, "temperature")[:3]).all()
+    assert np.isnan(column(series, "on_oxygen")[2])
     assert column(series, "resp_rate")[0] == 20 and column(series, "lactate")[1] == pytest.approx(2.0)
     [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert record.rejected == {"HR": 1, "O2Sat": 1, "Temp": 2, "FiO2": 1}
@@ -351,15 +357,13 @@ def test_replay_events_decode_to_exactly_the_series(tmp_path: Path) -> None:
         ("encounters", "admission"), ("encounters", "transfer"), ("labs", None), ("vitals", None), ("labs", None), ("vitals", None),
     ]
     assert all(e.payload["patient_id"] == "p000019" and e.payload["source"] == "physionet2019" for e in stay.events)
-    decoded = {}
-    for event in stay.events[2:]:
+    observations = stay.events[2:]
+    assert len(observations) == len(stay.series.ts), "one series row per message: the steps the worker takes"
+    for row, event in enumerate(observations):
         [observation] = decode(event.topic, orjson.dumps(event.payload))
-        assert observation.observed_ts == event.observed_ts
-        decoded.setdefault(event.observed_ts, {}).update(observation.values)
-    assert sorted(decoded) == stay.series.ts.tolist()
-    for row, ts in enumerate(stay.series.ts.tolist()):
+        assert observation.observed_ts == event.observed_ts == stay.series.ts[row]
         expected = {v.name: float(stay.series.values[row, i]) for i, v in enumerate(VARIABLES) if not np.isnan(stay.series.values[row, i])}
-        assert decoded[ts] == pytest.approx(expected, rel=1e-6)
+        assert dict(observation.values) == pytest.approx(expected, rel=1e-6)
 
 
 def test_stays_are_chosen_septic_first_or_by_id(tmp_path: Path) -> None:

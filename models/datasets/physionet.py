@@ -292,16 +292,29 @@ def _parse(path: Path, horizon_hours: float) -> _ParsedStay:
 
     septic_hours = hours[sepsis == 1.0]
     event_at = float(_timestamp(septic_hours.min() + SEPSIS_LABEL_LEAD_HOURS)) if septic_hours.size else None
-    events = np.flatnonzero(~np.isnan(values).all(axis=1))
-    events = events[np.argsort(hours[events], kind="stable")]
-    ts = _timestamp(hours[events])
+    event_hours, event_values = _events(hours, values)
+    ts = _timestamp(event_hours)
     payloads = _encounter_payloads(path.stem, context)
     context_events = context_until([_decoded_encounter(path, p) for p in payloads], ts)
     series = PatientSeries(
-        path.stem, ts, values[events].astype(np.float32), horizon_labels(ts, event_at, horizon_hours), event_at,
+        path.stem, ts, event_values.astype(np.float32), horizon_labels(ts, event_at, horizon_hours), event_at,
         context_events, context.icu_type,
     )
-    return _ParsedStay(path, series, hours[events], values[events], tuple(payloads), rejected)
+    return _ParsedStay(path, series, event_hours, event_values, tuple(payloads), rejected)
+
+
+def _events(hours: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The events of a stay as the worker receives them from a replay: per hour, in time
+    order, the labs.v1 message of the hour's laboratory values, then the vitals.v1 message of
+    its vital signs, each only when it measured something. A model trained on these rows takes
+    the steps it takes in the worker (an hour with both is two steps, the second 0 h later)."""
+    order = np.argsort(hours, kind="stable")
+    hours, values = hours[order], values[order]
+    is_lab = np.array([v.kind == "lab" for v in VARIABLES])
+    parts = np.stack([np.where(is_lab, values, np.nan), np.where(is_lab, np.nan, values)], axis=1)  # [H, 2, V]
+    parts = parts.reshape(-1, values.shape[1])
+    kept = ~np.isnan(parts).all(axis=1)
+    return np.repeat(hours, 2)[kept], parts[kept]
 
 
 def _context(rows: np.ndarray, column: dict[str, int], rejected: Counter[str]) -> _Context:
@@ -346,8 +359,8 @@ def _encounter_payloads(stay_id: str, context: _Context) -> list[dict[str, Any]]
 
 
 def _stay_events(stay: _ParsedStay) -> tuple[SimEvent, ...]:
-    """The stay's encounters, then per hour a vitals.v1 and a labs.v1 payload of what was
-    measured, each accepted by ``schemas.decode`` (the loader's range checks are the contract's:
+    """The stay's encounters, then per event row (an hour's labs, then its vital signs) its
+    labs.v1 or vitals.v1 payload, each accepted by ``schemas.decode`` (the loader's range checks are the contract's:
     a refusal here is a loader bug, reported as a PsvFormatError naming file and hour)."""
     stay_id = stay.series.patient_id
     events = [SimEvent("encounters", payload, adt.decoded(payload).occurred_ts) for payload in stay.encounters]
@@ -355,11 +368,11 @@ def _stay_events(stay: _ParsedStay) -> tuple[SimEvent, ...]:
     for hour, ts, row in zip(stay.hours.tolist(), stay.series.ts.tolist(), stay.values.tolist()):
         measured = {name: row[i] for name, i in columns.items() if not math.isnan(row[i])}
         header = {"patient_id": stay_id, "observed_at": adt.rfc3339(ts)}
-        vitals = {name: measured[name] for name in _VITAL_FIELDS if name in measured}
         results = [{"code": code, "value": measured[code], "unit": BY_NAME[code].unit} for code in _LAB_CODES if code in measured]
-        if results:
+        if results:  # a lab row (see _events: each row is one message's values)
             events.append(_checked(stay.path, hour, "labs", {"event_id": f"{SOURCE}:{stay_id}:labs:{hour:g}", **header, "results": results, "source": SOURCE}, ts))
-        if vitals:
+        else:
+            vitals = {name: measured[name] for name in _VITAL_FIELDS if name in measured}
             events.append(_checked(stay.path, hour, "vitals", {"event_id": f"{SOURCE}:{stay_id}:vitals:{hour:g}", **header, **vitals, "source": SOURCE}, ts))
     return tuple(events)
 
