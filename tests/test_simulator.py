@@ -6,6 +6,7 @@ artefact and NEWS2 checks; the pattern checks simulate 30 stays of each deterior
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -17,7 +18,7 @@ import pytest
 from models.evaluation.cohort import news2_per_event
 from models.evaluation.metrics import auroc
 from models.datasets.series import PatientSeries, series_from_simulated
-from models.datasets import simulator
+from models.datasets import simulated_stay
 from models.datasets.simulator import (
     DETERIORATION_PATTERNS,
     PATTERNS,
@@ -51,6 +52,30 @@ def test_the_same_seed_gives_the_same_cohort_and_another_seed_does_not() -> None
         (p.pattern, p.admitted_at, p.deterioration_at) for p in again
     ]
     assert payload_bytes(first) != payload_bytes(other)
+
+
+def feed_digest(patients: list[SimulatedPatient]) -> str:
+    """sha256 over every message each stay sends (topic, payload, time), with its pattern and event time."""
+    digest = hashlib.sha256()
+    for p in patients:
+        digest.update(orjson.dumps([p.patient_id, p.pattern, p.deterioration_at.isoformat() if p.deterioration_at else None]))
+        for event in p.feed():
+            digest.update(orjson.dumps([event.topic, event.payload, event.observed_ts]))
+    return digest.hexdigest()
+
+
+def test_the_ward_profile_sends_byte_for_byte_what_it_always_sent() -> None:
+    """The tests, the bench, the fault tests and the simulator-trained model's evaluation chose
+    their seeds on these exact messages: the digests were taken before the ICU profile existed."""
+    assert feed_digest(simulate_cohort(30, seed=7, admission_window_hours=24)) == (
+        "0e4fd58f090af820e82c62b72c338954306aa9475e2d8c0230ec0290a5fefec0"
+    )
+    assert feed_digest(simulate_cohort(20, seed=31, deteriorating_fraction=0.5, profile="ward")) == (
+        "025ef56a52a6bb217535abe68bdaed4b64015fd9576d0c1a55301c32d600d9f6"
+    )
+    assert feed_digest([simulate_patient(f"bed-{p}", seed=12, pattern=p) for p in PATTERNS]) == (
+        "6c879a8de8a4e02bb7d4270571fe1a4519dcf8a681f5e29374141268882c5a1b"
+    )
 
 
 def test_a_cohort_patient_is_the_patient_simulate_patient_gives() -> None:
@@ -244,7 +269,7 @@ def test_the_encounter_context_never_moves_a_physiological_draw(monkeypatch: pyt
     """Age, sex and disposition come from their own generator: drawn differently, they change
     and every observation stays byte for byte (the simulator's seeds were chosen before)."""
     before = simulate_cohort(12, seed=5)
-    monkeypatch.setattr(simulator, "_CONTEXT_STREAM", simulator._CONTEXT_STREAM + 1)
+    monkeypatch.setattr(simulated_stay, "CONTEXT_STREAM", simulated_stay.CONTEXT_STREAM + 1)
     after = simulate_cohort(12, seed=5)
 
     assert payload_bytes(after) == payload_bytes(before)

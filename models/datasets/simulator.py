@@ -1,5 +1,11 @@
 """A physiological ward-patient simulator: the training data, the demo feed and the benchmark load.
 
+Two profiles: ``profile="ward"`` (this module, the default everywhere a seed was chosen on it:
+tests, bench, fault tests, the simulator-trained model) and ``profile="icu"``, ICU stays that
+resemble PhysioNet 2019 set A (models.datasets.icu_simulator), which the demo feeds the set-A
+model. What follows describes the ward profile; its output for a seed is pinned byte for byte
+(tests/test_simulator.py).
+
 Each patient is a latent physiology on a 15-minute grid — a personal baseline (some chronically
 abnormal: COPD, chronic tachycardia, hypertension, kidney disease, home oxygen, dementia),
 circadian swings, slow Ornstein-Uhlenbeck wander, self-resolving blips (fever, pain,
@@ -33,12 +39,10 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-from functools import lru_cache
 from itertools import compress, repeat
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
@@ -46,20 +50,34 @@ import torch
 
 from models.datasets import encounters as adt
 from models.datasets.events import SimEvent
+from models.datasets.icu_simulator import simulate_icu_cohort, simulate_icu_patient
+from models.datasets.set_a_summary import STAYS
+from models.datasets.simulated_stay import (
+    ADT_SOURCE,
+    DEFAULT_START,
+    HOUR_S,
+    LAB_OFFSET_S,
+    SimulatedPatient,
+    context_rng,
+    ou_paths,
+    patient_rng,
+    stamps,
+)
 from models.news2 import news2_components, news2_total
 from schemas.encounter import Sex
 from schemas.variables import ACVPU, BY_NAME, VARIABLE_INDEX, VARIABLES
 
 Pattern = Literal["stable", "sepsis", "respiratory", "haemorrhage"]
+#: The kinds of cohort the simulator draws: adult ward patients (this module), or ICU stays
+#: resembling PhysioNet 2019 set A (models.datasets.icu_simulator).
+PROFILES: tuple[str, ...] = ("ward", "icu")
 PATTERNS: tuple[str, ...] = ("stable", "sepsis", "respiratory", "haemorrhage")
 DETERIORATION_PATTERNS: tuple[str, ...] = PATTERNS[1:]
+#: The share of a profile's cohort that deteriorates unless told otherwise: a quarter of ward
+#: patients, and set A's share of septic ICU stays.
+DETERIORATING_FRACTION: dict[str, float] = {"ward": 0.25, "icu": STAYS.septic_share}
 
-#: A fixed past Monday, so a seed alone pins every timestamp.
-DEFAULT_START = datetime(2026, 1, 5, tzinfo=timezone.utc)
-
-_HOUR = 3600.0
 _GRID_H = 0.25  # latent physiology resolution; observations interpolate between grid points
-_LAB_OFFSET_S = 3600  # the lab system stamps local time (+01:00); monitors and nurses use UTC
 
 # Latent channels: the continuous vitals, then the labs the simulated ward orders (catalogue
 # order). A fixed list, not the whole catalogue: a variable added to the catalogue changes no
@@ -105,12 +123,13 @@ _BASE_HIGH = _column({
     "potassium": 5.0, "sodium": 145, "glucose": 140, "hemoglobin": 16.5,
 })
 # Slow physiological wander (Ornstein-Uhlenbeck): stationary sd and time constant in hours.
-_OU_SD = _column({
+_OU_SD: tuple[float, ...] = tuple(_column({
     "heart_rate": 5, "resp_rate": 1.3, "spo2": 0.9, "temperature": 0.2, "sbp": 7, "dbp": 4.5,
     "lactate": 0.15, "wbc": 0.7, "creatinine": 0.05, "platelets": 12, "bilirubin": 0.08,
     "potassium": 0.15, "sodium": 1.0, "glucose": 15, "hemoglobin": 0.25,
-})
+}).tolist())
 _OU_TAU_H = np.where(np.arange(len(_LATENT)) < _N_VITAL_LATENT, 2.0, 18.0)
+_OU_PHI: tuple[float, ...] = tuple(np.exp(-_GRID_H / _OU_TAU_H).tolist())  # per grid step
 # Per-observation measurement error: absolute sd for vitals, coefficient of variation for labs.
 _VITAL_NOISE_SD = np.array([2.0, 1.0, 0.8, 0.12, 5.0, 4.0])
 _LAB_NOISE_CV = np.array([0.08, 0.05, 0.05, 0.05, 0.08, 0.03, 0.01, 0.05, 0.02])
@@ -179,32 +198,6 @@ _SEXES: tuple[Sex, ...] = ("female", "male", "unknown")
 _SEX_P = (0.49, 0.49, 0.02)
 _OTHER_FACILITY_P = 0.12  # stable patients discharged to rehabilitation or a care home
 _WARD_DEATH_P = 1 / 6  # deteriorating patients who die on the ward instead of reaching the ICU
-_ADT_SOURCE = "adt"
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatedPatient:
-    """A simulated stay with its ground truth: the pattern and when the clinical event happened.
-
-    ``events`` are the observations (vitals and labs, time-ordered); ``encounters`` the stay's
-    encounters.v1 events: the admission at ``admitted_at``, then the transfer or discharge at
-    ``discharged_at`` (the end of the simulated ward stay) that ends it.
-    """
-
-    patient_id: str
-    pattern: str
-    admitted_at: datetime
-    discharged_at: datetime
-    deterioration_at: datetime | None
-    events: list[SimEvent]
-    encounters: list[SimEvent]
-
-    def feed(self) -> list[SimEvent]:
-        """Everything the stay sends, in time order: the admission, the observations, then
-        the encounter that ends the stay (no observation precedes the admission or follows
-        the end, so this is also the order at equal times)."""
-        admission, *ending = self.encounters
-        return [admission, *self.events, *ending]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,25 +221,6 @@ class _Stay:
     rng: np.random.Generator
     t_h: np.ndarray  # grid times, hours since admission
     state: np.ndarray  # [grid, _NEWS + 1]: latent channels, oxygen, confusion, late, NEWS2
-
-
-def _patient_key(patient_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(patient_id.encode(), digest_size=8).digest(), "little")
-
-
-def _patient_rng(seed: int, patient_id: str) -> np.random.Generator:
-    """The physiology's generator, keyed by (seed, patient_id), independent of cohort size and order."""
-    return np.random.default_rng([seed, _patient_key(patient_id)])
-
-
-#: Third word of the encounter context's seed: a stream apart from the physiology's.
-_CONTEXT_STREAM = 0xADD
-
-
-def _context_rng(seed: int, patient_id: str) -> np.random.Generator:
-    """The encounter context's generator: (seed, patient_id) too, but its own stream, so that
-    drawing age, sex or disposition never moves a single physiological draw."""
-    return np.random.default_rng([seed, _patient_key(patient_id), _CONTEXT_STREAM])
 
 
 def _draw_course(rng: np.random.Generator, pattern: str) -> _Course:
@@ -298,26 +272,6 @@ def _baseline(rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
     if u[10] < 0.05:  # elderly, runs cold
         base[_L["temperature"]] = rng.uniform(35.6, 36.1)
     return base, traits
-
-
-@lru_cache(maxsize=None)
-def _ou_powers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """phi^k, phi^-k ``[n, channels]`` and the innovation scale, shared by equal-length stays."""
-    phi = np.exp(-_GRID_H / _OU_TAU_H)
-    k = np.arange(n)[:, None]
-    return phi**k, phi**-k, _OU_SD * np.sqrt(1 - phi**2)
-
-
-def _ou(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Stationary Ornstein-Uhlenbeck wander on the grid, ``[n, channels]``, in closed form.
-
-    x_k = phi^k * cumsum(phi^-j * e_j) is the AR(1) recursion without a Python loop; with
-    time constants >= 2 h and stays <= 100 h the powers stay far inside float64's range.
-    """
-    decay, growth, scale = _ou_powers(n)
-    eps = rng.standard_normal((n, len(_LATENT))) * scale
-    eps[0] = rng.standard_normal(len(_LATENT)) * _OU_SD
-    return decay * np.cumsum(eps * growth, axis=0)
 
 
 def _drift(rng: np.random.Generator, pattern: str, course: _Course, t_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -444,18 +398,6 @@ def _lab_panels(rng: np.random.Generator, state: np.ndarray) -> tuple[np.ndarray
     return measured, present
 
 
-def _stamps(ts: np.ndarray, *, offset_s: int) -> list[str]:
-    """RFC 3339 timestamps for whole POSIX seconds, in UTC ("Z") or a fixed local offset."""
-    local = (ts.astype(np.int64) + offset_s).astype("datetime64[s]")
-    text = np.datetime_as_string(local, unit="s")
-    if offset_s == 0:
-        return [s + "Z" for s in text]
-    sign = "+" if offset_s > 0 else "-"
-    hh, mm = divmod(abs(offset_s) // 60, 60)
-    suffix = f"{sign}{hh:02d}:{mm:02d}"
-    return [s + suffix for s in text]
-
-
 def _vitals_payloads(
     patient_id: str, ts: np.ndarray, values: np.ndarray, present: np.ndarray, source: str
 ) -> list[dict[str, Any]]:
@@ -468,7 +410,7 @@ def _vitals_payloads(
         values[:, 8].astype(bool).tolist(),
     )
     for stamp, (ints, temperature, consciousness, oxygen), mask in zip(
-        _stamps(ts, offset_s=0), rows, present.tolist()
+        stamps(ts, offset_s=0), rows, present.tolist()
     ):
         fields = ints[:3] + [temperature] + ints[4:7] + [consciousness, oxygen]
         payload: dict[str, Any] = {"event_id": "", "patient_id": patient_id, "observed_at": stamp}
@@ -485,7 +427,7 @@ def _lab_payloads(
     alt_unit = (rng.random(values.shape) < _ALT_UNIT_P).tolist()
     by_loinc = (rng.random(values.shape) < _LOINC_CODE_P).tolist()
     payloads = []
-    for i, stamp in enumerate(_stamps(ts, offset_s=_LAB_OFFSET_S)):
+    for i, stamp in enumerate(stamps(ts, offset_s=LAB_OFFSET_S)):
         results = []
         for j, name in enumerate(_LABS):
             if not present[i, j]:
@@ -512,7 +454,7 @@ def _physiology(patient_id: str, seed: int, pattern: str | None, start: datetime
     """Draw a stay's hidden course and its latent physiology on the grid (NEWS2 still unset)."""
     if start.tzinfo is None:
         raise ValueError("start must be timezone-aware")
-    rng = _patient_rng(seed, patient_id)
+    rng = patient_rng(seed, patient_id)
     if pattern is None:
         pattern = str(rng.choice(PATTERNS, p=[0.75, 0.25 / 3, 0.25 / 3, 0.25 / 3]))
     if pattern not in PATTERNS:
@@ -520,12 +462,12 @@ def _physiology(patient_id: str, seed: int, pattern: str | None, start: datetime
     course = _draw_course(rng, pattern)
     base, traits = _baseline(rng)
     t_h = np.arange(0.0, course.stay_h + 2 * _GRID_H, _GRID_H)
-    hour_of_day = (start.timestamp() / _HOUR + t_h) % 24
+    hour_of_day = (start.timestamp() / HOUR_S + t_h) % 24
     swing = np.zeros(len(_LATENT))
     swing[[_L["heart_rate"], _L["temperature"], _L["sbp"]]] = rng.uniform((2, 0.15, 3), (5, 0.3, 6))
     circadian = np.sin(2 * np.pi * (hour_of_day - 10) / 24)[:, None] * swing
     drift, late = _drift(rng, pattern, course, t_h)
-    latent = base + circadian + _ou(rng, t_h.size) + drift + _blips(rng, t_h, course.stay_h)
+    latent = base + circadian + ou_paths(rng, t_h.size, _OU_PHI, _OU_SD) + drift + _blips(rng, t_h, course.stay_h)
     latent = np.clip(latent, _LATENT_LOW, _LATENT_HIGH)
 
     # Oxygen goes on when saturation falls below the nurse's threshold and stays on a while.
@@ -556,10 +498,10 @@ def _observe(stay: _Stay) -> SimulatedPatient:
     t0 = stay.start.timestamp()
     events: list[SimEvent] = []
     for times_h, values, present, source in sets:
-        ts = np.floor(t0 + times_h * _HOUR)
+        ts = np.floor(t0 + times_h * HOUR_S)
         payloads = _vitals_payloads(stay.patient_id, ts, values, present, source)
         events += map(SimEvent, repeat("vitals"), payloads, ts.tolist())
-    ts = np.floor(t0 + labs_t * _HOUR)
+    ts = np.floor(t0 + labs_t * HOUR_S)
     payloads = _lab_payloads(rng, stay.patient_id, ts, *_lab_panels(rng, _at(stay.state, labs_t)))
     events += map(SimEvent, repeat("labs"), payloads, ts.tolist())
     events.sort(key=lambda e: (e.observed_ts, e.topic))
@@ -583,32 +525,36 @@ def _encounter_events(stay: _Stay) -> list[SimEvent]:
     generator (see the module notes): stable patients go home or to another facility, a
     deteriorating one is transferred to the ICU or dies on the ward at the end of the stay,
     0.5–2 h after the clinical event (the time an ICU bed, or the end, takes)."""
-    rng = _context_rng(stay.seed, stay.patient_id)
+    rng = context_rng(stay.seed, stay.patient_id)
     age = int(np.clip(round(rng.normal(_AGE_MEAN, _AGE_SD)), _AGE_LOW, _AGE_HIGH))
     sex = _SEXES[int(rng.choice(len(_SEXES), p=_SEX_P))]
     pid, admitted = stay.patient_id, float(np.floor(stay.start.timestamp()))
-    ended = float(np.floor(admitted + stay.course.stay_h * _HOUR))
+    ended = float(np.floor(admitted + stay.course.stay_h * HOUR_S))
     admission = adt.admission(
-        f"{pid}-admission", pid, admitted, source=_ADT_SOURCE, unit="ward", age=age, sex=sex
+        f"{pid}-admission", pid, admitted, source=ADT_SOURCE, unit="ward", age=age, sex=sex
     )
     if stay.course.event_h is None:
         disposition = "other_facility" if rng.random() < _OTHER_FACILITY_P else "home"
-        ending = adt.discharge(f"{pid}-discharge", pid, ended, source=_ADT_SOURCE, disposition=disposition)
+        ending = adt.discharge(f"{pid}-discharge", pid, ended, source=ADT_SOURCE, disposition=disposition)
     elif rng.random() < _WARD_DEATH_P:
-        ending = adt.discharge(f"{pid}-discharge", pid, ended, source=_ADT_SOURCE, disposition="died")
+        ending = adt.discharge(f"{pid}-discharge", pid, ended, source=ADT_SOURCE, disposition="died")
     else:
-        ending = adt.transfer(f"{pid}-transfer", pid, ended, "icu", source=_ADT_SOURCE)
+        ending = adt.transfer(f"{pid}-transfer", pid, ended, "icu", source=ADT_SOURCE)
     return [SimEvent("encounters", admission, admitted), SimEvent("encounters", ending, ended)]
 
 
 def simulate_patient(
-    patient_id: str, *, seed: int, pattern: str | None = None, start: datetime = DEFAULT_START
+    patient_id: str, *, seed: int, pattern: str | None = None, start: datetime = DEFAULT_START,
+    profile: str = "ward",
 ) -> SimulatedPatient:
-    """Simulate one stay admitted at ``start``; ``pattern=None`` draws one (25 % deteriorate).
+    """Simulate one stay admitted at ``start``; ``pattern=None`` draws one (ward: 25 % deteriorate;
+    icu: set A's share turn septic, see models.datasets.icu_simulator).
 
-    The result depends only on (seed, patient_id, pattern, start): the same patient comes out
-    of ``simulate_cohort`` and of this function.
+    The result depends only on (seed, patient_id, pattern, start, profile): the same patient
+    comes out of ``simulate_cohort`` and of this function.
     """
+    if _checked(profile) == "icu":
+        return simulate_icu_patient(patient_id, seed=seed, pattern=pattern, start=start)
     stay = _physiology(patient_id, seed, pattern, start)
     _charted_news2([stay])
     return _observe(stay)
@@ -618,24 +564,33 @@ def simulate_cohort(
     n_patients: int,
     *,
     seed: int,
-    deteriorating_fraction: float = 0.25,
+    deteriorating_fraction: float | None = None,
     start: datetime = DEFAULT_START,
     admission_window_hours: float = 168.0,
+    profile: str = "ward",
 ) -> list[SimulatedPatient]:
-    """A ward's worth of overlapping stays, admitted over ``admission_window_hours``.
+    """A ward's (or with ``profile="icu"`` an ICU's) worth of overlapping stays, admitted over
+    ``admission_window_hours``.
 
-    Exactly round(n * fraction) patients deteriorate, patterns split evenly among the three
-    and shuffled across patient ids, so an id says nothing about a patient's fate.
+    Exactly round(n * fraction) patients deteriorate (``None``: the profile's
+    ``DETERIORATING_FRACTION``), shuffled across patient ids, so an id says nothing about a
+    patient's fate; on the ward their patterns split evenly among the three, in the ICU they
+    turn septic.
     """
-    if not 0.0 <= deteriorating_fraction <= 1.0:
+    fraction = DETERIORATING_FRACTION[_checked(profile)] if deteriorating_fraction is None else deteriorating_fraction
+    if not 0.0 <= fraction <= 1.0:
         raise ValueError("deteriorating_fraction must be within [0, 1]")
+    if profile == "icu":
+        return simulate_icu_cohort(
+            n_patients, seed=seed, septic_fraction=fraction, start=start, admission_window_hours=admission_window_hours
+        )
     rng = np.random.default_rng([seed, 0x5EED])
-    n_det = round(n_patients * deteriorating_fraction)
+    n_det = round(n_patients * fraction)
     patterns = ["stable"] * (n_patients - n_det) + [
         DETERIORATION_PATTERNS[i % len(DETERIORATION_PATTERNS)] for i in range(n_det)
     ]
     patterns = [patterns[i] for i in rng.permutation(n_patients)]
-    offsets = np.floor(rng.uniform(0, admission_window_hours * _HOUR, n_patients))
+    offsets = np.floor(rng.uniform(0, admission_window_hours * HOUR_S, n_patients))
     stays = [
         _physiology(f"sim{seed}-{i:05d}", seed, patterns[i], start + timedelta(seconds=float(offsets[i])))
         for i in range(n_patients)
@@ -643,6 +598,12 @@ def simulate_cohort(
     for first in range(0, n_patients, _NEWS2_BATCH):
         _charted_news2(stays[first : first + _NEWS2_BATCH])
     return [_observe(stay) for stay in stays]
+
+
+def _checked(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    return profile
 
 
 def interleave(
