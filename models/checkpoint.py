@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from models.features import FeatureEncoder, n_features
+from models.features import INPUTS, LEGACY_INPUTS, FeatureEncoder, n_features
 from models.network import RiskLSTM
 from schemas.variables import VARIABLE_INDEX
 
@@ -78,6 +78,7 @@ def save_checkpoint(directory: Path | str, model: RiskLSTM, encoder: FeatureEnco
         "format_version": FORMAT_VERSION,
         "created_at": manifest.get("created_at") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "features": list(encoder.variables),
+        "inputs": list(encoder.inputs),
         "n_features": model.n_features,
         "hidden_size": model.hidden_size,
         "num_layers": model.num_layers,
@@ -101,7 +102,7 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
     state = {k[len(_MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_MODEL_PREFIX)}
     try:
         model.load_state_dict(state, strict=True)
-        encoder = FeatureEncoder(tensors["encoder.mean"], tensors["encoder.std"], manifest["features"])
+        encoder = FeatureEncoder(tensors["encoder.mean"], tensors["encoder.std"], manifest["features"], _inputs(manifest))
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{weights}: tensors do not fit the manifest's model ({exc})") from exc
     unknown = set(tensors) - set(_ENCODER_KEYS) - {_MODEL_PREFIX + k for k in state}
@@ -136,11 +137,24 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             f"{path}: trained on variables {unknown or features} that this build's catalogue does not know "
             "(or names one twice); upgrade vitalwatch or retrain the model"
         )
-    if manifest["n_features"] != n_features(len(features)):
+    inputs = _inputs(manifest)
+    if (
+        not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs)
+        or not set(inputs) <= set(INPUTS) or len(set(inputs)) != len(inputs)
+    ):
+        raise CheckpointError(f"{path}: inputs must be distinct input groups of {list(INPUTS)}, got {inputs!r}")
+    if manifest["n_features"] != n_features(len(features), inputs):
         raise CheckpointError(
-            f"{path}: n_features {manifest['n_features']}, the encoder produces {n_features(len(features))} for {len(features)} variables"
+            f"{path}: n_features {manifest['n_features']}, the encoder produces {n_features(len(features), inputs)} "
+            f"for {len(features)} variables and inputs {inputs}"
         )
     return manifest
+
+
+def _inputs(manifest: dict[str, Any]) -> Any:
+    """The input groups a checkpoint's model reads; one written before they were named read
+    the legacy ones."""
+    return manifest.get("inputs", list(LEGACY_INPUTS))
 
 
 def _read_weights(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:

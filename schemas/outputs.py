@@ -63,7 +63,9 @@ class News2V1(Output):
 
 
 class ReasonV1(Output):
-    """A feature that drove the score, with the value the patient had."""
+    """A feature that drove the level, with the value the patient had: for a level the model
+    set, its contribution to the risk (occlusion); for one the NEWS2 safety net set
+    (``raised_by`` "news2"), a NEWS2 parameter that scored and its points."""
 
     variable: str = Field(min_length=1)
     value: float
@@ -85,6 +87,11 @@ class AlertV1(Output):
     risk: Risk
     news2: News2V1
     reasons: list[ReasonV1]
+    raised_by: Literal["model", "news2"] = Field(
+        "model",
+        description="what set the level: the model's risk, or NEWS2 >= 7 (the RCP emergency trigger) above it; "
+        "the reasons then are the NEWS2 parameters that scored, with their points as contribution",
+    )
     triggered_by: EventId
     observed_at: AwareDatetime
     raised_at: AwareDatetime

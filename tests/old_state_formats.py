@@ -35,23 +35,27 @@ V1_STATE = {
     "cleared_level": 1,
     "cleared_ts": math.nan,
     "watermark": {("vitals", 3): 41, ("labs", 0): 7},
+    "counts": np.array([4.0, 0.0, 2.0], np.float32),
 }
 
 _HEAD_V1 = 30  # bytes; format 2 adds one (K) at its end
-_HEAD_V2 = 31  # format 3 adds catalogue u32, flags, sex, unit, age f32, admitted_ts f64
-_HEAD_V3 = 50
+_HEAD_V2 = 31  # format 3 adds catalogue u32, flags, sex, unit, age f32, admitted_ts f64, first_time f64
+_HEAD_V3 = 58
 
 
-def as_v2(record: bytes) -> bytes:
+def as_v2(record: bytes, *, num_layers: int, hidden_size: int, n_vars: int) -> bytes:
     """The format-2 record of the state in a format-3 ``record``: format byte 2, the header
-    without the fields format 3 added."""
-    return record[:2] + b"\x02" + record[3:_HEAD_V2] + record[_HEAD_V3:]
+    without the fields format 3 added, no counts after last_time."""
+    version_len = record[3]
+    counts_at = _HEAD_V3 + version_len + 2 * num_layers * hidden_size * 4 + n_vars * (4 + 8)
+    body = record[_HEAD_V3:counts_at] + record[counts_at + n_vars * 4 :]
+    return record[:2] + b"\x02" + record[3:_HEAD_V2] + body
 
 
 def as_v1(record: bytes, *, num_layers: int, hidden_size: int, n_vars: int) -> bytes:
     """The format-1 record of the state in a format-3 ``record`` written with ``RECENT_IDS``:
     format byte 1, no K in the header, no recent ids after the arrays."""
-    record = as_v2(record)
+    record = as_v2(record, num_layers=num_layers, hidden_size=hidden_size, n_vars=n_vars)
     version_len = record[3]
     arrays_end = _HEAD_V1 + 1 + version_len + 2 * num_layers * hidden_size * 4 + n_vars * (4 + 8)
     return (

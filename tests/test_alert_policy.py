@@ -21,7 +21,7 @@ def _walk(policy: AlertPolicy, steps: list[tuple[float, float, int]]) -> list[st
     out = []
     for minute, risk, news2 in steps:
         t = torch.tensor([minute * MIN], dtype=torch.float64)
-        new = policy.decide(torch.tensor([risk]), torch.tensor([news2]), level, t, cleared_level, cleared_ts)
+        new, _ = policy.decide(torch.tensor([risk]), torch.tensor([news2]), level, t, cleared_level, cleared_ts)
         down = new < level
         cleared_level = torch.where(down, level, cleared_level)
         cleared_ts = torch.where(down, t, cleared_ts)
@@ -65,7 +65,7 @@ def test_news2_emergency_forces_high_even_when_suppressed_or_low_risk() -> None:
 def test_decide_is_vectorised_over_rows() -> None:
     p = AlertPolicy()
     n = 4
-    new = p.decide(
+    new, by_news2 = p.decide(
         torch.tensor([0.1, 0.35, 0.65, 0.5]),
         torch.tensor([0, 0, 0, 0]),
         torch.tensor([NONE, NONE, MEDIUM, HIGH], dtype=torch.int8),
@@ -75,6 +75,24 @@ def test_decide_is_vectorised_over_rows() -> None:
     )
     assert new.dtype == torch.int8
     assert new.tolist() == [NONE, MEDIUM, HIGH, MEDIUM]
+    assert not by_news2.any()
+
+
+def test_the_safety_net_says_when_it_set_the_level() -> None:
+    """NEWS2 >= 7 forces high; the policy says so where the model's risk alone gave less (the
+    alert then gives the NEWS2 parameters as its reasons), and not where the model was high anyway."""
+    p = AlertPolicy()
+    n = 3
+    new, by_news2 = p.decide(
+        torch.tensor([0.01, 0.4, 0.9]),
+        torch.tensor([8, 7, 9]),
+        torch.tensor([NONE, NONE, NONE], dtype=torch.int8),
+        torch.zeros(n, dtype=torch.float64),
+        torch.zeros(n, dtype=torch.int8),
+        torch.full((n,), math.nan, dtype=torch.float64),
+    )
+    assert new.tolist() == [HIGH, HIGH, HIGH]
+    assert by_news2.tolist() == [True, True, False]
 
 
 def test_thresholds_come_from_the_manifest() -> None:

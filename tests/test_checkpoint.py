@@ -87,8 +87,8 @@ def test_a_model_of_fewer_variables_reads_only_those(tmp_path: Path) -> None:
     values = torch.full((2, len(VARIABLE_NAMES)), float("nan"))
     values[:, VARIABLE_NAMES.index("heart_rate")] = 120.0
     values[1, VARIABLE_NAMES.index("bun")] = 40.0  # not one of the model's variables
-    memory = loaded.encoder.initial_state(2)
-    x, *_ = loaded.encoder.step(values, torch.tensor([1.7e9, 1.7e9], dtype=torch.float64), *memory)
+    memory = loaded.encoder.initial_memory(2)
+    x, _ = loaded.encoder.step(values, torch.tensor([1.7e9, 1.7e9], dtype=torch.float64), memory)
     assert x.shape == (2, n_features(3)) and torch.equal(x[0], x[1])
 
 

@@ -8,6 +8,7 @@ that are not alerts.
 
 from __future__ import annotations
 
+import argparse
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -18,11 +19,14 @@ from kafka import KafkaProducer
 
 from models.datasets.encounters import time_field
 from models.datasets.events import SimEvent
+from models.datasets.profiles import PROFILES
 from models.datasets.simulator import simulate_cohort
 from schemas.decode import decode
 from tests.topic_records import read_all
 from worker.cli import main
+from worker.tools.commands.simulate import DEFAULT_PROFILE, register
 from worker.tools.feed import STAMP_MARGIN_S, Timeline, events_to_send, first_observation_ts, shift_stamp, shifted_payload
+from worker.tools.alert_text import format_alert, read_alert
 from worker.tools.embedded import EmbeddedBroker
 
 INPUTS = ("vitals", "labs", "encounters")
@@ -36,11 +40,12 @@ def topic_env(monkeypatch: pytest.MonkeyPatch, topics: dict[str, str]) -> dict[s
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("profile", PROFILES)
 def test_simulate_publishes_every_event_keyed_and_acceptable_to_the_worker(
-    broker: EmbeddedBroker, topic_env: dict[str, str]
+    broker: EmbeddedBroker, topic_env: dict[str, str], profile: str
 ) -> None:
-    cohort = simulate_cohort(6, seed=11, admission_window_hours=24)
-    assert main(["simulate", "--patients", "6", "--seed", "11", "--admission-window-hours", "24",
+    cohort = simulate_cohort(6, seed=11, admission_window_hours=24, profile=profile)
+    assert main(["simulate", "--patients", "6", "--seed", "11", "--admission-window-hours", "24", "--profile", profile,
                  "--as-fast-as-possible", "--bootstrap", broker.bootstrap]) == 0
     now = time.time()
 
@@ -56,6 +61,16 @@ def test_simulate_publishes_every_event_keyed_and_acceptable_to_the_worker(
         stamps.append(item.occurred_ts if kinds[record.topic] == "encounters" else item.observed_ts)
     # As fast as possible: the whole stay lies in the past, the newest a few seconds ago.
     assert now - 120 < max(stamps) <= now - STAMP_MARGIN_S + 1
+
+
+def test_simulate_feeds_the_default_profile_unless_told_and_refuses_an_unknown_one(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    assert parser.parse_args(["simulate"]).profile == DEFAULT_PROFILE in PROFILES
+    assert parser.parse_args(["simulate", "--profile", "icu"]).deteriorating_fraction is None  # the profile's share
+    with pytest.raises(SystemExit):
+        parser.parse_args(["simulate", "--profile", "nicu"])
+    assert "invalid choice: 'nicu'" in capsys.readouterr().err
 
 
 @pytest.mark.integration
@@ -120,6 +135,17 @@ def _alert(patient_id: str, level: str, previous: str) -> dict[str, Any]:
         "triggered_by": f"{patient_id}-00042", "observed_at": "2026-11-22T10:15:00+01:00",
         "raised_at": "2026-11-22T09:15:02Z", "model_version": "test-1",
     }
+
+
+def test_an_alert_news2_raised_shows_the_parameters_that_scored_and_their_points() -> None:
+    record = _alert("bed-3", "high", "none") | {
+        "risk": 0.02, "raised_by": "news2",
+        "reasons": [{"variable": "resp_rate", "value": 27, "unit": "/min", "contribution": 3},
+                    {"variable": "spo2", "value": 92, "unit": "%", "contribution": 2}],
+    }
+    line = format_alert(read_alert(orjson.dumps(record)))
+    assert "risk 0.02  NEWS2 7" in line
+    assert line.endswith("reasons: resp_rate 27 /min (NEWS2 +3); spo2 92 % (NEWS2 +2)")
 
 
 @pytest.mark.integration

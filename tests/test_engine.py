@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from models.features import Context, Memory
 from schemas.observation import Observation
 from schemas.variables import VARIABLES
 from tests.old_state_formats import as_v1
@@ -23,32 +24,40 @@ CPU = torch.device("cpu")
 
 
 class StandInEncoder:
-    """FeatureEncoder.step contract: carry forward, normalise, mask, ages, step delta."""
+    """FeatureEncoder.step contract: carry forward, count, normalise, mask, ages, step delta,
+    time since admission (read unless ``legacy``, so context reaches the scores)."""
 
-    def __init__(self) -> None:
+    def __init__(self, legacy: bool = False) -> None:
+        self.legacy = legacy
         self.mean = torch.tensor([v.normal for v in VARIABLES])
         self.std = torch.tensor([max(abs(v.normal), 1.0) * 0.2 for v in VARIABLES])
         self.variables = tuple(v.name for v in VARIABLES)  # reads every catalogue variable
         self.columns = torch.arange(V)
 
-    def step(self, values, t, last_value, last_time, prev_time):
+    def step(self, values, t, memory: Memory, context: Context | None = None):
         observed = ~values.isnan()
-        last_value = torch.where(observed, values, last_value)
-        last_time = torch.where(observed, t.unsqueeze(1), last_time)
+        last_value = torch.where(observed, values, memory.last_value)
+        last_time = torch.where(observed, t.unsqueeze(1), memory.last_time)
+        counts = memory.counts + observed.float()
+        first_time = torch.fmin(memory.first_time, t)
         z = (torch.where(last_value.isnan(), self.mean, last_value) - self.mean) / self.std
         age = torch.nan_to_num((t.unsqueeze(1) - last_time) / 3600.0, nan=48.0).float()
-        dt = torch.nan_to_num((t - prev_time) / 3600.0, nan=0.0).float().unsqueeze(1)
-        return torch.cat([z, observed.float(), age, dt], dim=1), last_value, last_time, t.clone()
+        dt = torch.nan_to_num((t - memory.prev_time) / 3600.0, nan=0.0).float().unsqueeze(1)
+        start = first_time if context is None else torch.where(context.admitted.isnan(), first_time, context.admitted)
+        stay = torch.nan_to_num((t - start) / 3600.0, nan=0.0).float().unsqueeze(1)
+        x = torch.cat([z, observed.float(), age, dt, torch.zeros_like(stay) if self.legacy else stay / 100.0], dim=1)
+        return x, Memory(last_value, last_time, t.clone(), counts, first_time)
 
-    def steps(self, values, t, last_value, last_time, prev_time):
+    def steps(self, values, t, memory: Memory, context: Context | None = None):
         """FeatureEncoder.steps contract: K events per patient, as K steps one after another."""
-        xs, values_after, times_after = [], [], []
+        xs, trail = [], []
         for k in range(values.shape[1]):
-            x, last_value, last_time, prev_time = self.step(values[:, k], t[:, k], last_value, last_time, prev_time)
+            at = None if context is None else Context(context.age[:, k], context.sex[:, k], context.admitted[:, k])
+            x, memory = self.step(values[:, k], t[:, k], memory, at)
             xs.append(x)
-            values_after.append(last_value)
-            times_after.append(last_time)
-        return torch.stack(xs, dim=1), torch.stack(values_after, dim=1), torch.stack(times_after, dim=1)
+            trail.append(memory)
+        stacked = Memory(*(torch.stack([getattr(m, f) for m in trail], dim=1) for f in ("last_value", "last_time", "prev_time", "counts")), trail[-1].first_time)
+        return torch.stack(xs, dim=1), stacked
 
 
 class StandInLSTM(nn.Module):
@@ -58,7 +67,7 @@ class StandInLSTM(nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.hidden_size, self.num_layers = hidden_size, num_layers
-        self.lstm = nn.LSTM(3 * V + 1, hidden_size, num_layers)
+        self.lstm = nn.LSTM(3 * V + 2, hidden_size, num_layers)
         self.head = nn.Linear(hidden_size, 1)
 
     def step(self, x, h, c):
@@ -69,8 +78,8 @@ class StandInLSTM(nn.Module):
         return torch.sigmoid(logits)
 
 
-def loaded(version: str = "test-model-1") -> SimpleNamespace:
-    return SimpleNamespace(model=StandInLSTM(), encoder=StandInEncoder(), manifest={"version": version})
+def loaded(version: str = "test-model-1", legacy: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(model=StandInLSTM(), encoder=StandInEncoder(legacy), manifest={"version": version})
 
 
 @pytest.fixture
@@ -80,8 +89,11 @@ async def store(redis_url: str, unique: str):
     await s.close()
 
 
-def engine(store: RedisStateStore, *, capacity: int = 64, version: str = "test-model-1", policy: AlertPolicy | None = None) -> RiskEngine:
-    return RiskEngine(loaded(version), store, capacity=capacity, policy=policy or AlertPolicy(), device=CPU)
+def engine(
+    store: RedisStateStore, *, capacity: int = 64, version: str = "test-model-1", policy: AlertPolicy | None = None,
+    legacy: bool = False,
+) -> RiskEngine:
+    return RiskEngine(loaded(version, legacy), store, capacity=capacity, policy=policy or AlertPolicy(), device=CPU)
 
 
 def ev(patient: str, offset: int, minute: float, topic: str = "vitals", partition: int = 0, **values: float) -> InputEvent:
@@ -132,12 +144,16 @@ async def test_mixed_batch_outputs_follow_input_order(store: RedisStateStore) ->
 async def test_restored_engine_scores_exactly_like_an_uninterrupted_one(
     store: RedisStateStore, redis_url: str, unique: str, left_in_format_1: bool
 ) -> None:
-    """Also over state a format-1 worker left (before recent ids): an upgrade keeps every history."""
+    """Also over state a format-1 worker left (before recent ids): an upgrade keeps every history.
+
+    A format-1 record predates the measurement counts and the first event's time, so only a
+    model that does not read them (the legacy inputs: every model a format-1 worker can have
+    run) scores on exactly; the test's model is such a model in that case."""
     batches = stream(patients=20, steps=6)
-    reference = engine(RedisStateStore(redis_url, prefix=f"test:{unique}:ref:"))
+    reference = engine(RedisStateStore(redis_url, prefix=f"test:{unique}:ref:"), legacy=left_in_format_1)
     expected = [risks(await reference.score(b)) for b in batches]
 
-    first = engine(store)
+    first = engine(store, legacy=left_in_format_1)
     for b in batches[:3]:
         await first.score(b)
     assert await first.persist() == 20
@@ -145,7 +161,7 @@ async def test_restored_engine_scores_exactly_like_an_uninterrupted_one(
         records = await store.load_many([f"p{i}" for i in range(20)])
         shape = {"num_layers": 2, "hidden_size": 16, "n_vars": V}  # StandInLSTM's
         await store.save_many({p: as_v1(r, **shape) for p, r in records.items()})
-    restarted = engine(store)  # a new process: empty slab, state only in Redis
+    restarted = engine(store, legacy=left_in_format_1)  # a new process: empty slab, state only in Redis
     assert (await restarted.score(batches[2])).duplicates == batches[2], "the watermark came through"
     got = [risks(await restarted.score(b)) for b in batches[3:]]
     assert got == expected[3:]
@@ -234,13 +250,29 @@ async def test_alerts_carry_deterministic_ids_components_and_reasons(store: Redi
     assert (alert.previous_level, alert.level) == ("none", "high")
     assert alert.alert_id == alert_id("a", sick.event_id, "none", "high")
     assert alert.news2_components == {"resp_rate": 3, "spo2": 3, "on_oxygen": 0, "sbp": 2, "heart_rate": 3, "consciousness": 0, "temperature": 2}
-    assert 1 <= len(alert.reasons) <= 5
-    assert {r["variable"] for r in alert.reasons} <= {"heart_rate", "resp_rate", "spo2", "temperature", "sbp"}
-    assert all(set(r) == {"variable", "value", "unit", "contribution"} for r in alert.reasons)
-    # Staying high is not a new alert; recovering resolves.
+    # NEWS2 set this level, not the model: the reasons are the NEWS2 parameters that scored,
+    # most points first, with the values they scored on and their points.
+    assert alert.raised_by == "news2"
+    assert [(r["variable"], r["value"], r["unit"], r["contribution"]) for r in alert.reasons] == [
+        ("resp_rate", 26.0, "/min", 3.0), ("spo2", 90.0, "%", 3.0), ("heart_rate", 135.0, "/min", 3.0),
+        ("sbp", 95.0, "mm[Hg]", 2.0), ("temperature", 39.5, "Cel", 2.0),
+    ]
+    # Staying high is not a new alert; recovering resolves, and the model explains that.
     later = await e.score([ev("a", 1, 10, heart_rate=130.0), ev("a", 2, 20, heart_rate=75.0, resp_rate=16.0, spo2=97.0, temperature=37.0, sbp=120.0)])
     assert later.scored[0].alert is None
-    assert (later.scored[1].alert.previous_level, later.scored[1].level) == ("high", "none")
+    resolved = later.scored[1].alert
+    assert (resolved.previous_level, later.scored[1].level, resolved.raised_by) == ("high", "none", "model")
+    assert 1 <= len(resolved.reasons) <= 5
+    assert all(set(r) == {"variable", "value", "unit", "contribution"} for r in resolved.reasons)
+
+
+async def test_an_alert_the_model_raised_is_explained_by_the_model(store: RedisStateStore) -> None:
+    """Below NEWS2's emergency trigger the model set the level: occlusion reasons, raised_by model."""
+    e = engine(store, policy=AlertPolicy(medium=0.01, high=0.99))  # the stand-in's ~0.5 risk is medium
+    (scored,) = (await e.score([ev("a", 0, 0, heart_rate=95.0, lactate=3.0)])).scored
+    assert scored.news2 < 7 and scored.level == "medium"
+    assert scored.alert.raised_by == "model"
+    assert {r["variable"] for r in scored.alert.reasons} <= {"heart_rate", "lactate"}
 
 
 async def test_alerts_inside_a_run_of_events_match_the_events_scored_one_by_one(store: RedisStateStore) -> None:

@@ -1,4 +1,5 @@
-"""FeatureEncoder: carry-forward with decay, masks, ages, step gaps, fitting, batch independence."""
+"""FeatureEncoder: carry-forward with decay, masks, ages, counts, step gaps, the encounter context,
+fitting, batch independence, and one ``steps`` equal to step after step."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from schemas.variables import VARIABLE_NAMES
-from models.features import AGE_CAP_HOURS, FeatureEncoder, Z_CLIP, n_features
-from schemas.variables import VARIABLE_INDEX, VARIABLES
+from models.features import AGE_CAP_HOURS, COUNT_CAP, INPUTS, STAY_CAP_HOURS, Z_CLIP, Context, FeatureEncoder, Memory, n_features
+from schemas.encounter import SEXES
+from schemas.variables import VARIABLE_INDEX, VARIABLE_NAMES, VARIABLES
 
-N_FEATURES = n_features(len(VARIABLE_NAMES))  # an encoder over the whole catalogue
+N_FEATURES = n_features(len(VARIABLE_NAMES))  # an encoder over the whole catalogue, legacy inputs
 
 V = len(VARIABLES)
 HR = VARIABLE_INDEX["heart_rate"]
@@ -22,8 +23,9 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 T0 = 1_750_000_000.0
 
 
-def encoder(device: str = "cpu") -> FeatureEncoder:
-    return FeatureEncoder(NORMAL + 1.0, torch.full((V,), 2.0)).to(device)
+def encoder(device: str = "cpu", inputs: tuple[str, ...] | None = None) -> FeatureEncoder:
+    extra = {} if inputs is None else {"inputs": inputs}
+    return FeatureEncoder(NORMAL + 1.0, torch.full((V,), 2.0), VARIABLE_NAMES, **extra).to(device)
 
 
 def nothing(batch: int = 1, device: str = "cpu") -> torch.Tensor:
@@ -44,7 +46,8 @@ def test_first_event_encodes_measured_values_and_normals_for_the_rest(device: st
     values = nothing(device=device)
     values[0, HR] = 85.0
     t = torch.tensor([T0], dtype=torch.float64, device=device)
-    x, last_value, last_time, prev_time = enc.step(values, t, *enc.initial_state(1))
+    x, after = enc.step(values, t, enc.initial_memory(1))
+    last_value, last_time, prev_time = after.last_value, after.last_time, after.prev_time
     assert x.shape == (1, N_FEATURES) and x.dtype == torch.float32 and not x.isnan().any()
     z, mask, age, gap = (p.cpu() for p in parts(x))
     assert z[0, HR] == pytest.approx((85.0 - (75 + 1)) / 2.0)
@@ -63,9 +66,10 @@ def test_carried_value_decays_toward_normal_with_the_catalogue_time_constant() -
     values = nothing()
     values[0, LACTATE] = 5.0
     t0 = torch.tensor([T0], dtype=torch.float64)
-    _, lv, lt, pt = enc.step(values, t0, *enc.initial_state(1))
+    _, memory = enc.step(values, t0, enc.initial_memory(1))
     later = t0 + decay * 3600.0
-    x, lv2, lt2, _ = enc.step(nothing(), later, lv, lt, pt)
+    x, after = enc.step(nothing(), later, memory)
+    lv2, lt2 = after.last_value, after.last_time
     z, mask, age, gap = parts(x)
     expected = 1.0 + math.exp(-1.0) * (5.0 - 1.0)  # normal 1.0 + e^-1 of the excess
     assert z[0, LACTATE] == pytest.approx((expected - 2.0) / 2.0, rel=1e-5)
@@ -79,12 +83,12 @@ def test_step_does_not_modify_its_inputs_and_clips_extremes() -> None:
     enc = encoder()
     first = nothing()
     first[0, LACTATE] = 2.0
-    _, *state = enc.step(first, torch.tensor([T0], dtype=torch.float64), *enc.initial_state(1))
+    _, state = enc.step(first, torch.tensor([T0], dtype=torch.float64), enc.initial_memory(1))
     values = nothing()
     values[0, HR] = 290.0
-    snapshot = [s.clone() for s in (values, *state)]
-    x, *_ = enc.step(values, torch.tensor([T0 + 60], dtype=torch.float64), *state)
-    for before, now in zip(snapshot, (values, *state)):
+    snapshot = [s.clone() for s in (values, *state.fields())]
+    x, _ = enc.step(values, torch.tensor([T0 + 60], dtype=torch.float64), state)
+    for before, now in zip(snapshot, (values, *state.fields())):
         torch.testing.assert_close(now, before, rtol=0, atol=0, equal_nan=True)
     assert x[0, HR] == Z_CLIP
 
@@ -103,11 +107,13 @@ def test_encode_matches_each_patient_stepped_alone() -> None:
     assert batched.shape == (B, T, N_FEATURES) and not batched.isnan().any()
 
 
+@pytest.mark.parametrize("inputs", [None, INPUTS], ids=["legacy inputs", "every input"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_steps_at_once_equal_one_step_after_another_from_any_memory(device: str) -> None:
+def test_steps_at_once_equal_one_step_after_another_from_any_memory(device: str, inputs) -> None:
     """The worker folds a patient's K events of one micro-batch in one ``steps`` call; it must
-    give what K ``step`` calls (the recurrence) give, rows, memory and all, padding included."""
-    enc = encoder(device)
+    give what K ``step`` calls (the recurrence) give, rows, memory and all, padding included,
+    with the context of each event (an admission arriving mid-run)."""
+    enc = encoder(device, inputs)
     gen = torch.Generator().manual_seed(11)
     B, K = 6, 7
     values = NORMAL + 10 * torch.randn(B, K, V, generator=gen)
@@ -118,23 +124,51 @@ def test_steps_at_once_equal_one_step_after_another_from_any_memory(device: str)
     ts[1, 4:] = ts[1, 3]
     values[2, :3, HR] = math.nan  # carried from the memory for three events
     # Memory from earlier events for some patients, none for others.
-    last_value, last_time, prev_time = enc.initial_state(B)
-    last_value[2:, HR], last_time[2:, HR], prev_time[2:] = 91.0, T0 - 5000.0, T0 - 100.0
+    memory = enc.initial_memory(B)
+    memory.last_value[2:, HR], memory.last_time[2:, HR], memory.prev_time[2:] = 91.0, T0 - 5000.0, T0 - 100.0
+    memory.counts[2:, HR], memory.first_time[2:] = 12.0, T0 - 86400.0
+    context = Context.unknown((B, K), "cpu")
+    context.age[3, 2:], context.sex[3, 2:], context.admitted[3, 2:] = 71.5, SEXES.index("male"), T0 - 7200.0
     values, ts = values.to(device), ts.to(device)
-    last_value, last_time, prev_time = last_value.to(device), last_time.to(device), prev_time.to(device)
+    memory = Memory(*(f.to(device) for f in memory.fields()))
+    context = Context(context.age.to(device), context.sex.to(device), context.admitted.to(device))
 
-    x_all, value_all, time_all = enc.steps(values, ts, last_value, last_time, prev_time)
+    x_all, trail = enc.steps(values, ts, memory, context)
 
-    memory = (last_value, last_time, prev_time)
     for k in range(K):
-        x, *memory = enc.step(values[:, k], ts[:, k], *memory)
+        x, memory = enc.step(values[:, k], ts[:, k], memory, Context(context.age[:, k], context.sex[:, k], context.admitted[:, k]))
         torch.testing.assert_close(x_all[:, k], x, rtol=0, atol=1e-6)
-        torch.testing.assert_close(value_all[:, k], memory[0], rtol=0, atol=0, equal_nan=True)
-        torch.testing.assert_close(time_all[:, k], memory[1], rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(trail.last_value[:, k], memory.last_value, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(trail.last_time[:, k], memory.last_time, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(trail.counts[:, k], memory.counts, rtol=0, atol=0)
+    torch.testing.assert_close(trail.first_time, memory.first_time, rtol=0, atol=0, equal_nan=True)
     # Padding leaves the memory as it was.
-    torch.testing.assert_close(value_all[1, K - 1], value_all[1, 3], rtol=0, atol=0, equal_nan=True)
-    torch.testing.assert_close(time_all[1, K - 1], time_all[1, 3], rtol=0, atol=0, equal_nan=True)
-    assert value_all[2, :3, HR].tolist() == [91.0] * 3 and time_all[2, :3, HR].tolist() == [T0 - 5000.0] * 3
+    torch.testing.assert_close(trail.last_value[1, K - 1], trail.last_value[1, 3], rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(trail.last_time[1, K - 1], trail.last_time[1, 3], rtol=0, atol=0, equal_nan=True)
+    assert trail.last_value[2, :3, HR].tolist() == [91.0] * 3 and trail.last_time[2, :3, HR].tolist() == [T0 - 5000.0] * 3
+
+
+def test_counts_time_since_admission_age_and_sex() -> None:
+    """The inputs a real feed supports beyond the values: how often each variable was measured,
+    hours since the admission (since the first event when none is known), age and sex."""
+    enc = encoder(inputs=INPUTS)
+    assert enc.n_features == 4 * V + 1 + 1 + 2 + 2
+    first, second = nothing(), nothing()
+    first[0, HR] = second[0, HR] = 90.0
+    second[0, LACTATE] = 3.0
+    t0, t1 = torch.tensor([T0], dtype=torch.float64), torch.tensor([T0 + 5 * 3600.0], dtype=torch.float64)
+    unknown = Context.unknown((1,), "cpu")
+    x0, memory = enc.step(first, t0, enc.initial_memory(1), unknown)
+    x1, memory = enc.step(second, t1, memory, unknown)
+    counts, stay, age, sex = x1[0, 3 * V : 4 * V], x1[0, 4 * V + 1], x1[0, 4 * V + 2 : 4 * V + 4], x1[0, 4 * V + 4 :]
+    assert counts[HR] == pytest.approx(math.log1p(2) / math.log1p(COUNT_CAP)) and counts[LACTATE] == pytest.approx(math.log1p(1) / math.log1p(COUNT_CAP))
+    assert memory.counts[0, HR] == 2 and memory.first_time.tolist() == [T0]
+    assert stay == pytest.approx(math.log1p(5) / math.log1p(STAY_CAP_HOURS))  # since the first event: no admission known
+    assert age.tolist() == [0.0, 0.0] and sex.tolist() == [0.0, 0.0]  # unknown
+    admitted = Context(torch.tensor([68.0]), torch.tensor([SEXES.index("female")], dtype=torch.int8), t0 - 19 * 3600.0)
+    x2, _ = enc.step(nothing(), t1, memory, admitted)
+    assert x2[0, 4 * V + 1] == pytest.approx(math.log1p(24) / math.log1p(STAY_CAP_HOURS))  # since the admission
+    assert x2[0, 4 * V + 2 :].tolist() == pytest.approx([0.68, 1.0, 1.0, 0.0])
 
 
 def test_fit_uses_observed_values_and_falls_back_for_unmeasured_variables() -> None:

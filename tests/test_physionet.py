@@ -234,8 +234,12 @@ def test_vitalwatch_train_learns_from_a_directory_of_psv_stays(tmp_path: Path) -
     assert code == 0
     loaded = load_checkpoint(out)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["training"]["data"]["n_patients"] == {"train": 8, "val": 2}
-    assert loaded.manifest["horizon_hours"] == 12.0
+    split = manifest["training"]["data"]["split"]
+    assert manifest["training"]["data"]["n_patients"] == {"train": 7, "validation": 2, "test": 1}
+    assert split["seed"] == 3 and len(split["validation_stays"]) == 2 and len(split["test_stays"]) == 1
+    held_out = {*split["validation_stays"], *split["test_stays"]}
+    assert held_out < {f"p{k:06d}" for k in range(10)}
+    assert loaded.manifest["horizon_hours"] == 6.0  # the challenge's own horizon, unless --horizon says otherwise
     hr = loaded.manifest["normalisation"]["variables"]["heart_rate"]["mean"]
     assert 80 < hr < 110  # normalisation fitted on the PSV stays
 
@@ -440,14 +444,15 @@ def test_a_fixture_spo2_of_35_percent_is_dropped_and_counted(caplog: pytest.LogC
 
 def test_vitalwatch_train_learns_from_the_physionet2019_dataset_and_records_its_licence(tmp_path: Path) -> None:
     out = tmp_path / "ckpt"
-    # Seed 13 holds out p001183, the one fixture stay with both labels (validation needs both).
+    # Seed 3 puts p001183, the one fixture stay with both labels, in validation (which needs both).
     code = main(["train", "--dataset", "physionet2019", "--psv-dir", str(FIXTURES), "--hidden", "4", "--epochs", "1",
-                 "--batch-size", "2", "--seed", "13", "--out", str(out), "--no-progress", "--threads", "1"])
+                 "--batch-size", "2", "--seed", "3", "--out", str(out), "--no-progress", "--threads", "1"])
     assert code == 0
     data = json.loads((out / "manifest.json").read_text())["training"]["data"]
     assert data["dataset"] == "physionet2019" and data["licence"] == PHYSIONET_2019_LICENCE
     assert "Challenge 2019, training set A" in data["attribution"]
-    assert data["n_patients"] == {"train": 4, "val": 1}
+    assert data["n_patients"] == {"train": 4, "validation": 1, "test": 0}
+    assert data["split"]["validation_stays"] == ["p001183"] and data["split"]["test_stays"] == []
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from models.features import Memory
 from schemas.variables import VARIABLE_INDEX, VARIABLES
 from worker.scoring.reasons import occlusion, top_reasons
 
@@ -21,12 +22,19 @@ class CarryForwardEncoder:
 
     columns = torch.arange(V)
 
-    def step(self, values, t, last_value, last_time, prev_time):
+    def step(self, values, t, memory: Memory, context=None):
         observed = ~values.isnan()
-        last_value = torch.where(observed, values, last_value)
-        last_time = torch.where(observed, t.unsqueeze(1), last_time)
+        last_value = torch.where(observed, values, memory.last_value)
+        last_time = torch.where(observed, t.unsqueeze(1), memory.last_time)
         x = torch.where(last_value.isnan(), NORMAL, last_value) - NORMAL
-        return x, last_value, last_time, t
+        return x, Memory(last_value, last_time, t, memory.counts + observed.float(), memory.first_time)
+
+
+def memory_of(last_value: torch.Tensor) -> Memory:
+    """A memory holding ``last_value`` [B, V] (observed at time 0 where given), nothing counted."""
+    b = last_value.shape[0]
+    nan = torch.full((b,), math.nan, dtype=torch.float64)
+    return Memory(last_value, torch.where(last_value.isnan(), math.nan, 0.0).double(), nan, torch.zeros(b, V), nan)
 
 
 class LinearRisk:
@@ -55,17 +63,14 @@ def test_the_perturbed_variable_comes_first() -> None:
     encoder, model = CarryForwardEncoder(), LinearRisk({"lactate": 1.5, "heart_rate": 0.02, "spo2": -0.05})
     # Row 0: lactate far from normal (5 vs 1), others near normal. Row 1: only heart rate is off.
     values = torch.stack([_row(lactate=5.0, heart_rate=80.0, spo2=96.0), _row(heart_rate=140.0, spo2=97.0)])
-    last_value = torch.stack([_row(sodium=140.0), _row(lactate=1.0)])
-    last_time = torch.where(last_value.isnan(), math.nan, 0.0).double()
+    memory = memory_of(torch.stack([_row(sodium=140.0), _row(lactate=1.0)]))
     t = torch.tensor([600.0, 600.0], dtype=torch.float64)
     h = c = torch.zeros(1, 2, 4)
-    x, current, _, _ = encoder.step(values, t, last_value, last_time, torch.zeros(2, dtype=torch.float64))
+    x, after = encoder.step(values, t, memory)
+    current = after.last_value
     risk = model.risk(model.step(x, h, c)[0])
 
-    contribution = occlusion(
-        encoder, model, values=values, t=t, last_value=last_value, last_time=last_time,
-        prev_time=torch.zeros(2, dtype=torch.float64), h=h, c=c, risk=risk,
-    )
+    contribution = occlusion(encoder, model, values=values, t=t, memory=memory, context=None, h=h, c=c, risk=risk)
     assert contribution.shape == (2, V)
     expected_lactate = risk[0] - torch.sigmoid(x[0] @ model.w - 1.5 * 4.0)
     assert contribution[0, VARIABLE_INDEX["lactate"]].item() == pytest.approx(expected_lactate.item(), rel=1e-5)
@@ -98,9 +103,9 @@ class FirstColumnsEncoder(CarryForwardEncoder):
 
     columns = torch.tensor([VARIABLE_INDEX["heart_rate"], VARIABLE_INDEX["lactate"]])
 
-    def step(self, values, t, last_value, last_time, prev_time):
-        x, last_value, last_time, t = super().step(values, t, last_value, last_time, prev_time)
-        return x.index_select(1, self.columns), last_value, last_time, t
+    def step(self, values, t, memory: Memory, context=None):
+        x, after = super().step(values, t, memory, context)
+        return x.index_select(1, self.columns), after
 
 
 def test_only_the_models_own_variables_are_occluded_and_reported() -> None:
@@ -113,13 +118,14 @@ def test_only_the_models_own_variables_are_occluded_and_reported() -> None:
 
     encoder, model = FirstColumnsEncoder(), TwoVariableRisk()
     values = _row(heart_rate=130.0, lactate=4.0, bun=120.0).unsqueeze(0)
-    memory = torch.full((1, V), math.nan)
-    x, current, _, _ = encoder.step(values, torch.tensor([60.0], dtype=torch.float64), memory, memory.double(), torch.zeros(1, dtype=torch.float64))
+    memory = memory_of(torch.full((1, V), math.nan))
+    x, after = encoder.step(values, torch.tensor([60.0], dtype=torch.float64), memory)
+    current = after.last_value
     risk = model.risk(model.step(x, None, None)[0])
     h = c = torch.zeros(1, 1, 4)
     contribution = occlusion(
-        encoder, model, values=values, t=torch.tensor([60.0], dtype=torch.float64), last_value=memory,
-        last_time=memory.double(), prev_time=torch.zeros(1, dtype=torch.float64), h=h, c=c, risk=risk,
+        encoder, model, values=values, t=torch.tensor([60.0], dtype=torch.float64), memory=memory, context=None,
+        h=h, c=c, risk=risk,
     )
     assert contribution.shape == (1, 2)
     (reasons,) = top_reasons(contribution, current.index_select(1, encoder.columns), ("heart_rate", "lactate"))

@@ -44,9 +44,10 @@ def test_documents_state_the_contract() -> None:
     assert lab_result["properties"]["code"]["enum"] == sorted(LAB_CODES)
     assert docs["fhir-observations"]["discriminator"]["propertyName"] == "resourceType"
     assert set(docs["alerts"]["properties"]) == {
-        "alert_id", "patient_id", "level", "previous_level", "risk", "news2", "reasons",
+        "alert_id", "patient_id", "level", "previous_level", "risk", "news2", "reasons", "raised_by",
         "triggered_by", "observed_at", "raised_at", "model_version",
     }
+    assert docs["alerts"]["properties"]["raised_by"]["enum"] == ["model", "news2"]
     assert set(docs["risk-scores"]["properties"]) == {
         "event_id", "patient_id", "observed_at", "scored_at", "risk", "news2", "level",
         "model_version",

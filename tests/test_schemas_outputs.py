@@ -73,7 +73,7 @@ def test_risk_score_field_names_and_round_trip() -> None:
 def test_alert_field_names_and_round_trip() -> None:
     wire = orjson.loads(alert().model_dump_json())
     assert list(wire) == [
-        "alert_id", "patient_id", "level", "previous_level", "risk", "news2", "reasons",
+        "alert_id", "patient_id", "level", "previous_level", "risk", "news2", "reasons", "raised_by",
         "triggered_by", "observed_at", "raised_at", "model_version",
     ]
     assert list(wire["news2"]) == ["total", "components"]

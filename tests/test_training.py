@@ -13,7 +13,7 @@ import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
 from schemas.variables import PREVIOUS_CATALOGUES
-from models.features import n_features
+from models.features import Context, INPUTS, n_features
 from models.datasets.series import PatientSeries, series_from_simulated
 from models.datasets.simulator import simulate_cohort
 from models.training.train import (
@@ -61,7 +61,8 @@ def test_a_new_model_reads_the_variables_its_training_data_measures(trained: Tra
     trained on it reads exactly those, in catalogue order (so it scores as it did before the
     catalogue grew)."""
     assert trained.encoder.variables == PREVIOUS_CATALOGUES[0]
-    assert trained.model.n_features == n_features(18) == 55
+    assert trained.encoder.inputs == INPUTS
+    assert trained.model.n_features == n_features(18, INPUTS) == 4 * 18 + 6
 
 
 def test_training_produces_a_calibrated_model_and_ordered_thresholds(trained: TrainResult) -> None:
@@ -94,20 +95,24 @@ def test_thresholds_stay_ordered_when_the_specificities_coincide() -> None:
 
 
 def test_predicted_risk_equals_streaming_the_events_one_by_one(cohorts, trained: TrainResult) -> None:
-    """What evaluation measures (forward over the history) is what the worker serves (step)."""
+    """What evaluation measures (forward over the history) is what the worker serves (step), the
+    encounter context (age, sex, time since admission) included."""
     _, val = cohorts
     stays = val[:3]
+    assert all(stay.admission is not None for stay in stays)
     predicted = predict_series(trained.model, trained.encoder, stays)
     enc, model = trained.encoder, trained.model
     for stay, risk in zip(stays, predicted):
-        last_value, last_time, prev_time = enc.initial_state(1)
+        memory = enc.initial_memory(1)
+        context = stay.context()
         h = torch.zeros(model.num_layers, 1, model.hidden_size)
         c = torch.zeros_like(h)
         streamed = []
         with torch.no_grad():
             for k in range(len(stay.ts)):
-                x, last_value, last_time, prev_time = enc.step(
-                    torch.from_numpy(stay.values[k : k + 1]), torch.tensor([stay.ts[k]], dtype=torch.float64), last_value, last_time, prev_time
+                now = Context(torch.tensor(context.age[k : k + 1]), torch.tensor(context.sex[k : k + 1]), torch.tensor(context.admitted[k : k + 1]))
+                x, memory = enc.step(
+                    torch.from_numpy(stay.values[k : k + 1]), torch.tensor([stay.ts[k]], dtype=torch.float64), memory, now
                 )
                 logits, h, c = model.step(x, h, c)
                 streamed.append(float(model.risk(logits)))

@@ -18,7 +18,7 @@ import orjson
 
 from models.datasets.encounters import decoded
 from schemas.decode import decode
-from schemas.encounter import Encounter
+from schemas.encounter import UNKNOWN, Encounter, sex_code
 from schemas.observation import Observation
 from schemas.variables import VARIABLE_INDEX, VARIABLES
 
@@ -53,6 +53,28 @@ class PatientSeries:
     def admission(self) -> Encounter | None:
         """The admission (age, sex, admitted at, first unit), None when the source has none."""
         return next((e for e in self.encounters if e.kind == "admission"), None)
+
+    def context(self) -> RowContext:
+        """The encounter context in force at each row: the latest admission at or before it
+        (its age, sex and time), as the worker holds it when it scores that event."""
+        age = np.full(len(self.ts), np.nan, dtype=np.float32)
+        sex = np.full(len(self.ts), UNKNOWN, dtype=np.int8)
+        admitted = np.full(len(self.ts), np.nan)
+        for encounter in (e for e in self.encounters if e.kind == "admission"):
+            now = self.ts >= encounter.occurred_ts
+            age[now] = np.nan if encounter.age is None else encounter.age
+            sex[now] = sex_code(encounter.sex)
+            admitted[now] = encounter.occurred_ts
+        return RowContext(age, sex, admitted)
+
+
+@dataclass(frozen=True, slots=True)
+class RowContext:
+    """A series' encounter context per row (models.features.Context on the host)."""
+
+    age: np.ndarray  # float32 [T] years, NaN unknown
+    sex: np.ndarray  # int8 [T] schemas.encounter code, -1 unknown
+    admitted: np.ndarray  # float64 [T] POSIX s, NaN unknown
 
 
 def horizon_labels(ts: np.ndarray, event_at: float | None, horizon_hours: float) -> np.ndarray:

@@ -27,6 +27,7 @@ from models.datasets.clif_demo import ATTRIBUTION, LICENCE, MIMIC_IV_DEMO, datas
 from models.evaluation.cohort import CohortScores, evaluate, score_cohort
 from models.evaluation.metrics import auprc, auroc
 from models.datasets.series import PatientSeries
+from models.datasets.splits import assign_parts
 from models.training.train import scored_mask
 
 #: Why the numbers cannot be read as a verdict, printed with every report.
@@ -62,13 +63,7 @@ class StaySplit:
 
 def split_by_patient(stays: Sequence[ClifStay], fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), seed: int = 0) -> StaySplit:
     """A seeded shuffle of the persons, cut at ``fractions``; each person's stays follow them."""
-    if len(fractions) != 3 or min(fractions) <= 0 or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"fractions must be three positive shares summing to 1, got {fractions}")
-    persons = sorted({s.patient_id for s in stays})
-    order = np.random.default_rng(seed).permutation(len(persons))
-    cut1 = round(len(persons) * fractions[0])
-    cut2 = cut1 + round(len(persons) * fractions[1])
-    part = {persons[i]: (0 if k < cut1 else 1 if k < cut2 else 2) for k, i in enumerate(order)}
+    part = assign_parts((s.patient_id for s in stays), fractions, seed)
     buckets: tuple[list[ClifStay], ...] = ([], [], [])
     for stay in stays:
         buckets[part[stay.patient_id]].append(stay)

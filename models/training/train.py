@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from models.checkpoint import LoadedModel
-from models.features import MEMORY_WIDTH, FeatureEncoder
+from models.features import INPUTS, MEMORY_WIDTH, Context, FeatureEncoder
 from models.evaluation.metrics import auroc, threshold_for_specificity
 from models.network import RiskLSTM
 from models.datasets.series import PatientSeries
@@ -65,6 +65,8 @@ class TrainConfig:
     #: Weight of a positive event in the loss; None = negatives/positives of the training set.
     pos_weight: float | None = None
     horizon_hours: float = 12.0
+    #: The feature encoder's input groups (models.features.INPUTS).
+    inputs: tuple[str, ...] = INPUTS
     medium_specificity: float = 0.90
     high_specificity: float = 0.97
     device: str = "cpu"
@@ -109,6 +111,9 @@ def collate(series: Sequence[PatientSeries], encoder: FeatureEncoder) -> tuple[t
     ts = np.zeros((len(series), longest), dtype=np.float64)
     labels = np.zeros((len(series), longest), dtype=np.float32)
     mask = np.zeros((len(series), longest), dtype=bool)
+    age = np.full((len(series), longest), np.nan, dtype=np.float32)
+    sex = np.full((len(series), longest), -1, dtype=np.int8)
+    admitted = np.full((len(series), longest), np.nan)
     for row, s in enumerate(series):
         n = len(s.ts)
         values[row, :n] = s.values
@@ -116,9 +121,15 @@ def collate(series: Sequence[PatientSeries], encoder: FeatureEncoder) -> tuple[t
         ts[row, n:] = s.ts[-1] if n else 0.0
         labels[row, :n] = s.labels
         mask[row, :n] = scored_mask(s)
+        context = s.context()
+        age[row, :n], sex[row, :n], admitted[row, :n] = context.age, context.sex, context.admitted
+
+    def put(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(device)
+
     with torch.no_grad():
-        x = encoder.encode(torch.from_numpy(values).to(device), torch.from_numpy(ts).to(device))
-    return x, torch.from_numpy(labels).to(device), torch.from_numpy(mask).to(device)
+        x = encoder.encode(put(values), put(ts), Context(put(age), put(sex), put(admitted)))
+    return x, put(labels), put(mask)
 
 
 def train_model(
@@ -138,7 +149,7 @@ def train_model(
     device = torch.device(config.device)
     model, encoder = _starting_point(train, config, init_from)
     model = model.to(device)
-    train_set = _encode_all([_trainable(s, config.max_steps) for s in train], encoder)
+    train_set = _encode_all(list(train), encoder, max_steps=config.max_steps)
     val_set = _encode_all(list(val), encoder)
     history, best_auroc = _fit(model, train_set, val_set, config, device, progress)
 
@@ -158,7 +169,7 @@ def _starting_point(
         model = copy.deepcopy(init_from.model)
         model.dropout.p = config.dropout
     else:
-        encoder = FeatureEncoder.fit((s.values for s in train), measured_variables(train))
+        encoder = FeatureEncoder.fit((s.values for s in train), measured_variables(train), config.inputs)
         model = RiskLSTM(encoder.n_features, config.hidden_size, config.num_layers, config.dropout)
     model.set_calibration(1.0, 0.0)
     return model, encoder
@@ -301,25 +312,27 @@ def training_manifest(
     }
 
 
-def _trainable(series: PatientSeries, max_steps: int | None) -> PatientSeries:
-    """The stay without its post-event events and, if longer than ``max_steps``, its last part."""
-    keep = np.flatnonzero(scored_mask(series))
-    if max_steps is not None:
-        keep = keep[-max_steps:]
-    return PatientSeries(series.patient_id, series.ts[keep], series.values[keep], series.labels[keep], series.event_at)
-
-
-def _encode_all(series: list[PatientSeries], encoder: FeatureEncoder, chunk: int = 256) -> list[_Encoded]:
-    """Every non-empty stay encoded once, shortest first: encoding and scoring in chunks of
-    similar length keeps padding small."""
+def _encode_all(
+    series: list[PatientSeries], encoder: FeatureEncoder, *, max_steps: int | None = None, chunk: int = 256
+) -> list[_Encoded]:
+    """Every non-empty stay encoded once, shortest first (encoding and scoring in chunks of
+    similar length keeps padding small). With ``max_steps``, a training stay keeps its scored
+    events (up to and including its clinical event) and of those its last ``max_steps``: the
+    rows are cut after encoding, so each keeps what the whole stay before it told the encoder
+    (carried values, counts, time since admission), as in the worker."""
     ordered = sorted((s for s in series if len(s.ts)), key=lambda s: len(s.ts))
     encoded: list[_Encoded] = []
     for start in range(0, len(ordered), chunk):
         part = ordered[start : start + chunk]
         x, y, mask = collate(part, encoder)
         for row, s in enumerate(part):
-            n = len(s.ts)
-            encoded.append(_Encoded(x[row, :n].cpu(), y[row, :n].cpu(), mask[row, :n].cpu()))
+            keep = np.arange(len(s.ts))
+            if max_steps is not None:
+                keep = np.flatnonzero(scored_mask(s))[-max_steps:]
+            if not len(keep):
+                continue
+            rows = torch.from_numpy(keep).to(x.device)
+            encoded.append(_Encoded(x[row, rows].cpu(), y[row, rows].cpu(), mask[row, rows].cpu()))
     return encoded
 
 

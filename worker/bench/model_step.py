@@ -36,13 +36,13 @@ def model_step_rates(device: str, batch_sizes: tuple[int, ...] = BATCH_SIZES, se
         values = torch.randn(batch, len(VARIABLES), generator=generator)
         values[torch.rand(batch, len(VARIABLES), generator=generator) < 0.6] = float("nan")  # partial sets
         values = values.to(where)
-        last_value, last_time, prev_time = encoder.initial_state(batch)
+        memory = encoder.initial_memory(batch)
         t = torch.full((batch,), 1.7e9, dtype=torch.float64, device=where)
         h = torch.zeros(model.num_layers, batch, model.hidden_size, device=where)
         c = torch.zeros_like(h)
 
         def step() -> None:
-            x, *_ = encoder.step(values, t, last_value, last_time, prev_time)
+            x, _ = encoder.step(values, t, memory)
             logits, _, _ = model.step(x, h, c)
             model.risk(logits)
 

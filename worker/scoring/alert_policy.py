@@ -62,9 +62,11 @@ class AlertPolicy:
         t: torch.Tensor,
         cleared_level: torch.Tensor,
         cleared_ts: torch.Tensor,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """New level codes [B] int8 from risk [B], NEWS2 totals [B], the previous level [B] int8,
-        event times [B] f64 and the last downgrade (cleared_level [B] int8, cleared_ts [B] f64)."""
+        event times [B] f64 and the last downgrade (cleared_level [B] int8, cleared_ts [B] f64);
+        and [B] bool: the safety net set that level, above what the model's risk gave (an alert
+        then explains itself by the NEWS2 parameters that scored, not by the model)."""
         previous = level.to(torch.int64)
         high = (risk >= self.high) | ((previous == HIGH) & (risk >= self.high * self.high_clear_ratio))
         medium = (risk >= self.medium) | ((previous >= MEDIUM) & (risk >= self.medium * self.medium_clear_ratio))
@@ -72,8 +74,9 @@ class AlertPolicy:
         recently_cleared = (t - cleared_ts) < self.realert_interval_s  # NaN (never cleared) -> False
         suppressed = (candidate > previous) & (candidate <= cleared_level.to(torch.int64)) & recently_cleared
         decided = torch.where(suppressed, previous, candidate)
-        decided = torch.where(news2_total >= self.news2_emergency, HIGH, decided)
-        return decided.to(torch.int8)
+        by_news2 = (news2_total >= self.news2_emergency) & (decided < HIGH)
+        decided = torch.where(by_news2, HIGH, decided)
+        return decided.to(torch.int8), by_news2
 
 
 def alert_id(patient_id: str, triggered_by: str, previous_level: str, level: str) -> str:

@@ -68,10 +68,11 @@ from typing import TYPE_CHECKING, Iterator, Sequence, cast
 import numpy as np
 import torch
 
+from models.features import Context, Memory
 from models.news2 import NEWS2_COMPONENTS, news2_components
 from schemas.encounter import Encounter
 from schemas.observation import Observation
-from schemas.variables import VARIABLE_INDEX, VARIABLES
+from schemas.variables import BY_NAME, VARIABLE_INDEX, VARIABLES
 from worker.scoring.alert_policy import LEVELS, AlertPolicy, alert_id
 from worker.scoring.context import CONTEXT_COLUMNS, ContextInputs
 from worker.scoring.events import InputEvent
@@ -104,6 +105,7 @@ class AlertDecision:
     previous_level: str
     reasons: list[dict]  # [{"variable","value","unit","contribution"}], top 5 by |contribution|
     news2_components: dict[str, int]
+    raised_by: str = "model"  # "news2" when the NEWS2 safety net, not the model, set the level
 
 
 @dataclass(slots=True)
@@ -389,9 +391,11 @@ class RiskEngine:
         # it. An encounter (time -inf) so takes the time of the step before it, NaN if none.
         t = torch.fmax(chunk.times[rows].cummax(dim=1).values, before.prev_time.unsqueeze(1))
         t = t.masked_fill(t == -math.inf, math.nan)
-        x, last_value, last_time = self._encoder.steps(
-            x_values, t, before.last_value, before.last_time, before.prev_time
-        )
+        # The context in force at each event (an admission can arrive mid-batch), else the one before.
+        context = _context(before) if chunk.context is None else chunk.context.at(rows, ~padding, before)
+        at_step = {name: column if column.dim() == 2 else column.unsqueeze(1).expand(p_count, k_count) for name, column in context.items()}
+        x, after = self._encoder.steps(x_values, t, before.memory(), _encoder_context(at_step))
+        last_value, last_time = after.last_value, after.last_time
         fresh_enough = (t.unsqueeze(2) - last_time) <= self._carry_forward_s
         components = news2_components(torch.where(fresh_enough, last_value, math.nan).flatten(0, 1))
         components = components.view(p_count, k_count, -1)
@@ -400,14 +404,13 @@ class RiskEngine:
         stepping = None if block.steps is None else torch.from_numpy(block.steps).to(self.device)
         steps = self._recurrence(block, stepping, x, t, news2, before)
         last = torch.from_numpy(block.lengths - 1).to(self.device)
-        context = _context(before)  # unchanged by a chunk without admissions or transfers
-        if chunk.context is not None:
-            context = {name: _at(column, last) for name, column in chunk.context.at(rows, ~padding, before).items()}
         self._slab.scatter(slots, SlotState(
             h=steps.h, c=steps.c,
             last_value=_at(last_value, last), last_time=_at(last_time, last), prev_time=_at(t, last),
             level=steps.level, cleared_level=steps.cleared_level, cleared_ts=steps.cleared_ts,
-            recent_ids=before.remember(chunk.ids[rows], last + 1), **context,
+            recent_ids=before.remember(chunk.ids[rows], last + 1),
+            counts=_at(after.counts, last), first_time=after.first_time,
+            **{name: _at(column, last) for name, column in at_step.items()},
         ))
         self._release(block, slots)
 
@@ -415,12 +418,22 @@ class RiskEngine:
         patient_of, step_of = block.positions()
         patient_t, step_t = torch.from_numpy(patient_of).to(self.device), torch.from_numpy(step_of).to(self.device)
         risk, level, previous = torch.cat(steps.risk), torch.cat(steps.levels), torch.cat(steps.previous)
-        changed = (level != previous).nonzero().squeeze(1)  # never an encounter: its level is the previous one
+        by_news2 = torch.cat(steps.by_news2)
+        changed = level != previous  # never an encounter: its level is the previous one
         alerting: dict[int, tuple[list[dict], list[int]]] = {}
-        if changed.numel():
-            i, k = patient_t.index_select(0, changed), step_t.index_select(0, changed)
-            why = self._reasons(changed, i, k, x_values, t, last_value, last_time, before, steps, risk)
-            alerting = dict(zip(changed.tolist(), zip(why, components[i, k].tolist())))
+        # The model explains the levels it set; NEWS2 the ones its safety net set (the model's
+        # occlusion would only say why it was *not* alarmed).
+        for by_model in (True, False):
+            where = (changed & (by_news2 != by_model)).nonzero().squeeze(1)
+            if not where.numel():
+                continue
+            i, k = patient_t.index_select(0, where), step_t.index_select(0, where)
+            if by_model:
+                why = self._reasons(where, i, k, x_values, t, after, at_step, before, steps, risk)
+            else:
+                why = _news2_reasons(components[i, k], torch.where(fresh_enough[i, k], last_value[i, k], math.nan))
+            alerting.update(zip(where.tolist(), zip(why, components[i, k].tolist())))
+        forced_l = by_news2.tolist()
         risk_l, level_l, prev_l = risk.tolist(), level.tolist(), previous.tolist()
         news2_l = news2[patient_t, step_t].tolist()
         positions = zip(block.rows[patient_of, step_of].tolist(), block.is_step()[patient_of, step_of].tolist())
@@ -438,6 +451,7 @@ class RiskEngine:
                     previous_level=was,
                     reasons=reasons,
                     news2_components=dict(zip(NEWS2_COMPONENTS, points)),
+                    raised_by="news2" if forced_l[j] else "model",
                 )
             results[row] = ScoredEvent(event, risk_l[j], int(news2_l[j]), LEVELS[level_l[j]], alert)
 
@@ -469,16 +483,18 @@ class RiskEngine:
         for k, n in enumerate(block.active):
             logits, h_new, c_new = self._model.step(x[:n, k], h[:, :n], c[:, :n])
             risk = self._model.risk(logits)
-            decided = self._policy.decide(risk, news2[:n, k], level[:n], t[:n, k], cleared_level[:n], cleared_ts[:n])
+            decided, by_news2 = self._policy.decide(risk, news2[:n, k], level[:n], t[:n, k], cleared_level[:n], cleared_ts[:n])
             if stepping is not None:  # an encounter leaves the LSTM state and the level as they were
                 step = stepping[:n, k]
                 decided = torch.where(step, decided, level[:n])
+                by_news2 = by_news2 & step
                 h_new = torch.where(step.view(1, -1, 1), h_new, h[:, :n])
                 c_new = torch.where(step.view(1, -1, 1), c_new, c[:, :n])
             down = decided < level[:n]
             steps.h_before.append(h[:, :n])
             steps.c_before.append(c[:, :n])
             steps.risk.append(risk)
+            steps.by_news2.append(by_news2)
             steps.levels.append(decided)
             steps.previous.append(level[:n])
             h, c = torch.cat([h_new, h[:, n:]], dim=1), torch.cat([c_new, c[:, n:]], dim=1)
@@ -495,28 +511,35 @@ class RiskEngine:
         k: torch.Tensor,
         values: torch.Tensor,
         t: torch.Tensor,
-        last_value: torch.Tensor,
-        last_time: torch.Tensor,
+        after: Memory,
+        context: dict[str, torch.Tensor],
         before: SlotState,
         steps: _Steps,
         risk: torch.Tensor,
     ) -> list[list[dict]]:
-        """Occlusion reasons for the events whose level changed (``changed``: step-major
-        positions; patient ``i``, step ``k`` in the block), all in one batch: each needs the
-        memory and LSTM state from just before its own step."""
+        """Occlusion reasons for the events whose level the model changed (``changed``:
+        step-major positions; patient ``i``, step ``k`` in the block), all in one batch: each
+        needs the memory and LSTM state from just before its own step, and the context at it."""
+        memory = Memory(
+            last_value=_before_step(before.last_value, after.last_value, i, k),
+            last_time=_before_step(before.last_time, after.last_time, i, k),
+            prev_time=_before_step(before.prev_time, t, i, k),
+            counts=_before_step(before.counts, after.counts, i, k),
+            first_time=after.first_time[i],  # the earliest time: the same before and after a step
+        )
         contribution = occlusion(
             self._encoder,
             self._model,
             values=values[i, k],
             t=t[i, k],
-            last_value=_before_step(before.last_value, last_value, i, k),
-            last_time=_before_step(before.last_time, last_time, i, k),
-            prev_time=_before_step(before.prev_time, t, i, k),
+            memory=memory,
+            context=_encoder_context({name: column[i, k] for name, column in context.items()}),
             h=torch.cat(steps.h_before, dim=1).index_select(1, changed),
             c=torch.cat(steps.c_before, dim=1).index_select(1, changed),
             risk=risk.index_select(0, changed),
         )
-        return top_reasons(contribution, last_value[i, k].index_select(1, self._encoder.columns), self._encoder.variables)
+        current = after.last_value[i, k].index_select(1, self._encoder.columns)
+        return top_reasons(contribution, current, self._encoder.variables)
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,6 +559,7 @@ class _Steps:
     the state after each patient's last step."""
 
     risk: list[torch.Tensor] = field(default_factory=list)
+    by_news2: list[torch.Tensor] = field(default_factory=list)  # the NEWS2 safety net set the level
     levels: list[torch.Tensor] = field(default_factory=list)
     previous: list[torch.Tensor] = field(default_factory=list)  # level before the step
     h_before: list[torch.Tensor] = field(default_factory=list)
@@ -550,6 +574,31 @@ class _Steps:
 def _context(state: SlotState) -> dict[str, torch.Tensor]:
     """The encounter context columns of ``state``."""
     return {name: getattr(state, name) for name in CONTEXT_COLUMNS}
+
+
+def _news2_reasons(components: torch.Tensor, charted: torch.Tensor) -> list[list[dict]]:
+    """The reasons of levels the NEWS2 safety net set: the parameters that scored (``components``
+    [n, 7] points), most points first, each with the value it scored on (``charted`` [n, M]: the
+    memory's values fresh enough for NEWS2) and its points as the contribution."""
+    points = components.tolist()
+    charted = charted[:, list(_NEWS2_COLUMNS)].tolist()
+    return [
+        [
+            {"variable": name, "value": float(str(value)), "unit": BY_NAME[name].unit, "contribution": float(score)}
+            for score, name, value in sorted(zip(row_points, NEWS2_COMPONENTS, row_values), key=lambda r: -r[0])
+            if score > 0
+        ]
+        for row_points, row_values in zip(points, charted)
+    ]
+
+
+#: The memory columns of NEWS2's parameters, in NEWS2_COMPONENTS order.
+_NEWS2_COLUMNS = tuple(VARIABLE_INDEX[name] for name in NEWS2_COMPONENTS)
+
+
+def _encoder_context(context: dict[str, torch.Tensor]) -> Context:
+    """The encounter context columns as the feature encoder reads them."""
+    return Context(age=context["age"], sex=context["sex"], admitted=context["admitted_ts"])
 
 
 def _before_step(initial: torch.Tensor, after: torch.Tensor, i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from typing import Any, Protocol, Sequence
 
 import torch
 
+from models.features import Context, Memory
 from schemas.variables import BY_NAME
 
 TOP_K = 5
@@ -27,8 +28,8 @@ class _Encoder(Protocol):
     columns: torch.Tensor  # [V] long: the memory columns of the model's variables
 
     def step(
-        self, values: torch.Tensor, t: torch.Tensor, last_value: torch.Tensor, last_time: torch.Tensor, prev_time: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: ...
+        self, values: torch.Tensor, t: torch.Tensor, memory: Memory, context: Context | None = None
+    ) -> tuple[torch.Tensor, Memory]: ...
 
 
 class _Model(Protocol):
@@ -43,28 +44,26 @@ def occlusion(
     *,
     values: torch.Tensor,
     t: torch.Tensor,
-    last_value: torch.Tensor,
-    last_time: torch.Tensor,
-    prev_time: torch.Tensor,
+    memory: Memory,
+    context: Context | None,
     h: torch.Tensor,
     c: torch.Tensor,
     risk: torch.Tensor,
 ) -> torch.Tensor:
     """Contribution [K, V] of each of the model's variables (``encoder.columns``) to ``risk``
     [K]: risk minus the risk of the same step with that variable never observed. Inputs are the
-    alerting rows' step inputs (values [K, M] over the whole memory, t [K], the state *before*
-    the step) and h, c [L, K, H]."""
-    k, width = values.shape
+    alerting rows' step inputs (values [K, M] over the whole memory, t [K], the memory *before*
+    the step, the context at it) and h, c [L, K, H]. Erasing a variable makes it never observed:
+    no value now, none carried, never counted."""
+    k = values.shape[0]
     v = encoder.columns.numel()
-    erase = torch.zeros(v, width, dtype=torch.bool, device=values.device)
-    erase[torch.arange(v, device=values.device), encoder.columns] = True
-    erase = erase.repeat(k, 1)  # row k*V+j erases the model's j-th variable
-
-    def occluded(x: torch.Tensor) -> torch.Tensor:
-        return x.repeat_interleave(v, dim=0).masked_fill(erase, math.nan)
-
-    x, _, _, _ = encoder.step(
-        occluded(values), t.repeat_interleave(v), occluded(last_value), occluded(last_time), prev_time.repeat_interleave(v)
+    rows = torch.arange(k * v, device=values.device)
+    erased = encoder.columns.repeat(k)  # row k*V+j erases the model's j-th variable
+    occluded = values.repeat_interleave(v, dim=0)
+    occluded[rows, erased] = math.nan
+    x, _ = encoder.step(
+        occluded, t.repeat_interleave(v), memory.repeat_interleave(v).erased(erased, rows),
+        None if context is None else context.repeat_interleave(v),
     )
     logits, _, _ = model.step(x, h.repeat_interleave(v, dim=1), c.repeat_interleave(v, dim=1))
     return risk.unsqueeze(1) - model.risk(logits).view(k, v)

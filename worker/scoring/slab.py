@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from models.features import Memory
 from worker.state.codec import RECENT_IDS, PatientState, Watermark
 
 
@@ -40,6 +41,8 @@ class SlotState:
     sex: torch.Tensor  # [B] int8 sex code, -1 unknown
     unit: torch.Tensor  # [B] int8 current unit code, -1 unknown
     admitted_ts: torch.Tensor  # [B] float64 admission time, NaN unknown
+    counts: torch.Tensor  # [B, V] float32 measurements of each variable so far
+    first_time: torch.Tensor  # [B] float64 time of the patient's first event, NaN before it
 
     @classmethod
     def fresh(cls, n: int, *, num_layers: int, hidden_size: int, n_vars: int, device: torch.device) -> SlotState:
@@ -60,6 +63,8 @@ class SlotState:
             sex=torch.full((n,), -1, dtype=torch.int8, device=device),
             unit=torch.full((n,), -1, dtype=torch.int8, device=device),
             admitted_ts=torch.full((n,), math.nan, **nan64),
+            counts=torch.zeros(n, n_vars, device=device),
+            first_time=torch.full((n,), math.nan, **nan64),
         )
 
     @classmethod
@@ -83,7 +88,13 @@ class SlotState:
             sex=put(np.array([s.sex for s in states], dtype=np.int8)),
             unit=put(np.array([s.unit for s in states], dtype=np.int8)),
             admitted_ts=put(np.array([s.admitted_ts for s in states], dtype=np.float64)),
+            counts=put(np.stack([_counts(s) for s in states])),
+            first_time=put(np.array([s.first_time for s in states], dtype=np.float64)),
         )
+
+    def memory(self) -> Memory:
+        """The feature encoder's part of this state."""
+        return Memory(self.last_value, self.last_time, self.prev_time, self.counts, self.first_time)
 
     def to_host(self) -> dict[str, np.ndarray]:
         """Host arrays with a leading patient axis (h, c become [B, L, H]), one device-to-host
@@ -104,6 +115,11 @@ class SlotState:
         appended = torch.cat([self.recent_ids, ids], dim=1)
         window = counts.unsqueeze(1) + torch.arange(ring, device=ids.device).unsqueeze(0)
         return appended.gather(1, window)
+
+
+def _counts(state: PatientState) -> np.ndarray:
+    """A record's measurement counts (zeros when it has none: written before they were kept)."""
+    return state.counts if state.counts is not None else np.zeros(len(state.last_value), np.float32)
 
 
 def _batch_dim(name: str) -> int:

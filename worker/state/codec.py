@@ -4,27 +4,31 @@ Redis holds the durable copy of every patient's LSTM state so a restart or a reb
 up where the last owner stopped. The format is a fixed header followed by raw
 little-endian float arrays: no pickle (nothing in Redis can run code when read), no JSON
 (floats must round-trip bit for bit so a restored patient scores exactly as if it had never
-left), and small — about 1.4 KB for one layer of hidden 64 over the 37 catalogue variables.
+left), and small — about 1.5 KB for one layer of hidden 64 over the 37 catalogue variables.
 
 Layout (little-endian), format 3::
 
     header   magic "VW", format version u8, model-version length u8, layers u16, hidden u16,
              variables u16, prev_time f64, level i8, cleared_level i8, cleared_ts f64,
              watermark entries u16, recent ids K u8,
-             catalogue u32, flags u8, sex i8, unit i8, age f32, admitted_ts f64
+             catalogue u32, flags u8, sex i8, unit i8, age f32, admitted_ts f64, first_time f64
     model version (UTF-8)
-    h [L,H] f32, c [L,H] f32, last_value [V] f32, last_time [V] f64, recent ids [K] i64
+    h [L,H] f32, c [L,H] f32, last_value [V] f32, last_time [V] f64, counts [V] f32,
+    recent ids [K] i64
     watermark entries: topic length u8, topic (UTF-8), partition i32, offset i64
 
 ``catalogue`` fingerprints the variable order of last_value/last_time (``catalogue_id``), so a
 record written before the catalogue grew is read column by column by name into today's order.
 The encounter context (age in years, sex and unit codes, -1 unknown, admission time, NaN
 unknown) is the patient's, not the model's; flag bit 0 marks a discharged patient's tombstone
-(its watermark and recent ids, kept so a redelivered event is still recognised).
+(its watermark and recent ids, kept so a redelivered event is still recognised). ``counts``
+(measurements of each variable so far) and ``first_time`` (the patient's first event) are the
+rest of the feature encoder's memory (models.features.Memory).
 
-Format 2 is format 3 without the fields after K (the first catalogue, no context); format 1 is
-format 2 without K and the recent ids. Both still load (no context, no recent ids for format
-1), so a worker upgraded over old state keeps every patient's history.
+Format 2 is format 3 without the fields after K and without counts (the first catalogue, no
+context); format 1 is format 2 without K and the recent ids. Both still load (no context, no
+counts, no first time, no recent ids for format 1), so a worker upgraded over old state keeps
+every patient's history.
 
 The recent ids are the hashes of the patient's last ``RECENT_IDS`` applied event ids, oldest
 first (0 = empty place): the watermark recognises a redelivered offset, the ring a resent
@@ -64,11 +68,13 @@ _HEAD_V1 = [
 _HEAD_V2 = [*_HEAD_V1, ("recent", "u1")]
 _HEAD_V3 = [
     *_HEAD_V2, ("catalogue", "<u4"), ("flags", "u1"), ("sex", "i1"), ("unit", "i1"), ("age", "<f4"), ("admitted_ts", "<f8"),
+    ("first_time", "<f8"),
 ]
 _HEADS = {1: _HEAD_V1, 2: _HEAD_V2, 3: _HEAD_V3}  # packed: numpy adds no padding unless asked
 _DISCHARGED = 1
-#: The context columns of format 3 and the value each takes when unknown (formats 1 and 2).
-CONTEXT_UNKNOWN: dict[str, float] = {"age": math.nan, "sex": -1, "unit": -1, "admitted_ts": math.nan}
+#: The scalars format 3 added (the encounter context and the first event's time), and the value
+#: each takes in a record of an older format: unknown.
+ADDED_IN_V3: dict[str, float] = {"age": math.nan, "sex": -1, "unit": -1, "admitted_ts": math.nan, "first_time": math.nan}
 _PREFIX = np.dtype(_HEAD_V1[:2])  # magic and format: what tells the layouts apart
 _WM_TAIL = struct.Struct("<iq")
 
@@ -131,6 +137,8 @@ class PatientState:
     unit: int = -1  # schemas.encounter unit code (current unit), -1 unknown
     admitted_ts: float = math.nan  # POSIX s of the admission, NaN unknown
     discharged: bool = False  # a tombstone: the patient left; only watermark and recent ids matter
+    counts: np.ndarray | None = None  # [V] float32 measurements so far; None: none
+    first_time: float = math.nan  # POSIX s of the patient's first event, NaN before it
 
     @classmethod
     def fresh(cls, *, num_layers: int, hidden_size: int, n_vars: int) -> PatientState:
@@ -145,6 +153,7 @@ class PatientState:
             cleared_level=0,
             cleared_ts=math.nan,
             recent_ids=np.zeros(RECENT_IDS, np.int64),
+            counts=np.zeros(n_vars, np.float32),
         )
 
 
@@ -155,7 +164,7 @@ def pack_many(
     variables: Sequence[str] = VARIABLE_NAMES,
 ) -> list[bytes]:
     """Serialise n patients at once; ``columns`` holds the ``PatientState`` array fields with a
-    leading patient axis (h, c [n, L, H]; last_value, last_time [n, V] in the order of
+    leading patient axis (h, c [n, L, H]; last_value, last_time, counts [n, V] in the order of
     ``variables``; recent_ids [n, K]; the scalars and the context [n]; ``discharged`` [n] bool
     is optional, absent meaning none).
 
@@ -179,7 +188,8 @@ def pack_many(
     if "discharged" in columns:
         records["flags"] = np.where(columns["discharged"], _DISCHARGED, 0)
     for name in (
-        "prev_time", "level", "cleared_level", "cleared_ts", "h", "c", "last_value", "last_time", "recent_ids", *CONTEXT_UNKNOWN,
+        "prev_time", "level", "cleared_level", "cleared_ts", "h", "c", "last_value", "last_time", "counts", "recent_ids",
+        *ADDED_IN_V3,
     ):
         records[name] = columns[name]
     blob, size = records.tobytes(), records.itemsize
@@ -187,7 +197,9 @@ def pack_many(
 
 
 def _record_dtype(fmt: int, version_len: int, num_layers: int, hidden: int, n_vars: int, recent: int) -> np.dtype:
-    """The fixed-size part of a record of format ``fmt`` (format 1 has no recent ids: ``recent`` 0)."""
+    """The fixed-size part of a record of format ``fmt`` (format 1 has no recent ids: ``recent``
+    0; formats 1 and 2 no counts)."""
+    counts = [("counts", "<f4", (n_vars,))] if fmt >= 3 else []
     return np.dtype(
         _HEADS[fmt]
         + [
@@ -196,6 +208,7 @@ def _record_dtype(fmt: int, version_len: int, num_layers: int, hidden: int, n_va
             ("c", "<f4", (num_layers, hidden)),
             ("last_value", "<f4", (n_vars,)),
             ("last_time", "<f8", (n_vars,)),
+            *counts,
             ("recent_ids", "<i8", (recent,)),
         ]
     )
@@ -246,7 +259,8 @@ def unpack(
     record = np.frombuffer(data, dtype, count=1)[0]
     watermark = _unpack_watermark(data, dtype.itemsize, int(head["watermarks"]))
     written_in = _catalogue(head, fmt, nv, variables, previous)
-    context = {name: record[name].item() if fmt >= 3 else unknown for name, unknown in CONTEXT_UNKNOWN.items()}
+    added = {name: record[name].item() if fmt >= 3 else unknown for name, unknown in ADDED_IN_V3.items()}
+    context = {name: value for name, value in added.items() if name != "first_time"}
     discharged = fmt >= 3 and bool(record["flags"] & _DISCHARGED)
     recent_ids = _newest(record["recent_ids"], RECENT_IDS)
     stored_version = bytes(record["version"]).decode(errors="replace")
@@ -272,7 +286,8 @@ def unpack(
         recent_ids=recent_ids,
         watermark=watermark,
         discharged=discharged,
-        **context,
+        counts=_reorder(record["counts"], written_in, variables, fill=0.0) if fmt >= 3 else np.zeros(len(variables), np.float32),
+        **added,
     )
 
 
@@ -291,13 +306,13 @@ def _catalogue(
     return found
 
 
-def _reorder(values: np.ndarray, written_in: Sequence[str], variables: Sequence[str]) -> np.ndarray:
-    """``values`` (in ``written_in`` order) in the order of ``variables``; NaN for a variable
-    the record predates."""
+def _reorder(values: np.ndarray, written_in: Sequence[str], variables: Sequence[str], fill: float = math.nan) -> np.ndarray:
+    """``values`` (in ``written_in`` order) in the order of ``variables``; ``fill`` for a
+    variable the record predates."""
     if list(written_in) == list(variables):
         return values
     position = {name: i for i, name in enumerate(written_in)}
-    out = np.full(len(variables), np.nan, dtype=values.dtype)
+    out = np.full(len(variables), fill, dtype=values.dtype)
     for j, name in enumerate(variables):
         if name in position:
             out[j] = values[position[name]]

@@ -57,6 +57,7 @@ def alert(scored: "ScoredEvent", *, model_version: str, raised_at: datetime) -> 
         "risk": scored.risk,
         "news2": {"total": scored.news2, "components": dict(decision.news2_components)},
         "reasons": list(decision.reasons),
+        "raised_by": decision.raised_by,
         "triggered_by": obs.event_id,
         "observed_at": obs.observed_at,
         "raised_at": raised_at,

