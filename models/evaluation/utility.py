@@ -101,5 +101,6 @@ def normalized_utility(observed: np.ndarray, best: np.ndarray, inaction: np.ndar
     """``(U - U_inaction) / (U_best - U_inaction)`` over stays (each stay counted ``weights``
     times, once when None); NaN when the cohort has no septic stay (best = inaction)."""
     w = np.ones(len(observed)) if weights is None else np.asarray(weights, dtype=np.float64)
-    total, top, floor = float(w @ observed), float(w @ best), float(w @ inaction)
+    # Elementwise sums, not ``@``: see models.evaluation.bootstrap.weighted_sum.
+    total, top, floor = (float(np.sum(w * np.asarray(u, dtype=np.float64))) for u in (observed, best, inaction))
     return (total - floor) / (top - floor) if top != floor else float("nan")

