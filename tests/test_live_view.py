@@ -90,9 +90,12 @@ def test_summary_and_render_show_the_counters() -> None:
     assert line == ("1 events published, 1 scored, 1 alerts (→high 1), 0 dead letters, 1 patients; "
                     "end-to-end latency p50 45 ms, p95 1.5 s")
     out = io.StringIO()
-    Console(file=out, width=200, force_terminal=False).print(render(board, Latency(), "status line"))
+    model = "vw-lstm-2026.12.1 · PhysioNet 2019 set A · sepsis within 6 h"
+    Console(file=out, width=200, force_terminal=False).print(render(board, Latency(), "status line", model))
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["status line", f"model: {model}"]  # the model right under the status
     text = out.getvalue()
-    assert "status line" in text and "p1" in text and "0.81" in text and "none → HIGH" in text
+    assert "p1" in text and "0.81" in text and "none → HIGH" in text
 
 
 def test_plain_display_prints_each_new_alert_once(capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,6 +137,6 @@ def test_encounters_place_patients_on_units_and_a_discharge_takes_them_off_the_t
     line = summary_line(board, Latency())
     assert "5 encounters (3 admissions, 1 transfers, 1 discharges), 3 patients (1 discharged), 2 unreadable;" in line
     out = io.StringIO()
-    Console(file=out, width=200, force_terminal=False).print(render(board, Latency(), "status"))
+    Console(file=out, width=200, force_terminal=False).print(render(board, Latency(), "status", "m1"))
     text = out.getvalue()
     assert "Sickest 15 of 2 patients in hospital" in text and "icu" in text and "p3" not in text

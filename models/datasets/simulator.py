@@ -51,6 +51,7 @@ import torch
 from models.datasets import encounters as adt
 from models.datasets.events import SimEvent
 from models.datasets.icu_simulator import simulate_icu_cohort, simulate_icu_patient
+from models.datasets.profiles import PROFILES
 from models.datasets.set_a_summary import STAYS
 from models.datasets.simulated_stay import (
     ADT_SOURCE,
@@ -68,9 +69,6 @@ from schemas.encounter import Sex
 from schemas.variables import ACVPU, BY_NAME, VARIABLE_INDEX, VARIABLES
 
 Pattern = Literal["stable", "sepsis", "respiratory", "haemorrhage"]
-#: The kinds of cohort the simulator draws: adult ward patients (this module), or ICU stays
-#: resembling PhysioNet 2019 set A (models.datasets.icu_simulator).
-PROFILES: tuple[str, ...] = ("ward", "icu")
 PATTERNS: tuple[str, ...] = ("stable", "sepsis", "respiratory", "haemorrhage")
 DETERIORATION_PATTERNS: tuple[str, ...] = PATTERNS[1:]
 #: The share of a profile's cohort that deteriorates unless told otherwise: a quarter of ward

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from models.datasets.profiles import PROFILES
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -57,14 +59,30 @@ def _assert_gone(children: dict[str, int]) -> None:
         )
 
 
+def _shipped_model() -> str:
+    """The line the board must show for the checkpoint the worker loads by default."""
+    from models.checkpoint import DEFAULT_CHECKPOINT
+    from worker.tools.running_model import describe, read_manifest
+
+    manifest = read_manifest(DEFAULT_CHECKPOINT)
+    assert manifest is not None
+    return describe(manifest)
+
+
 @pytest.mark.integration
-def test_dev_scores_the_feed_prints_a_summary_and_stops_every_child(redis_url: str) -> None:
-    code, output = _run_dev(["--seconds", "15", "--patients", "20", "--speed", "3600"], _dev_env(redis_url), 180)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_dev_scores_the_feed_prints_a_summary_and_stops_every_child(redis_url: str, profile: str) -> None:
+    args = ["--seconds", "15", "--patients", "20", "--speed", "3600", "--profile", profile]
+    code, output = _run_dev(args, _dev_env(redis_url), 180)
 
     assert code == 0, output
     summary = _summary(output)
-    assert summary["scored"] > 0 and summary["events published"] > 0, summary
-    assert "dead letters" in summary and "latency" in output
+    assert summary["scored"] > 0 and summary["events published"] > 0 and summary["dead letters"] == 0, summary
+    assert "latency" in output
+    model = _shipped_model()
+    assert f"model: {model}\n" in output, output  # before the plain lines start
+    summary_line = next(line for line in output.splitlines() if line.startswith("summary: "))
+    assert re.match(rf"summary: \d+ s of feed, model {re.escape(model)}; \d+ events published", summary_line), summary_line
     assert re.search(r"\[\s*\d+ s\] \d+ events published", output), "no periodic plain lines on a pipe"
     children = _stopped_children(output)
     assert {"tansu", "worker", "simulator"} <= set(children), output
@@ -107,6 +125,7 @@ def test_dev_with_physionet2019_replays_the_set_a_fixtures_on_the_board(redis_ur
         (["--dataset", "physionet2019"], "--dataset physionet2019 needs --psv-dir"),
         (["--dataset", "physionet2019", "--psv-dir", "/nonexistent-psv"], "not a directory of PhysioNet/CinC 2019 .psv files"),
         (["--psv-dir", "/tmp"], "--clif-dir and --psv-dir need --dataset"),
+        (["--dataset", "mimic-iv-demo", "--profile", "icu"], "--profile chooses the simulated cohort"),
     ],
 )
 def test_dev_refuses_a_psv_replay_it_could_not_read_before_starting_anything(
@@ -116,6 +135,17 @@ def test_dev_refuses_a_psv_replay_it_could_not_read_before_starting_anything(
 
     assert main(["dev", *args]) == 2
     assert problem in capsys.readouterr().err
+
+
+def test_dev_feeds_the_default_profile_unless_told() -> None:
+    from worker.cli import build_parser
+    from worker.tools.commands.dev import feed_command
+    from worker.tools.commands.simulate import DEFAULT_PROFILE
+
+    name, argv, activity = feed_command(build_parser().parse_args(["dev"]), "127.0.0.1:9092")
+    assert name == "simulator" and argv[argv.index("--profile") + 1] == DEFAULT_PROFILE
+    _, argv, activity = feed_command(build_parser().parse_args(["dev", "--profile", "icu", "--patients", "5"]), "b:1")
+    assert argv[argv.index("--profile") + 1] == "icu" and activity == "feeding 5 simulated ICU patients at 3600x"
 
 
 @pytest.mark.integration

@@ -9,7 +9,9 @@ The end-to-end latency comes from the worker's own Prometheus histogram, because
 worker knows when a batch's outputs were acknowledged.
 
 Two renderings: a rich table redrawn in place on a terminal, and plain periodic summary lines
-when stdout is a pipe (CI logs, ``make demo | tee``), where cursor tricks would be garbage.
+when stdout is a pipe (CI logs, ``make demo | tee``), where cursor tricks would be garbage. The
+board names the model the worker runs under its status line (worker.tools.running_model); on a
+pipe, `vitalwatch dev` prints that line before the plain lines start, and in its summary.
 """
 
 from __future__ import annotations
@@ -225,8 +227,8 @@ def _clock(stamp: str) -> str:
         return stamp
 
 
-def render(board: WardBoard, latency: Latency, status: str) -> RenderableType:
-    """The terminal view: status, counters, the sickest patients, the latest alerts."""
+def render(board: WardBoard, latency: Latency, status: str, model: str) -> RenderableType:
+    """The terminal view: status, the model, counters, the sickest patients, the latest alerts."""
     table = Table(title=f"Sickest {BOARD_ROWS} of {len(board.in_hospital())} patients in hospital", expand=True)
     for column, justify in (("patient", "left"), ("unit", "left"), ("risk", "right"), ("level", "left"),
                             ("NEWS2", "right"), ("events", "right"), ("observed (UTC)", "left"), ("last alert", "left")):
@@ -239,7 +241,7 @@ def render(board: WardBoard, latency: Latency, status: str) -> RenderableType:
         )
     alerts = Text("\n".join(board.recent_alerts) or "no alerts yet", style="" if board.recent_alerts else "dim")
     return Group(
-        Text(status, style="bold"), Text(summary_line(board, latency)), table,
+        Text(status, style="bold"), Text(f"model: {model}"), Text(summary_line(board, latency)), table,
         Text("Latest alerts", style="bold"), alerts,
     )
 
@@ -279,8 +281,9 @@ class BoardFeed:
 class TerminalDisplay:
     """The board redrawn in place (rich Live) on a terminal."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, model: str) -> None:
         self._live = Live(console=console, refresh_per_second=4, transient=False)
+        self._model = model
 
     def __enter__(self) -> "TerminalDisplay":
         self._live.__enter__()
@@ -290,11 +293,12 @@ class TerminalDisplay:
         self._live.__exit__(*exc)
 
     def update(self, feed: BoardFeed, status: str, elapsed_s: float) -> None:
-        self._live.update(render(feed.board, feed.latency, status))
+        self._live.update(render(feed.board, feed.latency, status, self._model))
 
 
 class PlainDisplay:
-    """Each new alert as it arrives and a summary line every PLAIN_EVERY_S, for pipes and CI logs."""
+    """Each new alert as it arrives and a summary line every PLAIN_EVERY_S, for pipes and CI logs
+    (`vitalwatch dev` prints the model's line before it, and again in its closing summary)."""
 
     def __init__(self) -> None:
         self._next_line = 0.0
@@ -318,5 +322,5 @@ class PlainDisplay:
             self._next_line = elapsed_s + PLAIN_EVERY_S
 
 
-def display_for(console: Console) -> TerminalDisplay | PlainDisplay:
-    return TerminalDisplay(console) if console.is_terminal else PlainDisplay()
+def display_for(console: Console, model: str) -> TerminalDisplay | PlainDisplay:
+    return TerminalDisplay(console, model) if console.is_terminal else PlainDisplay()

