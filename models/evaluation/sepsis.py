@@ -42,7 +42,7 @@ from models.evaluation.cohort import MODEL_CLEAR_RATIO, MODEL_HIGH_CLEAR_RATIO
 from models.evaluation.hourly_alerts import stay_alerts
 from models.evaluation.sepsis_data import Partition, SepsisStay
 from models.evaluation.sepsis_scores import HourlyScores, score_hours
-from models.evaluation.utility import normalized_utility, stay_utility
+from models.evaluation.utility import normalized_utility, row_utilities, stay_utility
 from models.training.train import TrainConfig
 
 #: Scorers whose output is a probability (calibration is reported for them).
@@ -129,7 +129,7 @@ class _Cohort:
         per_stay = self.scores.scores[point.scorer]
         grids = [s.grid for s in self.scores.stays]
         alerts = [stay_alerts(g, s, t, point.clear_ratio * t) for g, s, t in zip(grids, per_stay, point.thresholds)]
-        observed = np.array([stay_utility(g.sepsis, a.alerting).observed for g, a in zip(grids, alerts)])
+        observed = np.array([row_utilities(g.sepsis, a.alerting).sum() for g, a in zip(grids, alerts)])
         raised = np.array([a.alerts for a in alerts], dtype=np.float64)
         true = np.array([a.true_alerts for a in alerts], dtype=np.float64)
         false, alerted, septic = raised - true, (true > 0).astype(np.float64), self.septic
