@@ -70,6 +70,10 @@ def test_partitions_follow_the_checkpoints_split(psv_dir: Path, split: dict[str,
     # a fine-tuned child of it keeps out what its parent tested on, intersected with its own test stays
     child = {"training": {"data": {"dataset": "physionet2019", "split": {"validation_stays": [], "test_stays": split["test"][:3]}, "fine_tuned_from": {"training_data": manifest["training"]["data"]}}}}
     assert checkpoint_split(child)["test_stays"] == split["test"][:3]
+    # a site's own PSV files (`train --psv`: no data set name, a split by stay) count too
+    site = {"training": {"data": {"provenance": "PhysioNet/CinC 2019 PSV files (x)", "split": {"by": "stay", "validation_stays": [], "test_stays": ["p1"]}}}}
+    assert checkpoint_split(site)["test_stays"] == ["p1"]
+    assert checkpoint_split({"training": {"data": {"simulator_seeds": [1, 2]}}}) is None
     with pytest.raises(ValueError, match="without a held-out test split"):
         checkpoint_split({"training": {"data": {"dataset": "physionet2019", "split_seed": 1}}})
     folds = cross_fit_partitions(stays, seed=0)

@@ -5,7 +5,8 @@ its series (the events the model steps on; None for a file with nothing measured
 still has hours to judge). Which stays are judged, and which the trees baseline learns from,
 is a ``Partition``:
 
-* a checkpoint trained on this data set names its split in its manifest
+* a checkpoint trained on this data set (or on a site's PSV files, ``train --psv``) names its
+  split in its manifest
   (``training.data.split``: ``validation_stays`` and ``test_stays``): the test stays are
   judged, the trees train on every other stay of the directory but the validation ones, which
   they early-stop and set thresholds on (``checkpoint_partitions``);
@@ -99,12 +100,12 @@ def checkpoint_partitions(manifest: dict[str, Any], stays: Sequence[SepsisStay],
 
 
 def checkpoint_split(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """The split of this data set in the checkpoint's training lineage (its own, or a
-    fine-tuning parent's; test stays = those held out by every one of them), None when no
-    ancestor learned from it. ValueError when one did without listing its test stays."""
+    """The split of PSV stays in the checkpoint's training lineage (its own, or a fine-tuning
+    parent's; test stays = those held out by every one of them), None when no ancestor learned
+    from PSV stays. ValueError when one did without listing its test stays."""
     splits = []
     for data in training_lineage(manifest):
-        if data.get("dataset") != PHYSIONET_2019:
+        if not _learned_from_psv_stays(data):
             continue
         split = data.get("split")
         if not isinstance(split, dict) or not split.get("test_stays"):
@@ -114,6 +115,13 @@ def checkpoint_split(manifest: dict[str, Any]) -> dict[str, Any] | None:
         return None
     test = set.intersection(*(set(s["test_stays"]) for s in splits))
     return {**splits[0], "test_stays": sorted(test)}
+
+
+def _learned_from_psv_stays(data: dict[str, Any]) -> bool:
+    """Whether a lineage entry trained on PSV stays: set A by name, or a site's PSV files
+    (`train --psv`: no data set name, a split by stay)."""
+    split = data.get("split")
+    return data.get("dataset") == PHYSIONET_2019 or ("dataset" not in data and isinstance(split, dict) and split.get("by") == "stay")
 
 
 def cross_fit_partitions(stays: Sequence[SepsisStay], seed: int, folds: int = CROSS_FIT_FOLDS) -> list[Partition]:

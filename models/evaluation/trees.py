@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
 from models.datasets.series import PatientSeries
 from models.evaluation.hour_grid import Carried
@@ -39,6 +40,10 @@ from schemas.encounter import UNKNOWN, sex_code
 SINCE_CAP_H = 48.0
 #: Training hours above which negative hours are subsampled.
 MAX_TRAINING_HOURS = 400_000
+#: OpenMP threads for fitting and predicting. One: on the shared 2-core development machine a
+#: second thread made a 330,000-hour fit 1.6x slower (10.1 s vs 6.2 s for 50 rounds) and the
+#: tests' small fits 6x slower, the team spinning while it waits for a core.
+THREADS = 1
 #: Boosting settings: the library's defaults but for more rounds, larger leaves and some L2,
 #: stopped when the validation loss has not improved for 15 rounds.
 PARAMETERS: dict[str, Any] = {
@@ -94,7 +99,8 @@ class TreesBaseline:
         """P(SepsisLabel) per row of ``features`` (all ``feature_names`` columns)."""
         if not len(features):
             return np.empty(0)
-        return self.classifier.predict_proba(features[:, self.columns])[:, 1].astype(np.float64)
+        with threadpool_limits(THREADS, user_api="openmp"):
+            return self.classifier.predict_proba(features[:, self.columns])[:, 1].astype(np.float64)
 
 
 def fit_trees(
@@ -117,7 +123,8 @@ def fit_trees(
     columns = np.flatnonzero(~np.isnan(x[rows]).all(axis=0))
     started = time.perf_counter()
     classifier = HistGradientBoostingClassifier(**PARAMETERS, random_state=seed)
-    classifier.fit(x[np.ix_(rows, columns)], y[rows], sample_weight=weights, X_val=x_val[:, columns], y_val=y_val)
+    with threadpool_limits(THREADS, user_api="openmp"):
+        classifier.fit(x[np.ix_(rows, columns)], y[rows], sample_weight=weights, X_val=x_val[:, columns], y_val=y_val)
     seconds = time.perf_counter() - started
     baseline = TreesBaseline(classifier, columns, {})
     risk = baseline.predict(x_val)
@@ -133,6 +140,7 @@ def fit_trees(
         "features": [names[i] for i in columns],
         "dropped_all_missing": [names[i] for i in np.setdiff1d(np.arange(len(names)), columns)],
         "fit_seconds": round(seconds, 1),
+        "threads": THREADS,
         "thresholds": baseline.thresholds,
         "specificities": dict(specificities),
     }
