@@ -2,7 +2,9 @@
 
 Integration tests never mock Kafka or Redis. The broker is started once per session on a
 free loopback port; Redis is REDIS_URL when it answers (tests isolate themselves with a
-unique key prefix, so a shared Redis is safe to use), else a redis-server on a free port.
+unique key prefix, so a shared Redis is safe to use), else a redis-server on a free port. A
+Redis Cluster (three primaries, a replica each) is started from the same redis-server binary
+for the tests that ask for one; tests that kill its nodes start their own.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from worker.tools.embedded import EmbeddedBroker, EmbeddedRedis, create_topics, redis_answers
+from worker.tools.embedded import EmbeddedBroker, EmbeddedCluster, EmbeddedRedis, create_topics, redis_answers
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +38,16 @@ def redis_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[EmbeddedCluster]:
+    """Three primaries with one replica each, on free loopback ports; stopped at the end."""
+    cluster = EmbeddedCluster(primaries=3, replicas=1).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -80,7 +80,41 @@ class Settings(BaseSettings):
         1_000_000, ge=1, description="Largest input payload accepted; larger ones are dead-lettered."
     )
     redis_url: str = Field(
-        "redis://localhost:6379/0", min_length=1, description="Redis holding per-patient state (redis:// or rediss://)."
+        "redis://localhost:6379/0",
+        min_length=1,
+        description="Redis holding per-patient state (redis:// or rediss://). With Sentinel its host is not used: its "
+        "scheme (rediss:// for TLS), credentials and database apply to the primary the sentinels name; with "
+        "REDIS_CLUSTER it names any one node of the cluster (database 0), and its scheme and credentials apply to "
+        "every node.",
+    )
+    redis_sentinels: str = Field(
+        "",
+        description="Redis Sentinel addresses, `host:port[,host:port…]` (unset: no Sentinel). The worker asks them "
+        "for the primary of REDIS_SENTINEL_MASTER and follows a failover by itself.",
+    )
+    redis_sentinel_master: str = Field("mymaster", min_length=1, description="Sentinel's service name of the primary.")
+    redis_sentinel_username: str | None = Field(None, description="User name on the sentinels themselves (ACL).")
+    redis_sentinel_password: SecretStr | None = Field(
+        None, description="Password of the sentinels themselves (their `requirepass`); never logged."
+    )
+    redis_cluster: bool = Field(
+        False,
+        description="REDIS_URL is a node of a Redis Cluster (7.0 or later): each batch reads and writes every "
+        "primary it touches once, concurrently.",
+    )
+    redis_min_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Replicas that must hold a batch's state (Redis WAIT, on every primary written to) before its "
+        "Kafka offsets are committed; too few is a failed write, retried. 0 for a Redis without replicas.",
+    )
+    redis_replica_timeout_ms: int = Field(
+        1000,
+        ge=1,
+        le=4000,
+        description="Longest WAIT for REDIS_MIN_REPLICAS acknowledgements, ms, before the write counts as failed "
+        "(below the worker's 5 s Redis timeout).",
     )
     redis_prefix: str = Field("vitalwatch:", description="Prefix of every Redis key the worker writes.")
     state_ttl_s: int = Field(
@@ -140,6 +174,22 @@ class Settings(BaseSettings):
             raise ValueError("must be auto, cpu, cuda or cuda:N")
         return value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        for address in filter(None, (a.strip() for a in value.split(","))):
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65_536:
+                raise ValueError(f"must be host:port[,host:port…], not {address!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
     @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "checkpoint")
     @classmethod
     def _exists(cls, value: Path | None) -> Path | None:
@@ -156,10 +206,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{ENV_PREFIX}KAFKA_SASL_PASSWORD: required with {self.kafka_security_protocol}")
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError(f"{ENV_PREFIX}KAFKA_SSL_CERTFILE and {ENV_PREFIX}KAFKA_SSL_KEYFILE: set both or neither")
+        if self.redis_sentinels and self.redis_cluster:
+            raise ValueError(f"{ENV_PREFIX}REDIS_SENTINELS and {ENV_PREFIX}REDIS_CLUSTER: choose one topology")
         inputs = [self.topic_vitals, self.topic_labs, self.topic_fhir, self.topic_encounters]
         if len(set(inputs)) != len(inputs):
             raise ValueError(f"{ENV_PREFIX}TOPIC_VITALS/LABS/FHIR/ENCOUNTERS: input topics must differ, got {inputs}")
         return self
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs; empty when no Sentinel is configured."""
+        pairs = (a.strip().rpartition(":") for a in self.redis_sentinels.split(",") if a.strip())
+        return [(host, int(port)) for host, _, port in pairs]
 
     @property
     def input_topics(self) -> dict[str, str]:
@@ -208,7 +266,7 @@ def _describe(error: Mapping[str, Any]) -> str:
     field = loc[0]
     template = _PROBLEMS.get(str(error.get("type")))
     problem = template.format(**(error.get("ctx") or {})) if template else message.removeprefix("Value error, ")
-    if field in ("kafka_sasl_password", "pseudonym_key"):
+    if field in ("kafka_sasl_password", "pseudonym_key", "redis_sentinel_password"):
         return f"{env_name(field)}: {problem}"
     value = error.get("input")
     shown = value if isinstance(value, str) and value and value.strip() == value else repr(value)

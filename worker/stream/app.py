@@ -36,7 +36,6 @@ import sys
 from typing import Any, Sequence
 
 import faust
-import redis.asyncio as aioredis
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 from faust.types import Message
 
@@ -50,11 +49,9 @@ from worker.operations.metrics import Metrics
 from worker.stream.messages import RawMessage
 from worker.stream.pipeline import Backoff, BatchPipeline, OutputTopics, Stopping
 from worker.stream.publisher import BatchPublisher
+from worker.state.connect import connect
 
 log = logging.getLogger(__name__)
-
-#: Redis calls that take longer than this are treated as a Redis outage and retried.
-REDIS_TIMEOUT_S = 5.0
 
 
 class _IdempotentProducer(AIOKafkaProducer):
@@ -95,10 +92,9 @@ class Runtime:
         self.device = resolve_device(settings.device)
         key = settings.pseudonym_key.get_secret_value().encode() if settings.pseudonym_key else None
         self.pseudonym = Pseudonymiser(key, enabled=settings.log_pseudonymise)
-        self.redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
-            health_check_interval=30,
-        )
+        # Standalone, Sentinel or Cluster, as the settings say (worker.state.connect).
+        self.redis_connection = connect(settings)
+        self.redis = self.redis_connection.client
         self.engine: Any = None
         self.pipeline: BatchPipeline | None = None
         self._started = asyncio.Event()
@@ -133,7 +129,8 @@ class Runtime:
         # Loading weights is blocking file I/O; keep the event loop (heartbeats, /health) free.
         model = await asyncio.to_thread(load_checkpoint, s.checkpoint or DEFAULT_CHECKPOINT, self.device)
         store = RedisStateStore(
-            self.redis, prefix=f"{s.redis_prefix}state:", ttl_s=s.state_ttl_s, tombstone_ttl_s=s.discharged_ttl_s
+            self.redis, prefix=f"{s.redis_prefix}state:", ttl_s=s.state_ttl_s, tombstone_ttl_s=s.discharged_ttl_s,
+            replication=self.redis_connection.replication,
         )
         self.engine = RiskEngine(
             model, store, capacity=s.slab_capacity,
@@ -173,7 +170,7 @@ class Runtime:
         await self.app.producer._ensure_producer().client.fetch_all_metadata()
 
     async def redis_probe(self) -> None:
-        await self.redis.ping()
+        await self.redis_connection.probe()
 
     def describe(self) -> dict[str, Any]:
         engine = self.engine
@@ -212,7 +209,7 @@ app.fetch_max_wait_ms = settings.max_wait_ms
 runtime = Runtime(app, settings, metrics)
 health = HealthChecker(
     probes={"redis": runtime.redis_probe, "kafka": runtime.kafka_probe}, metrics=metrics,
-    engine_ready=runtime.ready, describe=runtime.describe,
+    engine_ready=runtime.ready, describe=runtime.describe, waiting_for={"redis": runtime.redis_connection.waiting_for},
 )
 app.subscribe(app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw"))
 

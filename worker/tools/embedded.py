@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from worker.tools.reach import REACH_TIMEOUT_S, Unavailable, check_redis
 
@@ -69,9 +69,34 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
 
 
 class _ChildProcess:
-    """A server we started: paused (SIGSTOP) for outage tests, keeping its data, and stopped."""
+    """A server we started: paused (SIGSTOP) for outage tests, keeping its data, killed
+    (SIGKILL) for crash tests, and stopped."""
 
     proc: subprocess.Popen | None
+
+    def _launch(self, args: list[str], port: int, what: str, timeout_s: float, log_path: Path | None = None) -> None:
+        """Start ``args`` in its own session (a terminal's Ctrl-C reaches only us; we stop it
+        after the worker has flushed) and wait until it listens on ``port``."""
+        log = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        finally:
+            if log_path is not None:
+                log.close()  # type: ignore[union-attr]
+        try:
+            wait_for_port(port, timeout_s, self.proc)
+        except EmbeddedStackError as exc:
+            self.stop()
+            raise EmbeddedStackError(f"{what} did not start: {exc}") from exc
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, as in a crash; nothing is flushed or handed over."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
 
     def pause(self) -> None:
         assert self.proc is not None
@@ -130,31 +155,270 @@ class EmbeddedBroker(_ChildProcess):
 
 @dataclass
 class EmbeddedRedis(_ChildProcess):
-    """A throw-away redis-server on a free loopback port, persisting nothing to disk."""
+    """A throw-away redis-server on a free loopback port, persisting nothing to disk.
+
+    ``args`` are more server options (``--replicaof``, cluster settings); with ``workdir`` the
+    server keeps its files (a cluster node's ``nodes.conf``) and its log there, so that a
+    restart (``start`` again after ``kill``) finds them."""
 
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     password: str | None = None
+    args: tuple[str, ...] = ()
+    workdir: Path | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
     def start(self, timeout_s: float = REACH_TIMEOUT_S) -> "EmbeddedRedis":
         args = [redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         if self.password:
             args += ["--requirepass", self.password]
-        # Its own session, so a terminal's Ctrl-C reaches only us; we stop it after the worker has flushed.
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            wait_for_port(self.port, timeout_s, self.proc)
-        except EmbeddedStackError as exc:
-            self.stop()
-            raise EmbeddedStackError(f"the throw-away redis-server did not start: {exc}") from exc
+        log_path = None
+        if self.workdir is not None:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            log_path = self.workdir / "redis.log"
+            args += ["--dir", str(self.workdir)]
+        self._launch([*args, *self.args], self.port, "the throw-away redis-server", timeout_s, log_path)
         return self
+
+
+@dataclass
+class EmbeddedSentinel(_ChildProcess):
+    """One Redis Sentinel (``redis-server FILE --sentinel``) on a free loopback port; its
+    configuration file says what it watches."""
+
+    config: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = REACH_TIMEOUT_S) -> "EmbeddedSentinel":
+        self._launch(
+            [redis_server(), str(self.config), "--sentinel"], self.port, "a throw-away Redis Sentinel", timeout_s,
+            self.config.with_suffix(".log"),
+        )
+        return self
+
+
+@dataclass
+class EmbeddedSentinels:
+    """A primary, one replica and three Sentinels (quorum 2) watching them, on free loopback
+    ports, each in its own directory under ``workdir``: the on-premises HA set, for the
+    failover tests. ``down_after_ms`` is how long the primary must be silent before the
+    sentinels fail it over (Redis' default is 30 s; a test wants about a second)."""
+
+    service: str = "vitalwatch"
+    down_after_ms: int = 1000
+    failover_timeout_ms: int = 10_000
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vitalwatch-sentinels-")))
+    servers: list[EmbeddedRedis] = field(default_factory=list)  # the primary first, then its replica
+    sentinels: list["EmbeddedSentinel"] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> str:
+        """VITALWATCH_REDIS_SENTINELS for this set."""
+        return ",".join(s.address for s in self.sentinels)
+
+    def start(self, timeout_s: float = REACH_TIMEOUT_S) -> "EmbeddedSentinels":
+        try:
+            primary = EmbeddedRedis(workdir=self.workdir / "redis-a").start(timeout_s)
+            self.servers = [primary]
+            self.servers.append(EmbeddedRedis(
+                args=("--replicaof", "127.0.0.1", str(primary.port)), workdir=self.workdir / "redis-b",
+            ).start(timeout_s))
+            self.sentinels = [self._sentinel(i, primary.port, timeout_s) for i in range(3)]
+            self._wait_watched(timeout_s)
+            wait_replicating(self.servers[1], timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _sentinel(self, index: int, primary_port: int, timeout_s: float) -> "EmbeddedSentinel":
+        directory = self.workdir / f"sentinel-{index}"
+        directory.mkdir(parents=True, exist_ok=True)
+        sentinel = EmbeddedSentinel(config=directory / "sentinel.conf")
+        # A Sentinel rewrites its own configuration file, so it gets a file of its own.
+        sentinel.config.write_text("\n".join([
+            f"port {sentinel.port}", "bind 127.0.0.1", f"dir {directory}",
+            f"sentinel monitor {self.service} 127.0.0.1 {primary_port} 2",
+            f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}",
+            f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {self.service} 1", "",
+        ]))
+        return sentinel.start(timeout_s)
+
+    def _wait_watched(self, timeout_s: float) -> None:
+        """Until every sentinel knows the replica and the two other sentinels (they find each
+        other through the primary within a few seconds): only then can they fail over."""
+        import redis
+
+        deadline = time.monotonic() + timeout_s
+        for sentinel in self.sentinels:
+            client = redis.Redis(port=sentinel.port, socket_timeout=2, decode_responses=True)
+            try:
+                while True:
+                    state = client.sentinel_master(self.service)
+                    if int(state["num-slaves"]) >= 1 and int(state["num-other-sentinels"]) >= 2:
+                        break
+                    if time.monotonic() > deadline:
+                        raise EmbeddedStackError(f"the Sentinel set did not assemble within {timeout_s:.0f} s: {state}")
+                    time.sleep(0.1)
+            finally:
+                client.close()
+
+    def primary_port(self) -> int:
+        """The port of the primary the sentinels name now."""
+        import redis
+
+        for sentinel in self.sentinels:
+            if sentinel.proc is None:
+                continue
+            client = redis.Redis(port=sentinel.port, socket_timeout=2)
+            try:
+                host_port = client.sentinel_get_master_addr_by_name(self.service)
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+            if host_port:
+                return int(host_port[1])
+        raise EmbeddedStackError("no sentinel names a primary")
+
+    def server(self, port: int) -> EmbeddedRedis:
+        return next(s for s in self.servers if s.port == port)
+
+    def stop(self) -> None:
+        for child in [*self.sentinels, *self.servers]:
+            child.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class EmbeddedCluster:
+    """A Redis Cluster of ``primaries`` primaries with ``replicas`` replicas each (made by
+    ``redis-cli --cluster create``), on free loopback ports, each node in its own directory
+    under ``workdir`` (its ``nodes.conf``: a node killed and started again rejoins as what
+    the cluster made it). ``node_timeout_ms`` is how long a silent primary has before its
+    replica takes over (Redis' default is 15 s)."""
+
+    primaries: int = 3
+    replicas: int = 0
+    node_timeout_ms: int = 1000
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vitalwatch-cluster-")))
+    nodes: list[EmbeddedRedis] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """VITALWATCH_REDIS_URL for this cluster (its first node; the rest are discovered)."""
+        return self.nodes[0].url
+
+    def start(self, timeout_s: float = 30.0) -> "EmbeddedCluster":
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise EmbeddedStackError("no redis-cli on PATH to create a Redis Cluster with (it comes with redis-server)")
+        try:
+            for index in range(self.primaries * (1 + self.replicas)):
+                self.nodes.append(EmbeddedRedis(args=(
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-port", str(free_port()), "--cluster-node-timeout", str(self.node_timeout_ms),
+                ), workdir=self.workdir / f"node-{index}").start())
+            created = subprocess.run(
+                [cli, "--cluster", "create", *(n.address for n in self.nodes),
+                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
+            )
+            if created.returncode != 0:
+                raise EmbeddedStackError(f"redis-cli --cluster create failed: {created.stdout[-500:]}{created.stderr[-500:]}")
+            self.wait_healthy(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+        """Until every running node sees the cluster whole (state ok, every node known) and
+        every replica streams from its primary."""
+        import redis
+
+        deadline = time.monotonic() + timeout_s
+        expected = len(self.nodes)
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            client = redis.Redis(port=node.port, socket_timeout=2, decode_responses=True)
+            try:
+                while not _cluster_node_ready(client, expected):
+                    if time.monotonic() > deadline:
+                        raise EmbeddedStackError(f"Redis Cluster node {node.address} not ready within {timeout_s:.0f} s")
+                    time.sleep(0.1)
+            finally:
+                client.close()
+
+    def primary_ports(self) -> list[int]:
+        """The ports of the nodes that are primaries now, as the first running node sees it."""
+        import redis
+
+        node = next(n for n in self.nodes if n.proc is not None)
+        client = redis.Redis(port=node.port, socket_timeout=2, decode_responses=True)
+        try:
+            nodes = client.execute_command("CLUSTER NODES")
+        finally:
+            client.close()
+        return [int(address.rsplit(":", 1)[1]) for address, node in nodes.items()
+                if "master" in node["flags"].split(",") and "fail" not in node["flags"].split(",")]
+
+    def node(self, port: int) -> EmbeddedRedis:
+        return next(n for n in self.nodes if n.port == port)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def wait_replicating(server: EmbeddedRedis, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Until ``server``, a replica, has synchronised with its primary and streams from it."""
+    import redis
+
+    client = redis.Redis(port=server.port, socket_timeout=2, decode_responses=True)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                if client.info("replication").get("master_link_status") == "up":
+                    return
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise EmbeddedStackError(f"replica {server.address} not streaming from its primary within {timeout_s:.0f} s")
+            time.sleep(0.1)
+    finally:
+        client.close()
+
+
+def _cluster_node_ready(client: Any, expected_nodes: int) -> bool:
+    """The node sees the cluster whole and, as a replica, streams from its primary."""
+    import redis
+
+    try:
+        info = client.execute_command("CLUSTER INFO")
+        if info.get("cluster_state") != "ok" or int(info.get("cluster_known_nodes", 0)) < expected_nodes:
+            return False
+        replication = client.info("replication")
+    except redis.RedisError:
+        return False
+    return replication["role"] == "master" or replication.get("master_link_status") == "up"
 
 
 def redis_server() -> str:
