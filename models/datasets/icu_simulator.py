@@ -76,6 +76,8 @@ ICU_PATTERNS: tuple[str, ...] = ("stable", "sepsis")
 _NAMES: tuple[str, ...] = tuple(MARGINALS)
 _COLUMN = {name: i for i, name in enumerate(_NAMES)}
 _IS_LAB = np.array([BY_NAME[name].kind == "lab" for name in _NAMES])
+_VITAL_COLUMNS = [i for i in range(len(_NAMES)) if not _IS_LAB[i]]  # a vitals.v1 message's
+_LAB_COLUMNS = [i for i in range(len(_NAMES)) if _IS_LAB[i]]  # a labs.v1 message's
 _FACTORS: tuple[str, ...] = tuple(LOADINGS)
 # Within-stay wander: time constant (hours) and the share of the within-stay variance it holds
 # (the rest is hour-to-hour charting noise), for vital signs and for labs.
@@ -232,7 +234,7 @@ def _charted_number(column: int, value: float) -> int | float:
 
 def _vitals_payloads(patient_id: str, ts: np.ndarray, values: np.ndarray, charted: np.ndarray) -> list[dict[str, Any]]:
     """vitals.v1 payloads of the hours that chart a vital sign (event_id filled in later)."""
-    columns = [i for i, name in enumerate(_NAMES) if not _IS_LAB[i]]
+    columns = _VITAL_COLUMNS
     payloads = []
     for stamp, row, mask in zip(stamps(ts, offset_s=0), values[:, columns].tolist(), charted[:, columns].tolist()):
         payload: dict[str, Any] = {"event_id": "", "patient_id": patient_id, "observed_at": stamp}
@@ -246,7 +248,7 @@ def _lab_payloads(
     rng: np.random.Generator, patient_id: str, ts: np.ndarray, values: np.ndarray, charted: np.ndarray
 ) -> list[dict[str, Any]]:
     """labs.v1 payloads of the hours that chart a lab, some results coded by LOINC."""
-    columns = [i for i, name in enumerate(_NAMES) if _IS_LAB[i]]
+    columns = _LAB_COLUMNS
     by_loinc = (rng.random((len(ts), len(columns))) < _LOINC_CODE_P).tolist()
     payloads = []
     for stamp, row, mask, loinc in zip(
