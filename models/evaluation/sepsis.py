@@ -48,7 +48,6 @@ from models.training.train import TrainConfig
 #: Scorers whose output is a probability (calibration is reported for them).
 PROBABILISTIC = ("model", "trees")
 RANKING_METRICS = ("auroc", "auprc")
-ALERT_METRICS = ("utility", "alerts_per_patient_day", "false_per_true", "alerted_share", "median_lead_alerted_h", "median_lead_h")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +115,7 @@ class _Cohort:
         self.inaction = np.array([u.inaction for u in utilities])
 
     def ranking_statistics(self) -> dict[str, Callable[[np.ndarray], float]]:
+        """``scorer.auroc``, ``scorer.auprc`` (and ``.ece`` for probabilities) over the ranked hours."""
         statistics: dict[str, Callable[[np.ndarray], float]] = {}
         for name, ranked in self.ranked.items():
             ranking = WeightedRanking(self.labels, ranked, self.stay_of_hour)
@@ -126,6 +126,8 @@ class _Cohort:
         return statistics
 
     def alert_statistics(self, point: OperatingPoint) -> dict[str, Callable[[np.ndarray], float]]:
+        """The operating point's utility and alert figures (``point.figure``), from per-stay
+        sums and lead times computed once."""
         per_stay = self.scores.scores[point.scorer]
         grids = [s.grid for s in self.scores.stays]
         alerts = [stay_alerts(g, s, t, point.clear_ratio * t) for g, s, t in zip(grids, per_stay, point.thresholds)]
@@ -150,6 +152,7 @@ class _Cohort:
         }
 
     def description(self) -> dict[str, Any]:
+        """Who was judged: stays, hours, septic stays, ranked and positive hours, ICU types."""
         stays = self.scores.stays
         return {
             "stays": len(stays),

@@ -72,13 +72,16 @@ def score_hours(
     """Every scorer on every hour of the partitions' test stays (in the partitions' order)."""
     by_id = {s.stay_id: s for s in stays}
     judged = [by_id[i] for p in partitions for i in p.test]
-    carried = [knowledge(s) for s in judged]
+    last_rows, baselines = [], []
+    for stay in judged:  # one stay's knowledge at a time: all of set A's at once would be ~0.7 GB
+        carried = knowledge(stay)
+        last_rows.append(carried.last_row)
+        baselines.append(baseline_scores(carried))
     with_series = [k for k, s in enumerate(judged) if s.series is not None]
     risk = score_cohort(loaded, [judged[k].series for k in with_series]).risk
     model = [np.full(len(s.grid.hours), np.nan) for s in judged]
     for k, row_risk in zip(with_series, risk):
-        model[k] = at_hours(row_risk, carried[k].last_row)
-    baselines = [baseline_scores(c) for c in carried]
+        model[k] = at_hours(row_risk, last_rows[k])
     trees, thresholds, fits = trees_scores(by_id, partitions, loaded.manifest["features"], specificities=specificities, seed=seed)
     return HourlyScores(
         judged,
