@@ -77,7 +77,7 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="compare a checkpoint with NEWS2 on a fresh simulated cohort or real CLIF stays",
+        help="compare a checkpoint with NEWS2 on a fresh simulated cohort, real CLIF stays, or every hour of PhysioNet 2019 PSV stays",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
