@@ -19,6 +19,12 @@ newest ids in the order applied, can differ, and it is held to what any interlea
 (``rings_agree``). A discharge is different — what is applied after it starts a new stay — so
 a stream sends a discharge only once its patient's observations are safe in Redis
 (``PacedStream.safe``).
+
+The worker's state may live elsewhere than the reference's: a Sentinel set or a Redis Cluster
+(``RedisTarget``: a URL, or the Settings of such a topology, read through worker.state.connect
+as the worker reads it). ``committed_but_missing`` is the durability check of a Redis
+failover: every event whose offset Kafka has committed must be in its patient's stored state,
+or no restart will ever apply it again.
 """
 
 from __future__ import annotations
@@ -37,18 +43,24 @@ import numpy as np
 import orjson
 from kafka import KafkaProducer
 
+from kafka.admin import KafkaAdminClient
+
 from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from models.datasets.simulator import SimEvent, interleave, simulate_cohort
 from schemas.decode import decode
+from worker.operations.config import Settings
 from worker.scoring.alert_policy import AlertPolicy
 from worker.scoring.engine import InputEvent, RiskEngine
 from worker.state.codec import PatientState, id_hashes, unpack
+from worker.state.connect import connect
 from worker.state.store import RedisStateStore
 
 #: Scores of a resumed patient equal the uninterrupted ones to float32 rounding of a batched step.
 TOLERANCE = 1e-5
 
 Coordinates = tuple[str, int, int]  # topic, partition, offset
+#: Where a worker keeps its state: a Redis URL, or the settings of a Sentinel set or a cluster.
+RedisTarget = str | Settings
 
 
 def vitals_events(count: int, *, seed: int, patients_per_100: int = 7) -> list[SimEvent]:
@@ -82,7 +94,7 @@ def is_discharge(event: SimEvent) -> bool:
 SafeCheck = Callable[[Mapping[str, "Coordinates"]], set[str]]
 
 
-def persisted_in(redis_url: str, prefix: str) -> SafeCheck:
+def persisted_in(redis_url: RedisTarget, prefix: str) -> SafeCheck:
     """A ``SafeCheck`` reading the worker's state under ``prefix``: a patient is safe once its
     watermark reaches the coordinates given for it."""
 
@@ -184,6 +196,14 @@ class PacedStream:
             self._flush()
             self._held = [e for e in self._held if e not in ready]
 
+    def latest_sent(self) -> dict[str, Coordinates]:
+        """Each patient's latest observation sent and acknowledged so far."""
+        return dict(self._latest)
+
+    def acknowledged(self) -> dict[str, Coordinates]:
+        """event_id -> coordinates of every event sent so far (waiting for the broker's acks)."""
+        return {event_id: _coordinates(future) for event_id, future in list(self._futures)}
+
     def join(self, timeout_s: float) -> dict[str, Coordinates]:
         """Wait for the last event to be acknowledged; return event_id -> coordinates (of its
         first copy, should an event be sent twice)."""
@@ -191,9 +211,13 @@ class PacedStream:
         self._thread.join(timeout=timeout_s)
         assert not self._thread.is_alive(), f"producer still running after {timeout_s} s ({self.sent} sent)"
         for event_id, future in self._futures:
-            meta = future.get(timeout=30)
-            self.coordinates.setdefault(event_id, (meta.topic, meta.partition, meta.offset))
+            self.coordinates.setdefault(event_id, _coordinates(future))
         return self.coordinates
+
+
+def _coordinates(future: Any) -> Coordinates:
+    meta = future.get(timeout=30)
+    return meta.topic, meta.partition, meta.offset
 
 
 def produce_now(producer: KafkaProducer, topics: Mapping[str, str], events: Sequence[SimEvent]) -> dict[str, Coordinates]:
@@ -258,17 +282,51 @@ def _model() -> Any:
     return load_checkpoint(DEFAULT_CHECKPOINT, "cpu")
 
 
-def stored_states(redis_url: str, prefix: str, patients: list[str]) -> dict[str, PatientState]:
-    """The worker's persisted state of each patient, unpacked."""
+def stored_states(redis: RedisTarget, prefix: str, patients: list[str]) -> dict[str, PatientState]:
+    """The worker's persisted state of each patient, unpacked, read from ``redis`` as the
+    worker reads it (through its Sentinel set or cluster, when that is what it uses)."""
 
     async def load() -> dict[str, PatientState]:
-        store = RedisStateStore(redis_url, prefix=prefix, ttl_s=3600)
+        connection = None if isinstance(redis, str) else connect(redis)
+        store = RedisStateStore(redis if connection is None else connection.client, prefix=prefix, ttl_s=3600)
         try:
             return await _load_states(store, patients, str(_model().manifest["version"]), _model())
         finally:
             await store.close()
+            if connection is not None:
+                await connection.close()
 
     return asyncio.run(load())
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The consumer group's committed offset (the next to read) of each partition of ``topic``."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+
+
+def committed_but_missing(
+    events: Sequence[SimEvent], coordinates: Mapping[str, Coordinates], committed: Mapping[int, int],
+    states: Mapping[str, PatientState],
+) -> list[str]:
+    """The events Kafka will never redeliver (below the committed offset) that their
+    patient's stored state does not include (its watermark is below them): lost for good."""
+    missing = []
+    for event in events:
+        event_id = event.payload["event_id"]
+        if event_id not in coordinates:
+            continue
+        topic, partition, offset = coordinates[event_id]
+        if offset >= committed.get(partition, 0):
+            continue
+        state = states.get(event.payload["patient_id"])
+        if state is None or state.watermark.get((topic, partition), -1) < offset:
+            missing.append(event_id)
+    return missing
 
 
 def rings_agree(got: np.ndarray, want: np.ndarray, encounter_ids: frozenset[int]) -> bool:
@@ -317,7 +375,7 @@ def state_differences(actual: dict[str, PatientState], reference: Reference) -> 
     return problems
 
 
-def wait_for_states(redis_url: str, prefix: str, expected: Reference, timeout_s: float = 15.0) -> list[str]:
+def wait_for_states(redis_url: RedisTarget, prefix: str, expected: Reference, timeout_s: float = 15.0) -> list[str]:
     """Poll until the stored states equal the reference (the last batch's write-behind lands
     after its outputs), returning the remaining differences at the deadline."""
     deadline = time.monotonic() + timeout_s

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pytest
 
 from tests.integration.fault_harness import (
     PacedStream,
+    RedisTarget,
     all_scored,
     metric,
     persisted_in,
@@ -34,16 +35,21 @@ pytestmark = [pytest.mark.integration]
 def crash_run(
     start_worker: Callable[..., Any], producer: Any, topics: dict[str, str], read_output: Callable[[str], Any],
     redis_url: str, unique: str, *, events: int, kills: int, per_second: float, seed: int,
+    worker_env: Mapping[str, str] | None = None, state_redis: RedisTarget | None = None,
 ) -> None:
+    """``worker_env`` points the workers at another Redis (a cluster: test_redis_cluster), which
+    ``state_redis`` reads; the reference runs on ``redis_url``."""
     started = time.monotonic()
     rng = random.Random(seed)
     stream_events = ward_events(events, seed=seed)
     scores = read_output(topics["risk_scores"])
     prefix = f"test-{unique}:state:"
+    state_redis = state_redis or redis_url
+    worker_env = worker_env or {}
 
-    worker = start_worker()
+    worker = start_worker(**worker_env)
     worker.wait_ready()
-    stream = PacedStream(producer, topics, stream_events, per_second, safe=persisted_in(redis_url, prefix)).start()
+    stream = PacedStream(producer, topics, stream_events, per_second, safe=persisted_in(state_redis, prefix)).start()
     killed_at: list[int] = []
     for _ in range(kills):
         seen = len(scores.poll())
@@ -51,7 +57,7 @@ def crash_run(
         time.sleep(rng.uniform(0.0, 1.5))
         worker.kill()
         killed_at.append(len(scores.poll()))
-        worker = start_worker()
+        worker = start_worker(**worker_env)
     coordinates = stream.join(timeout_s=events / per_second + 60)
     assert killed_at[-1] < sum(e.topic == "vitals" for e in stream_events), "every kill must land before the stream is fully scored"
 
@@ -67,7 +73,7 @@ def crash_run(
     alerts = {a["alert_id"] for a in read_output(topics["alerts"]).until(
         lambda r: {a["alert_id"] for a in r} >= expected.alerts, 30, [worker])}
     assert alerts == expected.alerts, f"missing {expected.alerts - alerts}, unexpected {alerts - expected.alerts}"
-    problems = wait_for_states(redis_url, prefix, expected)
+    problems = wait_for_states(state_redis, prefix, expected)
     assert not problems, f"{len(problems)} state differences, e.g. {problems[:5]}"
     worker.assert_alive()
     skipped = metric(worker.metrics(), "vitalwatch_events_total", outcome="duplicate")

@@ -19,12 +19,13 @@ scored, so neither a slow start nor a slow rebalance lets the stream run out fir
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pytest
 
 from tests.integration.fault_harness import (
     PacedStream,
+    RedisTarget,
     all_scored,
     metric,
     persisted_in,
@@ -59,11 +60,15 @@ def feed_until_scoring(
 def rebalance_run(
     start_worker: Callable[..., Any], producer: Any, broker: EmbeddedBroker, read_output: Callable[[str], Any],
     redis_url: str, unique: str, topics: dict[str, str], *, events: int, per_second: float, seed: int,
+    worker_env: Mapping[str, str] | None = None, state_redis: RedisTarget | None = None,
 ) -> None:
+    """``worker_env`` points the workers at another Redis (a cluster: test_redis_cluster), which
+    ``state_redis`` reads; the reference runs on ``redis_url``."""
     started = time.monotonic()
     inputs = {"vitals": f"vitals4-{unique}", "encounters": f"encounters4-{unique}"}
     create_topics(broker.bootstrap, inputs.values(), partitions=4)
-    env = {"VITALWATCH_TOPIC_VITALS": inputs["vitals"], "VITALWATCH_TOPIC_ENCOUNTERS": inputs["encounters"]}
+    env = {**(worker_env or {}), "VITALWATCH_TOPIC_VITALS": inputs["vitals"], "VITALWATCH_TOPIC_ENCOUNTERS": inputs["encounters"]}
+    state_redis = state_redis or redis_url
     stream_events = ward_events(events, seed=seed)
     observations = sum(e.topic == "vitals" for e in stream_events)
     scores = read_output(topics["risk_scores"])
@@ -72,7 +77,7 @@ def rebalance_run(
     first = start_worker(**env)
     first.wait_ready()
     stream = PacedStream(producer, {**topics, **inputs}, stream_events, per_second, allowed=events // 3,
-                         safe=persisted_in(redis_url, prefix)).start()
+                         safe=persisted_in(state_redis, prefix)).start()
     scores.until(lambda r: len(r) >= events // 10, 60, [first])
     second = start_worker(**env)
     second.wait_ready()
@@ -98,7 +103,7 @@ def rebalance_run(
     alerts = {a["alert_id"] for a in read_output(topics["alerts"]).until(
         lambda r: {a["alert_id"] for a in r} >= expected.alerts, 30, [second])}
     assert alerts == expected.alerts
-    problems = wait_for_states(redis_url, prefix, expected)
+    problems = wait_for_states(state_redis, prefix, expected)
     assert not problems, f"{len(problems)} state differences, e.g. {problems[:5]}"
     by_second = metric(second.metrics(), "vitalwatch_events_total", outcome="scored")
     print(
