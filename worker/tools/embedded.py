@@ -159,13 +159,15 @@ class EmbeddedRedis(_ChildProcess):
 
     ``args`` are more server options (``--replicaof``, cluster settings); with ``workdir`` the
     server keeps its files (a cluster node's ``nodes.conf``) and its log there, so that a
-    restart (``start`` again after ``kill``) finds them."""
+    restart (``start`` again after ``kill``) finds them. Without, it works in a temporary
+    directory removed when it stops (a replica writes the primary's snapshot to disk)."""
 
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
     password: str | None = None
     args: tuple[str, ...] = ()
     workdir: Path | None = None
+    _scratch: Path | None = None
 
     @property
     def url(self) -> str:
@@ -184,9 +186,17 @@ class EmbeddedRedis(_ChildProcess):
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
             log_path = self.workdir / "redis.log"
-            args += ["--dir", str(self.workdir)]
+        else:
+            self._scratch = self._scratch or Path(tempfile.mkdtemp(prefix="vitalwatch-redis-"))
+        args += ["--dir", str(self.workdir or self._scratch)]
         self._launch([*args, *self.args], self.port, "the throw-away redis-server", timeout_s, log_path)
         return self
+
+    def stop(self) -> None:
+        super().stop()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 @dataclass
