@@ -13,21 +13,24 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-EPS_KEYS = ("raw_consumer_eps", "bare_faust_eps", "bare_faust_batch_eps", "worker_eps", "naive_eps", "scaleout_eps")
+EPS_KEYS = (
+    "raw_consumer_eps", "bare_faust_eps", "bare_faust_batch_eps", "worker_eps", "naive_eps", "scaleout_eps",
+    "cluster_worker_eps", "replicated_worker_eps",
+)
 POSITIVE_KEYS = (
     *EPS_KEYS, "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "peak_rss_mb", "redis_bytes_per_patient",
-    "scaleout_ratio",
+    "scaleout_ratio", "worker_redis_ms", "cluster_redis_ms", "replicated_redis_ms",
 )
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(170)
 def test_bench_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "worker.cli", "bench", "--events", "2000", "--patients", "100",
          "--latency-seconds", "1", "--naive-seconds", "1", "--workers", "2", "--device", "cpu", "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=110,
+        cwd=REPO, capture_output=True, text=True, timeout=160,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(out.read_text())
@@ -42,6 +45,7 @@ def test_bench_reports_every_figure(tmp_path: Path) -> None:
     assert all(rate > 0 for rate in result["model_step"].values())
     assert result["ratios"]["worker_vs_bare_faust"] == pytest.approx(result["worker_eps"] / result["bare_faust_eps"])
     assert result["ratios"]["worker_vs_naive"] == pytest.approx(result["worker_eps"] / result["naive_eps"])
+    assert result["ratios"]["cluster_vs_single_redis"] == pytest.approx(result["cluster_worker_eps"] / result["worker_eps"])
     assert set(result["targets"]) == {
         "worker_vs_bare_faust", "worker_vs_bare_faust_batch", "worker_vs_naive", "latency_p99_ms", "redis_bytes_per_patient",
     }

@@ -1,18 +1,23 @@
 """``worker_eps``: the real worker, `python -m worker.cli worker` as production runs it, on the
-pre-produced topic; plus its peak RSS and the Redis bytes it keeps per patient.
+pre-produced topic; plus its peak RSS, the Redis bytes it keeps per patient and its Redis time
+per batch.
 
 A worker's throughput counts only what is safe: risk-scores (and dead-letters) acknowledged by
 the broker, from the first to the last, stated in input events per second (the encounters it
 applied without an output included: worker.bench.produce.input_eps). K workers in one consumer
-group on the same topic give the scale-out figure the same way.
+group on the same topic give the scale-out figure the same way. ``redis_env`` points the
+workers at another Redis than the stack's (a cluster, a Redis with a replica:
+worker.bench.topologies); the Redis time per batch is the mean of the workers' own
+``vitalwatch_redis_seconds{operation="persist"}``, read from their /metrics before they stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from worker.bench.output_watch import OutputWatch
 from worker.bench.processes import Contender
@@ -30,7 +35,8 @@ START_S = 120.0
 class WorkerRun:
     eps: float
     peak_rss_mb: float
-    redis_bytes_per_patient: float
+    redis_bytes_per_patient: float | None  # None when the state is not on the stack's Redis
+    redis_ms_per_batch: float
 
 
 def worker_argv() -> list[str]:
@@ -39,15 +45,14 @@ def worker_argv() -> list[str]:
 
 async def measure_worker(
     stack: BenchStack, inputs: str, workload: Sequence[Record], *, workers: int, device: str, run_dir: Path, phase: str,
+    redis_env: Mapping[str, str] | None = None,
 ) -> WorkerRun:
     """Start ``workers`` worker processes in one group on the ``inputs`` topic set, holding
     ``workload``, and wait until all its observations are scored (or dead-lettered)."""
     n_events = scored_count(workload)
     topics = stack.topics(inputs=inputs, outputs=phase)
-    contenders = [
-        stack.start_contender(f"{phase}-{i}", worker_argv(), stack.env(topics, phase, device=device, run_dir=run_dir), run_dir)
-        for i in range(workers)
-    ]
+    envs = [{**stack.env(topics, phase, device=device, run_dir=run_dir), **(redis_env or {})} for _ in range(workers)]
+    contenders = [stack.start_contender(f"{phase}-{i}", worker_argv(), env, run_dir) for i, env in enumerate(envs)]
     try:
         async with OutputWatch(stack.bootstrap, topics.scored) as watch:
             reached = await watch.wait_for(n_events, START_S + n_events / MIN_EPS, check=lambda: _check_all(contenders))
@@ -55,11 +60,33 @@ async def measure_worker(
                 raise TimeoutError(f"{phase}: {reached} of {n_events} events scored in time; logs in {run_dir}")
             span = watch.span()
         rss = max(c.peak_rss_mb() for c in contenders)
+        redis_ms = await asyncio.to_thread(redis_ms_per_batch, [int(env["VITALWATCH_METRICS_PORT"]) for env in envs])
     finally:
         for contender in contenders:
             contender.terminate()
-    state_bytes = await asyncio.to_thread(redis_bytes_per_patient, stack.redis_url, f"{stack.redis_prefix(phase)}state:")
-    return WorkerRun(input_eps(span.eps, workload), rss, state_bytes)
+    state_bytes = None
+    if not redis_env:
+        state_bytes = await asyncio.to_thread(redis_bytes_per_patient, stack.redis_url, f"{stack.redis_prefix(phase)}state:")
+    return WorkerRun(input_eps(span.eps, workload), rss, state_bytes, redis_ms)
+
+
+def redis_ms_per_batch(metrics_ports: Sequence[int]) -> float:
+    """Mean write-behind time per batch, ms, over the workers answering on ``metrics_ports``."""
+    total_s = batches = 0.0
+    for port in metrics_ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        total_s += _sample(text, 'vitalwatch_redis_seconds_sum{operation="persist"}')
+        batches += _sample(text, 'vitalwatch_redis_seconds_count{operation="persist"}')
+    return 1000 * total_s / batches if batches else 0.0
+
+
+def _sample(exposition: str, name: str) -> float:
+    """The value of one sample (name and labels exactly as exposed) in Prometheus text, 0 if absent."""
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _check_all(contenders: Sequence[Contender]) -> None:

@@ -37,6 +37,9 @@ def add_ratios(result: dict[str, Any]) -> dict[str, Any]:
         "worker_vs_naive": _ratio(result, "worker_eps", "naive_eps"),
         "bare_faust_vs_raw_consumer": _ratio(result, "bare_faust_eps", "raw_consumer_eps"),
         "bare_faust_batch_vs_stream": _ratio(result, "bare_faust_batch_eps", "bare_faust_eps"),
+        # The same worker with its state on a three-primary cluster, or WAITing for a replica.
+        "cluster_vs_single_redis": _ratio(result, "cluster_worker_eps", "worker_eps"),
+        "replicated_vs_single_redis": _ratio(result, "replicated_worker_eps", "worker_eps"),
     }
     return {**result, "ratios": ratios, "scaleout_ratio": _ratio(result, "scaleout_eps", "worker_eps")}
 
@@ -87,6 +90,10 @@ def table(result: dict[str, Any]) -> Table:
         ("bare Faust, batch delivery", _fmt(result.get("bare_faust_batch_eps"), " ev/s")),
         ("worker", _fmt(result.get("worker_eps"), " ev/s")),
         (f"worker × {result.get('scaleout_workers')} processes", _fmt(result.get("scaleout_eps"), " ev/s")),
+        ("worker, Redis Cluster of 3 primaries", _fmt(result.get("cluster_worker_eps"), " ev/s")),
+        ("worker, Redis + 1 replica, MIN_REPLICAS=1", _fmt(result.get("replicated_worker_eps"), " ev/s")),
+        ("Redis time per batch: single / cluster / replicated",
+         " / ".join(_fmt(result.get(k)) for k in ("worker_redis_ms", "cluster_redis_ms", "replicated_redis_ms")) + " ms"),
         ("naive worker", _fmt(result.get("naive_eps"), " ev/s")),
         ("latency p50 / p99 / max", _latency(result)),
         *(  # the other loads of --latency-loads (the run above is the target's)

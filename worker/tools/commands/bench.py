@@ -5,8 +5,10 @@ It starts its own Tansu broker and uses the Redis VITALWATCH_REDIS_URL or else R
 (which must answer: when it does not, the bench stops in one line before any phase), or with
 neither set a throw-away redis-server; it deletes its keys from a shared Redis at the end.
 Phases: the model step alone, the raw consumer, bare Faust, the worker (one process, then
---workers processes in one group), the naive worker, then latency at 50 % of the measured
-worker throughput (or at each of --latency-loads). It prints a table and, with --json, writes
+--workers processes in one group), the worker on a three-primary Redis Cluster and on a Redis
+with a replica and MIN_REPLICAS=1 (both started by the bench: worker.bench.topologies), the
+naive worker, then latency at 50 % of the measured worker throughput (or at each of
+--latency-loads). It prints a table and, with --json, writes
 every figure (the keys are listed in the README, Performance). It is a benchmark, not a test:
 on a shared machine the ratios between contenders, not the absolute figures, are what to
 compare.
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from worker.bench.stack import BenchStack
 
-PHASES = ("model", "raw", "bare", "worker", "scaleout", "naive", "latency")
+PHASES = ("model", "raw", "bare", "worker", "scaleout", "cluster", "replicated", "naive", "latency")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -95,6 +97,7 @@ async def measure(args: argparse.Namespace, device: str, stack: "BenchStack", ru
     from worker.bench.produce import build_workload, produce_all
     from worker.bench.raw_consumer import raw_consumer_eps
     from worker.bench.real_worker import measure_worker
+    from worker.bench.topologies import TOPOLOGIES, measure_topologies
 
     skip = set(args.skip)
     result: dict[str, Any] = {"events": args.events, "patients": args.patients, "device": device, "scaleout_workers": args.workers}
@@ -118,11 +121,18 @@ async def measure(args: argparse.Namespace, device: str, stack: "BenchStack", ru
     if "worker" not in skip:
         say("worker, 1 process")
         one = await measure_worker(stack, "main", workload, workers=1, device=device, run_dir=run_dir, phase="worker")
-        result.update(worker_eps=one.eps, peak_rss_mb=one.peak_rss_mb, redis_bytes_per_patient=one.redis_bytes_per_patient)
+        result.update(
+            worker_eps=one.eps, peak_rss_mb=one.peak_rss_mb, redis_bytes_per_patient=one.redis_bytes_per_patient,
+            worker_redis_ms=one.redis_ms_per_batch,
+        )
     if "scaleout" not in skip and args.workers > 1:
         say(f"worker, {args.workers} processes in one group")
         many = await measure_worker(stack, "main", workload, workers=args.workers, device=device, run_dir=run_dir, phase="scaleout")
         result["scaleout_eps"] = many.eps
+    topologies = [name for name in TOPOLOGIES if name not in skip]
+    if topologies:
+        say(f"worker, 1 process, on {' and '.join(topologies)} Redis")
+        result.update(await measure_topologies(stack, workload, topologies, device=device, run_dir=run_dir))
     if "naive" not in skip:
         say(f"naive worker, {args.naive_seconds:g} s")
         result["naive_eps"] = await measure_naive(stack, "main", workload, seconds=args.naive_seconds, device=device, run_dir=run_dir)
