@@ -235,3 +235,49 @@ async def test_probe_names_what_the_worker_waits_for(primary_and_replica, redis_
             await conn.close()
     assert short.waiting_for(standalone.value) == f"2 replica(s) of 127.0.0.1:{primary.port} online (1 now)"
     assert re.fullmatch(r"2 replica\(s\) of 127\.0\.0\.1:\d+ online \(1 now\)", cluster_short.waiting_for(sharded.value))
+
+
+def move_slot(port_from: int, port_to: int, slot: int, primaries: list[int]) -> None:
+    """Reshard one slot by hand, as `redis-cli --cluster reshard` does: IMPORTING / MIGRATING,
+    MIGRATE its keys, then give it to the target on every primary."""
+    source, target = sync_redis.Redis(port=port_from), sync_redis.Redis(port=port_to)
+    try:
+        source_id, target_id = source.execute_command("CLUSTER MYID"), target.execute_command("CLUSTER MYID")
+        target.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        source.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        keys = source.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
+        if keys:
+            source.execute_command("MIGRATE", "127.0.0.1", port_to, "", 0, 5000, "KEYS", *keys)
+        for port in primaries:
+            node = sync_redis.Redis(port=port)
+            try:
+                node.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+            finally:
+                node.close()
+    finally:
+        source.close()
+        target.close()
+
+
+async def test_cluster_write_after_a_reshard_fails_once_then_follows_the_new_map(
+    redis_cluster: EmbeddedCluster, unique: str
+) -> None:
+    """A slot moved under a client with the old map: the script on the old owner refuses the key
+    (no MOVED for an undeclared key), the error is an outage the pipeline retries, and the retry
+    goes by the re-read map."""
+    client = cluster_client(redis_cluster)
+    store = RedisStateStore(client, prefix=f"{unique}:", ttl_s=60)
+    try:
+        await store.save_many(STATES)
+        owner = client.get_node_from_key(store.key("bed-7"))
+        other = next(n for n in client.get_primaries() if n.port != owner.port)
+        move_slot(owner.port, other.port, client.keyslot(store.key("bed-7")), [n.port for n in client.get_primaries()])
+        changed = {**STATES, "bed-7": b"after the reshard"}
+        with pytest.raises(sync_redis.exceptions.ResponseError, match="non local key") as info:
+            await store.save_many(changed)
+        assert is_outage(info.value)
+        await store.save_many(changed)
+        assert await store.load_many(changed) == changed
+        assert client.get_node_from_key(store.key("bed-7")).port == other.port
+    finally:
+        await client.aclose()
