@@ -4,9 +4,9 @@ VITALWATCH_REDIS_MIN_REPLICAS=1 nothing is lost; the same run with 0 shows what 
 Every server is a real redis-server on a loopback port (worker.tools.embedded.EmbeddedSentinels:
 a primary, its replica, three sentinels). The run, the same for both settings:
 
-1. A third of a ward's vitals stream in and are scored.
+1. The first part of a ward's vitals stream in and are scored.
 2. The replica is cut off from the primary, as by a network partition (its link is killed on
-   the primary and its reconnection refused), and the next third streams in. The primary
+   the primary and its reconnection refused), and ``cut_events`` more stream in. The primary
    keeps acknowledging writes that no replica receives. Why not SIGSTOP the replica: what the
    primary had already sent sits in the replica's socket buffer and is applied on SIGCONT, so
    nothing would be lost either way and the test would prove nothing.
@@ -19,14 +19,18 @@ a primary, its replica, three sentinels). The run, the same for both settings:
    itself: it writes what it holds to the new primary (each patient's latest event sent is in
    Redis), and /health is 200 again.
 5. A worker restart after a failover is where a loss bites: the worker is killed (kill -9) and
-   a new one reads its patients from the new primary. The last third streams in.
+   a new one reads its patients from the new primary. The rest streams in.
 
 With 1: during steps 2-3 every batch is held (WAIT counts no replica, then there is no
 primary), so no offset of step 2 is committed; nothing is committed but missing; every event
 is scored equal to the uninterrupted reference, with the same alerts, and every patient's
 final state equals the reference's. /health said what it waited for: replicas, then a primary.
 With 0: step 2's batches are committed on the primary's word alone, the promoted replica lacks
-them, and the new worker scores the last third on histories with those events missing.
+them, and the new worker scores the rest on histories with those events missing.
+
+The cut lasts a few seconds: Sentinel will not promote a replica whose link has been down for
+more than ten times ``down-after-milliseconds`` (plus the time the primary has been down), a
+replica too stale to trust, and then the primary's death stops writes until it returns.
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ def restart_as_replica(servers: EmbeddedSentinels, port: int) -> None:
 def failover_run(
     servers: EmbeddedSentinels, start_worker: Callable[..., Any], producer: Any, broker: EmbeddedBroker,
     topics: dict[str, str], read_output: Callable[[str], Any], redis_url: str, unique: str, *, min_replicas: int,
-    events: int, per_second: float, seed: int,
+    events: int, cut_events: int, per_second: float, seed: int,
 ) -> FailoverOutcome:
     started = time.monotonic()
     env = {
@@ -119,17 +123,19 @@ def failover_run(
     scores = read_output(topics["risk_scores"])
     worker = start_worker(**env)
     worker.wait_ready()
-    third = events // 3
+    first = (events - cut_events) // 2
 
-    # 1. a third streams in and is scored
-    stream = PacedStream(producer, topics, stream_events, per_second, allowed=third).start()
-    scores.until(lambda r: len(r) >= third, 60, [worker])
-    # 2. the replica is cut off; the next third streams in
+    # 1. the first part streams in and is scored
+    stream = PacedStream(producer, topics, stream_events, per_second, allowed=first).start()
+    scores.until(lambda r: len(r) >= first, 60, [worker])
+    # 2. the replica is cut off; cut_events more stream in
     cut_off_replica(servers)
-    stream.allow(2 * third)
+    stream.allow(first + cut_events)
     waits = []
-    deadline = time.monotonic() + third / per_second + WINDOW_S
-    while time.monotonic() < deadline and not (stream.sent >= 2 * third and committed_all(broker, group, topics, stream)):
+    deadline = time.monotonic() + cut_events / per_second + WINDOW_S
+    while time.monotonic() < deadline and not (
+        stream.sent >= first + cut_events and committed_all(broker, group, topics, stream)
+    ):
         waits += health_waits(worker)
     committed_in_window = committed_all(broker, group, topics, stream)
     # 3. the primary dies; the sentinels promote the replica
@@ -209,7 +215,7 @@ def test_min_replicas_1_loses_nothing_when_the_primary_dies(
     sentinels: EmbeddedSentinels, start_worker, producer, broker, topics, read_output, redis_url, unique
 ) -> None:
     outcome = failover_run(sentinels, start_worker, producer, broker, topics, read_output, redis_url, unique,
-                           min_replicas=1, events=900, per_second=150, seed=51)
+                           min_replicas=1, events=900, cut_events=300, per_second=150, seed=51)
     assert not outcome.committed_in_window, "with no replica acknowledging, step 2 must not be committed"
     assert outcome.lost == []
     assert not outcome.wrong_scores, f"{len(outcome.wrong_scores)} scores differ: {outcome.wrong_scores[:5]}"
@@ -225,7 +231,7 @@ def test_min_replicas_0_commits_what_the_promoted_replica_never_had(
 ) -> None:
     """The loss the setting prevents, shown: same run, MIN_REPLICAS=0."""
     outcome = failover_run(sentinels, start_worker, producer, broker, topics, read_output, redis_url, unique,
-                           min_replicas=0, events=900, per_second=150, seed=51)
+                           min_replicas=0, events=900, cut_events=300, per_second=150, seed=51)
     assert outcome.committed_in_window
     assert outcome.lost, "events committed on the primary's word alone are missing from the promoted replica"
     assert outcome.wrong_scores or outcome.state_problems, "the new worker scored on histories with events missing"
@@ -237,6 +243,6 @@ def test_soak_min_replicas_1_failover(
     sentinels: EmbeddedSentinels, start_worker, producer, broker, topics, read_output, redis_url, unique
 ) -> None:
     outcome = failover_run(sentinels, start_worker, producer, broker, topics, read_output, redis_url, unique,
-                           min_replicas=1, events=12_000, per_second=400, seed=52)
+                           min_replicas=1, events=12_000, cut_events=1_200, per_second=400, seed=52)
     assert not outcome.committed_in_window and outcome.lost == []
     assert not outcome.wrong_scores and outcome.alerts_equal and not outcome.state_problems
