@@ -53,7 +53,7 @@ def test_repeated_sigkill_against_a_cluster(
 ) -> None:
     env, state = on_cluster(redis_cluster)
     crash_run(start_worker, producer, topics, read_output, redis_url, unique,
-              events=1_500, kills=2, per_second=150, seed=41, worker_env=env, state_redis=state)
+              events=1_000, kills=1, per_second=150, seed=41, worker_env=env, state_redis=state)
 
 
 @pytest.mark.timeout(150)
@@ -62,7 +62,7 @@ def test_rebalance_against_a_cluster(
 ) -> None:
     env, state = on_cluster(redis_cluster)
     rebalance_run(start_worker, producer, broker, read_output, redis_url, unique, topics,
-                  events=1_000, per_second=100, seed=42, worker_env=env, state_redis=state)
+                  events=700, per_second=100, seed=42, worker_env=env, state_redis=state)
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def test_a_primary_failing_over_mid_stream_loses_nothing(
     own_cluster: EmbeddedCluster, start_worker, producer, topics, read_output, redis_url, unique
 ) -> None:
     primary_failover_run(own_cluster, start_worker, producer, topics, read_output, redis_url, unique,
-                         events=1_000, failovers=1, per_second=100, seed=43)
+                         events=700, failovers=1, per_second=120, seed=43)
 
 
 @pytest.mark.faults

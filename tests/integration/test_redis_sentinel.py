@@ -60,7 +60,7 @@ from worker.tools.embedded import EmbeddedBroker, EmbeddedRedis, EmbeddedSentine
 pytestmark = [pytest.mark.integration]
 
 #: Longer than Faust's commit interval (2.8 s): with 0, step 2's batches are committed in it.
-WINDOW_S = 5.0
+WINDOW_S = 4.0
 
 
 @pytest.fixture
@@ -215,7 +215,7 @@ def test_min_replicas_1_loses_nothing_when_the_primary_dies(
     sentinels: EmbeddedSentinels, start_worker, producer, broker, topics, read_output, redis_url, unique
 ) -> None:
     outcome = failover_run(sentinels, start_worker, producer, broker, topics, read_output, redis_url, unique,
-                           min_replicas=1, events=900, cut_events=300, per_second=150, seed=51)
+                           min_replicas=1, events=600, cut_events=200, per_second=200, seed=51)
     assert not outcome.committed_in_window, "with no replica acknowledging, step 2 must not be committed"
     assert outcome.lost == []
     assert not outcome.wrong_scores, f"{len(outcome.wrong_scores)} scores differ: {outcome.wrong_scores[:5]}"
@@ -231,7 +231,7 @@ def test_min_replicas_0_commits_what_the_promoted_replica_never_had(
 ) -> None:
     """The loss the setting prevents, shown: same run, MIN_REPLICAS=0."""
     outcome = failover_run(sentinels, start_worker, producer, broker, topics, read_output, redis_url, unique,
-                           min_replicas=0, events=900, cut_events=300, per_second=150, seed=51)
+                           min_replicas=0, events=600, cut_events=200, per_second=200, seed=51)
     assert outcome.committed_in_window
     assert outcome.lost, "events committed on the primary's word alone are missing from the promoted replica"
     assert outcome.wrong_scores or outcome.state_problems, "the new worker scored on histories with events missing"

@@ -68,7 +68,9 @@ def test_worker_authenticates_with_a_redis_acl_user_and_reports_a_wrong_password
             break
         time.sleep(0.5)
     assert report is not None and report[0] == 503, report
-    assert report[1]["redis"] == {"ok": False, "error": "AuthenticationError"}, report[1]
+    assert report[1]["redis"] == {
+        "ok": False, "error": "AuthenticationError", "waiting_for": f"Redis at 127.0.0.1:{acl_redis.port}",
+    }, report[1]
     assert report[1]["kafka"]["ok"] is True
     assert PASSWORD not in wrong.log_path.read_text() and "wrong-password" not in wrong.log_path.read_text()
 
