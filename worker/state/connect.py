@@ -19,6 +19,7 @@ Every call is bounded by ``REDIS_TIMEOUT_S``: a call that takes longer is an out
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,9 +57,10 @@ class RedisConnection:
         if isinstance(self.client, RedisCluster):
             await self.client.ping(target_nodes=RedisCluster.PRIMARIES)
             if self.replication.wanted:
-                infos = await self.client.info("replication", target_nodes=RedisCluster.PRIMARIES)
-                for node, info in infos.items():
-                    self.replication.check_online(node, info)
+                primaries = self.client.get_primaries()
+                infos = await asyncio.gather(*(self.client.info("replication", target_nodes=n) for n in primaries))
+                for node, info in zip(primaries, infos):
+                    self.replication.check_online(node.name, info)
             return
         await self.client.ping()
         if self.replication.wanted:
