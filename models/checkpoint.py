@@ -40,6 +40,10 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default"
+#: The model trained on simulated ward patients only (deterioration within 12 h): kept for the
+#: tests and demos that need a model whose behaviour on the ward simulator is known, and as the
+#: teacher of the distillation examples. Never the worker's default.
+SIMULATED_WARD_CHECKPOINT = DEFAULT_CHECKPOINT.parent / "simulated-ward"
 
 _MODEL_PREFIX = "model."
 _ENCODER_KEYS = ("encoder.mean", "encoder.std")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
-from models.features import FeatureEncoder, n_features
+from models.checkpoint import DEFAULT_CHECKPOINT, SIMULATED_WARD_CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
+from models.features import INPUTS, FeatureEncoder, n_features
 from models.network import RiskLSTM
 from schemas.variables import PREVIOUS_CATALOGUES, VARIABLE_NAMES, VARIABLES
 
@@ -149,10 +149,26 @@ def test_a_pickle_in_place_of_the_weights_is_refused_without_running(tmp_path: P
     assert not marker.exists()
 
 
-def test_the_shipped_default_checkpoint_loads_and_is_small() -> None:
+def test_the_shipped_default_checkpoint_is_the_set_a_model_and_says_so() -> None:
+    """The worker's default learnt from PhysioNet 2019 set A alone: its manifest names the data,
+    licence and citation, the outcome, the population, the split with its test stays, and the
+    held-out figures."""
     loaded = load_checkpoint(DEFAULT_CHECKPOINT, "cpu")
-    assert loaded.manifest["features"] == list(PREVIOUS_CATALOGUES[0]), "trained on the first catalogue's 18 variables"
-    thresholds = loaded.manifest["alert_thresholds"]
+    manifest = loaded.manifest
+    data = manifest["training"]["data"]
+    assert data["dataset"] == "physionet2019" and data["licence"] == "CC-BY-4.0"
+    assert "Reyna MA" in data["attribution"] and "10.13026/v64v-d857" in data["attribution"] and "Goldberger" in data["attribution"]
+    assert len(data["split"]["test_stays"]) > 3000 and data["split"]["seed"] == 0
+    assert manifest["outcome"]["name"] == "sepsis" and manifest["horizon_hours"] == 6.0
+    assert "set A" in manifest["population"]
+    assert manifest["inputs"] == list(INPUTS) and "bun" in manifest["features"] and "etco2" not in manifest["features"]
+    assert manifest["metrics"]["test"]["cohort"]["stays"] == len(data["split"]["test_stays"])
+    thresholds = manifest["alert_thresholds"]
     assert 0 < thresholds["medium"] < thresholds["high"] <= 1
-    assert "synthetic" in json.dumps(loaded.manifest["training"]["data"])
     assert (DEFAULT_CHECKPOINT / "model.safetensors").stat().st_size < 400_000
+
+
+def test_the_simulated_ward_model_is_kept_under_its_own_name() -> None:
+    loaded = load_checkpoint(SIMULATED_WARD_CHECKPOINT, "cpu")
+    assert loaded.manifest["features"] == list(PREVIOUS_CATALOGUES[0]), "trained on the first catalogue's 18 variables"
+    assert "synthetic" in json.dumps(loaded.manifest["training"]["data"])

@@ -138,6 +138,29 @@ def test_evaluate_physionet2019_end_to_end(checkpoint: Path, psv_dir: Path, spli
     assert "qSOFA >= 2" in printed and "Targets" in printed and "caveat" in printed
 
 
+def test_record_writes_the_held_out_figures_into_the_manifest_and_keeps_the_weights(
+    checkpoint: Path, psv_dir: Path, tmp_path: Path
+) -> None:
+    """A checkpoint carries what it was measured at on its held-out stays; the weights and their
+    checksum do not change, so it still loads."""
+    import shutil
+
+    from models.checkpoint import load_checkpoint
+
+    copy = tmp_path / "recorded"
+    shutil.copytree(checkpoint, copy)
+    weights = (copy / "model.safetensors").read_bytes()
+    argv = ["evaluate", "--checkpoint", str(copy), "--dataset", "physionet2019", "--psv-dir", str(psv_dir), "--replicates", "10"]
+    assert main([*argv, "--record", "--json", str(tmp_path / "eval.json")]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    test = json.loads((copy / "manifest.json").read_text())["metrics"]["test"]
+    assert test["auroc"] == report["scorers"]["model"]["auroc"] and test["auroc_ci95"] == report["scorers"]["model"]["auroc_ci95"]
+    assert test["cohort"]["stays"] == report["cohort"]["stays"] and test["split"]["judged"] == "the checkpoint's test stays"
+    assert test["high_threshold"]["false_per_true"] == report["operating_points"]["model_high"]["false_per_true"]
+    assert (copy / "model.safetensors").read_bytes() == weights
+    assert load_checkpoint(copy).manifest["metrics"]["test"]["trees_auroc"] == report["scorers"]["trees"]["auroc"]
+
+
 def test_evaluate_transfer_runs_both_directions(checkpoint: Path, psv_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     argv = ["evaluate", "--checkpoint", str(checkpoint), "--dataset", "physionet2019", "--psv-dir", str(psv_dir), "--replicates", "10"]
@@ -175,6 +198,7 @@ def test_a_checkpoint_trained_on_the_data_without_a_test_split_is_refused(traine
         (["--psv-dir", "x"], "--psv-dir needs --dataset physionet2019"),
         (["--dataset", "mimic-iv-demo", "--transfer"], "--transfer needs --dataset physionet2019"),
         (["--dataset", "physionet2019", "--psv-dir", "x", "--clif-dir", "y"], "--clif-dir needs --dataset"),
+        (["--dataset", "mimic-iv-demo", "--record"], "--record needs --dataset physionet2019"),
     ],
 )
 def test_options_that_do_not_fit_are_named(argv: list[str], problem: str, capsys) -> None:

@@ -43,8 +43,9 @@ LICENCE = "ODbL-1.0"
 PHYSIONET_2019_PAGE = "https://physionet.org/content/challenge-2019/1.0.0/"
 PHYSIONET_2019_ATTRIBUTION = (
     "PhysioNet/Computing in Cardiology Challenge 2019, training set A (Reyna MA, Josef CS, Jeter R, et al. "
-    "Early Prediction of Sepsis From Clinical Data. Crit Care Med 2020;48(2):210-217; doi:10.13026/v64v-d857), "
-    "Creative Commons Attribution 4.0 International"
+    "Early Prediction of Sepsis From Clinical Data. Crit Care Med 2020;48(2):210-217; data doi:10.13026/v64v-d857; "
+    "PhysioNet: Goldberger AL, Amaral LAN, Glass L, et al. PhysioBank, PhysioToolkit, and PhysioNet. "
+    "Circulation 2000;101(23):e215-e220), Creative Commons Attribution 4.0 International"
 )
 PHYSIONET_2019_LICENCE = "CC-BY-4.0"
 

@@ -300,10 +300,13 @@ def predict_series(
 
 
 def training_manifest(
-    result: TrainResult, config: TrainConfig, *, version: str, training_data: dict[str, Any], metrics: dict[str, Any] | None = None
+    result: TrainResult, config: TrainConfig, *, version: str, training_data: dict[str, Any], metrics: dict[str, Any] | None = None,
+    described: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The caller-supplied half of a checkpoint manifest (``save_checkpoint`` adds the rest)."""
+    """The caller-supplied half of a checkpoint manifest (``save_checkpoint`` adds the rest);
+    ``described`` adds what the data says the model is for (its outcome, its population)."""
     return {
+        **(described or {}),
         "version": version,
         "horizon_hours": config.horizon_hours,
         "alert_thresholds": result.alert_thresholds,

@@ -99,6 +99,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"bootstrap resamples of stays for the 95 %% intervals (--dataset only; default {DEFAULT_REPLICATES})",
     )
     parser.add_argument("--json", type=Path, help="write the full report as JSON here")
+    parser.add_argument(
+        "--record", action="store_true",
+        help="--dataset physionet2019: write the held-out figures into the checkpoint's manifest (metrics.test); "
+        "the weights and their checksum are untouched",
+    )
     parser.add_argument("--plots", type=Path, help="write roc.png, pr.png and calibration.png into this directory")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
@@ -119,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = load_checkpoint(checkpoint, device)
     if args.dataset == PHYSIONET_2019:
-        outcome = _evaluate_physionet(args, loaded, device)
+        outcome = _evaluate_physionet(args, loaded, device, checkpoint)
     else:
         outcome = _evaluate_dataset(args, loaded) if args.dataset else _evaluate_simulated(args, loaded, checkpoint)
     if isinstance(outcome, int):
@@ -150,6 +155,8 @@ def _conflicting_options(args: argparse.Namespace) -> str | None:
         return "--dataset physionet2019 needs --psv-dir DIR (a directory of the challenge's training set A .psv files)"
     if args.transfer and args.dataset != PHYSIONET_2019:
         return "--transfer needs --dataset physionet2019 --psv-dir DIR (the ICU-type split is of PSV stays)"
+    if args.record and args.dataset != PHYSIONET_2019:
+        return "--record needs --dataset physionet2019 --psv-dir DIR (it records the held-out stays' figures)"
     return None
 
 
@@ -202,7 +209,7 @@ def _evaluate_dataset(args: argparse.Namespace, loaded: "LoadedModel") -> Outcom
     return evaluation.report, *_plotted(evaluation.scores)
 
 
-def _evaluate_physionet(args: argparse.Namespace, loaded: "LoadedModel", device: str) -> Outcome | int:
+def _evaluate_physionet(args: argparse.Namespace, loaded: "LoadedModel", device: str, checkpoint: Path) -> Outcome | int:
     """The per-hour sepsis report of PSV stays (printed as tables), or 2 when the directory
     cannot be read or the checkpoint's split does not fit it (the reason is printed)."""
     from models.datasets.physionet import PsvFormatError
@@ -222,7 +229,34 @@ def _evaluate_physionet(args: argparse.Namespace, loaded: "LoadedModel", device:
         print(f"vitalwatch evaluate: {exc}", file=sys.stderr)
         return 2
     print_sepsis_report(evaluation.report)
+    if args.record:
+        record_test_metrics(checkpoint, evaluation.report)
     return evaluation.report, evaluation.labels, evaluation.scores["model"], evaluation.scores["news2"]
+
+
+def record_test_metrics(checkpoint: Path, report: dict[str, Any]) -> None:
+    """The headline held-out figures of ``report`` into ``checkpoint``'s manifest, so the model
+    carries what it was measured at (and on what) wherever it travels. Only the manifest
+    changes: load_checkpoint verifies the weights by their own checksum."""
+    manifest_path = Path(checkpoint) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    model = report["scorers"]["model"]
+    points = report["operating_points"]
+    figures = {
+        "dataset": report["dataset"],
+        "split": report["split"],
+        "cohort": report["cohort"],
+        **{name: model[name] for name in ("auroc", "auroc_ci95", "auprc", "auprc_ci95", "ece", "ece_ci95")},
+        "medium_threshold": points["model_medium"],
+        "high_threshold": points["model_high"],
+        "news2_auroc": report["scorers"]["news2"]["auroc"],
+        "trees_auroc": report["scorers"]["trees"]["auroc"],
+        "bootstrap": report["bootstrap"],
+    }
+    # Through JSON once: the report's own keys (an ICU type of None) become what its --json shows.
+    manifest.setdefault("metrics", {})["test"] = json.loads(json.dumps(figures))
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    print(f"recorded the held-out figures in {manifest_path}")
 
 
 def training_seeds(manifest: dict[str, Any]) -> set[int]:

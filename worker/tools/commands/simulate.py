@@ -26,9 +26,9 @@ from models.datasets.profiles import PROFILES, Profile
 from worker.operations.config import ConfigError
 from worker.tools.feed import events_to_send, feed, non_negative_float, positive_float, positive_int
 
-#: The profile fed when none is given: the cohort the shipped model is meant for (ward: the
-#: simulator-trained model; icu once the shipped checkpoint is the one trained on set A).
-DEFAULT_PROFILE: Profile = "ward"
+#: The profile fed when none is given: the cohort the shipped model is meant for (it learnt
+#: from PhysioNet 2019 set A, which the ICU profile imitates).
+DEFAULT_PROFILE: Profile = "icu"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
