@@ -13,12 +13,11 @@ The reference pass runs the same RiskEngine in this process on the same events w
 (topic, partition, offset) coordinates the broker assigned, so even the watermarks must match.
 Observations come from the vitals topic only (see test_stream_restart: cross-topic order is
 not a Kafka guarantee, so it is not a property a replay can be held to). Encounters (their
-own topic) may ride along: an admission or a transfer changes no score and no model state
-wherever it lands among the observations; only the recent event-id ring, which keeps the
-newest ids in the order applied, can differ, and it is held to what any interleaving gives
-(``rings_agree``). A discharge is different — what is applied after it starts a new stay — so
-a stream sends a discharge only once its patient's observations are safe in Redis
-(``PacedStream.safe``).
+own topic) ride along, and where one lands among its patient's observations matters: the
+shipped model reads the admission's age, sex and time, and what is applied after a discharge
+starts a new stay. So a stream with ``PacedStream.safe`` never lets a patient's events cross
+from one topic to the other before the events sent before them are safe in Redis: each
+patient's events are applied in list order, as the reference applies them.
 
 The worker's state may live elsewhere than the reference's: a Sentinel set or a Redis Cluster
 (``RedisTarget``: a URL, or the Settings of such a topology, read through worker.state.connect
@@ -86,11 +85,7 @@ def _ward(count: int, seed: int, patients_per_100: int, *, with_encounters: bool
     return events[:count]
 
 
-def is_discharge(event: SimEvent) -> bool:
-    return event.topic == "encounters" and event.payload["kind"] == "discharge"
-
-
-#: Which patients' state in Redis covers their latest observation sent (patient -> its coordinates).
+#: Which patients' state in Redis covers their latest event sent (patient -> its coordinates).
 SafeCheck = Callable[[Mapping[str, "Coordinates"]], set[str]]
 
 
@@ -118,11 +113,12 @@ class PacedStream:
     then lands mid-stream however slowly this machine starts a worker or joins a group, instead
     of racing a fixed-rate stream to its end.
 
-    With ``safe``, a discharge is held back (the rest of the stream goes on) until ``safe`` says
-    its patient's observations sent so far are in Redis, then sent at once: Kafka keeps no order
-    between topics, and an observation applied after its patient's discharge would open a new
-    stay (see the module notes). Nothing of a stay follows its discharge in the simulator, so
-    the reference may still apply the events in list order."""
+    With ``safe``, an event on another topic than its patient's previous one (an admission's
+    first observation, a late admission, a transfer, a discharge) is held back with whatever of
+    that patient follows it (the rest of the stream goes on) until ``safe`` says the patient's
+    events sent so far are in Redis: Kafka keeps no order between topics, so only then is the
+    worker certain to apply the patient's events in list order, as the reference does (see the
+    module notes)."""
 
     producer: KafkaProducer
     topics: Mapping[str, str]  # SimEvent.topic (vitals, labs, encounters) -> the Kafka topic it goes to
@@ -134,9 +130,10 @@ class PacedStream:
     coordinates: dict[str, Coordinates] = field(default_factory=dict)
     _thread: threading.Thread | None = None
     _futures: list[tuple[str, Any]] = field(default_factory=list)
-    _held: list[SimEvent] = field(default_factory=list)  # discharges waiting for ``safe``
-    _latest: dict[str, Coordinates] = field(default_factory=dict)  # patient -> its last observation sent
-    _unacked: list[tuple[str, Any]] = field(default_factory=list)  # observations sent since the last flush
+    _held: dict[str, list[SimEvent]] = field(default_factory=dict)  # patient -> its events waiting for ``safe``, in order
+    _topic: dict[str, str] = field(default_factory=dict)  # patient -> the topic of its last event sent
+    _latest: dict[str, Coordinates] = field(default_factory=dict)  # patient -> its last event sent
+    _unacked: list[tuple[str, Any]] = field(default_factory=list)  # events sent since the last flush
 
     def start(self) -> "PacedStream":
         self._thread = threading.Thread(target=self._run, name="paced-stream", daemon=True)
@@ -151,15 +148,16 @@ class PacedStream:
         chunk = max(1, int(self.per_second / 20))
         paced_from, paced_count = time.monotonic(), 0  # the schedule restarts after a hold
         while self.sent < len(self.events) or self._held:
-            self._send_safe_discharges()
+            self._send_safe()
             end = min(self.sent + chunk, self.allowed, len(self.events))
             if end <= self.sent:
                 time.sleep(0.02)
                 paced_from, paced_count = time.monotonic(), self.sent
                 continue
             for event in self.events[self.sent : end]:
-                if self.safe is not None and is_discharge(event):
-                    self._held.append(event)
+                patient = event.payload["patient_id"]
+                if patient in self._held or (self.safe is not None and self._topic.get(patient, event.topic) != event.topic):
+                    self._held.setdefault(patient, []).append(event)
                 else:
                     self._send(event)
             self._flush()
@@ -172,32 +170,39 @@ class PacedStream:
         payload = event.payload
         future = self.producer.send(self.topics[event.topic], key=payload["patient_id"].encode(), value=orjson.dumps(payload))
         self._futures.append((payload["event_id"], future))
-        if event.topic != "encounters":
-            self._unacked.append((payload["patient_id"], future))
+        self._unacked.append((payload["patient_id"], future))
+        self._topic[payload["patient_id"]] = event.topic
 
     def _flush(self) -> None:
-        """Wait for the broker's acks; note each patient's latest observation."""
+        """Wait for the broker's acks; note each patient's latest event."""
         self.producer.flush()
         for patient, future in self._unacked:
             meta = future.get(timeout=30)
             self._latest[patient] = (meta.topic, meta.partition, meta.offset)
         self._unacked.clear()
 
-    def _send_safe_discharges(self) -> None:
-        """Send the held discharges whose patients' observations are in Redis (or who sent none)."""
-        if not self._held:
+    def _send_safe(self) -> None:
+        """For each held patient whose events sent so far are in Redis: send its held events up
+        to the next change of topic (what follows waits for those in turn)."""
+        if not self._held or self.safe is None:
             return
-        waiting = {e.payload["patient_id"] for e in self._held} & set(self._latest)
-        safe = self.safe({p: self._latest[p] for p in waiting}) if waiting and self.safe is not None else set()
-        ready = [e for e in self._held if e.payload["patient_id"] in safe or e.payload["patient_id"] not in waiting]
-        for event in ready:
-            self._send(event)
-        if ready:
+        safe = self.safe({p: self._latest[p] for p in self._held if p in self._latest})
+        released = False
+        for patient in [p for p in self._held if p in safe]:
+            queue = self._held[patient]
+            run = next((i for i, e in enumerate(queue) if e.topic != queue[0].topic), len(queue))
+            for event in queue[:run]:
+                self._send(event)
+            released = True
+            if run < len(queue):
+                self._held[patient] = queue[run:]
+            else:
+                del self._held[patient]
+        if released:
             self._flush()
-            self._held = [e for e in self._held if e not in ready]
 
     def latest_sent(self) -> dict[str, Coordinates]:
-        """Each patient's latest observation sent and acknowledged so far."""
+        """Each patient's latest event sent and acknowledged so far."""
         return dict(self._latest)
 
     def acknowledged(self) -> dict[str, Coordinates]:

@@ -11,9 +11,11 @@ risk, the same alerts, and every patient's Redis record — LSTM state, context,
 discharge flag — equal; the discharged patients' keys are tombstones with the short TTL and
 their slots are free.
 
-A discharge is sent only once its patient's observations are safe in Redis: Kafka keeps no
-order between the vitals and the encounters topics, and an observation applied after a
-discharge belongs to a new stay (see fault_harness).
+A patient's events cross from one topic to the other only once those sent before are safe in
+Redis (a discharge after its observations, an observation after its admission or readmission,
+a late admission after the observations it follows): Kafka keeps no order between the vitals
+and the encounters topics, the model reads the admission's age, sex and time, and an
+observation applied after a discharge belongs to a new stay (see fault_harness).
 """
 
 from __future__ import annotations
@@ -125,7 +127,10 @@ def test_admissions_transfers_and_discharges_survive_kill_9_equal_to_the_referen
 
     worker = start_worker(**env)
     worker.wait_ready()
-    stream = PacedStream(producer, topics, first_phase, per_second=60, allowed=len(first_phase) // 2).start()
+    safe = persisted_in(redis_url, prefix)
+    # Each patient's events cross between the two topics only once the ones before are safe
+    # (see the module notes): the worker then applies them in list order, as the reference does.
+    stream = PacedStream(producer, topics, first_phase, per_second=60, allowed=len(first_phase) // 2, safe=safe).start()
     scores.until(lambda r: len(r) >= 15, 60, [worker])
     time.sleep(rng.uniform(0.0, 0.5))
     worker.kill()
@@ -137,7 +142,6 @@ def test_admissions_transfers_and_discharges_survive_kill_9_equal_to_the_referen
 
     # Discharge only once the stays' observations are safe (see the module notes).
     leaving = {pid: coordinates[vitals[pid][VITALS_PER_STAY - 1].payload["event_id"]] for pid in DISCHARGED}
-    safe = persisted_in(redis_url, prefix)
     wait_until(lambda: safe(leaving) == set(leaving), 60, "the leaving patients' vitals in Redis", [worker])
     coordinates |= produce_now(producer, topics, discharges)
     wait_until(lambda: all(s.discharged for s in stored_states(redis_url, prefix, list(DISCHARGED)).values())
@@ -145,7 +149,7 @@ def test_admissions_transfers_and_discharges_survive_kill_9_equal_to_the_referen
     time.sleep(rng.uniform(0.0, 0.3))  # between the tombstones' write and the commit, or just after
     worker.kill()
     worker = start_worker(**env)
-    coordinates |= produce_now(producer, topics, last_phase)
+    coordinates |= PacedStream(producer, topics, last_phase, per_second=1e9, safe=safe).start().join(timeout_s=60)
 
     events = [*first_phase, *discharges, *last_phase]
     expected = reference_run(events, coordinates, redis_url, f"ref-{unique}:state:")

@@ -40,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--teacher", type=Path, help="teacher checkpoint directory (default: the shipped one)")
+    parser.add_argument(
+        "--teacher", type=Path,
+        help="teacher checkpoint directory (default: the simulated-ward model, which learnt from the simulated "
+        "ward patients a student is distilled on)",
+    )
     parser.add_argument("--hidden", type=int, default=32, help="student LSTM hidden size (default 32)")
     parser.add_argument("--layers", type=int, default=1, help="student LSTM layers (default 1)")
     parser.add_argument("--patients", type=int, default=4000, help="simulated distillation patients (default 4000)")
@@ -72,13 +76,13 @@ _DISTILL_OPTIONS = ("temperature", "soft_weight")
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from models.checkpoint import DEFAULT_CHECKPOINT, LoadedModel, load_checkpoint, save_checkpoint
+    from models.checkpoint import SIMULATED_WARD_CHECKPOINT, LoadedModel, load_checkpoint, save_checkpoint
     from models.training.distill import DistillConfig, compare_models, distill, parameter_count, step_rate
     from models.training.train import TrainConfig
 
     torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    teacher_dir = args.teacher or DEFAULT_CHECKPOINT
+    teacher_dir = args.teacher or SIMULATED_WARD_CHECKPOINT
     teacher = load_checkpoint(teacher_dir, device)
     heldout_seed = args.seed + 2
     seen = training_seeds(teacher.manifest)
