@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from models.datasets.profiles import PROFILES
+from worker.tools.commands.simulate import DEFAULT_PROFILE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,7 +71,11 @@ def _shipped_model() -> str:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(
+    "profile",
+    # The demo's own profile in `make test`; the other one with the soaks (`make test-faults`).
+    [pytest.param(p, marks=[] if p == DEFAULT_PROFILE else [pytest.mark.faults]) for p in PROFILES],
+)
 def test_dev_scores_the_feed_prints_a_summary_and_stops_every_child(redis_url: str, profile: str) -> None:
     args = ["--seconds", "15", "--patients", "20", "--speed", "3600", "--profile", profile]
     code, output = _run_dev(args, _dev_env(redis_url), 180)
@@ -92,6 +97,7 @@ def test_dev_scores_the_feed_prints_a_summary_and_stops_every_child(redis_url: s
 
 
 @pytest.mark.integration
+@pytest.mark.faults  # dev's replay path runs in `make test` with the set-A fixtures (below)
 def test_dev_with_the_demo_dataset_replays_real_stays_instead_of_simulating(redis_url: str) -> None:
     # --seconds counts from the first event: replay first reads and converts the whole demo (~10 s).
     code, output = _run_dev(["--dataset", "mimic-iv-demo", "--seconds", "4", "--patients", "2"], _dev_env(redis_url), 180)
@@ -140,7 +146,6 @@ def test_dev_refuses_a_psv_replay_it_could_not_read_before_starting_anything(
 def test_dev_feeds_the_default_profile_unless_told() -> None:
     from worker.cli import build_parser
     from worker.tools.commands.dev import feed_command
-    from worker.tools.commands.simulate import DEFAULT_PROFILE
 
     name, argv, activity = feed_command(build_parser().parse_args(["dev"]), "127.0.0.1:9092")
     assert name == "simulator" and argv[argv.index("--profile") + 1] == DEFAULT_PROFILE
