@@ -17,6 +17,7 @@ import importlib
 import sys
 from typing import Sequence
 
+from worker.operations.config import ConfigError
 from worker.tools.reach import UNAVAILABLE_EXIT, Unavailable
 
 #: Subcommand modules under worker.tools.commands, in the order `--help` lists them.
@@ -49,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ConfigError as exc:  # a setting the tool cannot use: the arguments' fault, like argparse's
+        print(f"vitalwatch {args.command}: {exc}", file=sys.stderr)
+        return 2
     except Unavailable as exc:
         print(f"vitalwatch {args.command}: {exc}", file=sys.stderr)
         return UNAVAILABLE_EXIT

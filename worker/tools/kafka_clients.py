@@ -27,6 +27,14 @@ def tool_settings(bootstrap: str | None) -> Settings:
     return load_settings(**({"kafka_bootstrap": bootstrap} if bootstrap else {}))
 
 
+def reachable_settings(bootstrap: str | None) -> Settings:
+    """A Kafka tool's settings once its broker answers: ConfigError for a bad setting,
+    worker.tools.reach.Unavailable when nothing answers (worker.cli turns both into one line)."""
+    settings = tool_settings(bootstrap)
+    check_reachable(settings, bootstrap)
+    return settings
+
+
 def check_reachable(settings: Settings, bootstrap_flag: str | None) -> None:
     """Raise worker.tools.reach.Unavailable unless Kafka answers at ``settings.kafka_bootstrap``
     within REACH_TIMEOUT_S; the message names ``--bootstrap`` when ``bootstrap_flag`` chose the

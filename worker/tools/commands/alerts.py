@@ -18,7 +18,6 @@ import time
 from typing import Any, TextIO
 
 from worker.tools.alert_text import MalformedAlert, format_alert, read_alert
-from worker.operations.config import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,12 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     from worker.tools import kafka_clients
 
-    try:
-        settings = kafka_clients.tool_settings(args.bootstrap)
-    except ConfigError as exc:
-        print(f"vitalwatch alerts: {exc}", file=sys.stderr)
-        return 2
-    kafka_clients.check_reachable(settings, args.bootstrap)
+    settings = kafka_clients.reachable_settings(args.bootstrap)
     deadline = time.monotonic() + args.timeout if args.timeout is not None else None
     try:
         consumer = kafka_clients.follower(settings, [settings.topic_alerts], from_beginning=args.from_beginning)

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from worker.operations.config import ConfigError
 from worker.tools.feed import events_to_send, feed, non_negative_float, positive_float, positive_int
 
 if TYPE_CHECKING:
@@ -126,13 +125,12 @@ def run(args: argparse.Namespace) -> int:
     from worker.tools import kafka_clients
 
     try:
-        settings = kafka_clients.tool_settings(args.bootstrap)
         location = check_source(args.dataset, args.clif_dir, args.psv_dir)
-    except (ConfigError, ReplayRefused) as exc:
+    except ReplayRefused as exc:
         print(f"vitalwatch replay: {exc}", file=sys.stderr)
         return 2
     # Before the conversion (seconds for the demo, longer for a site's export), not after it.
-    kafka_clients.check_reachable(settings, args.bootstrap)
+    settings = kafka_clients.reachable_settings(args.bootstrap)
     try:
         replay = _psv_replay(args, location) if args.dataset == "physionet2019" else _clif_replay(args, location)
     except ReplayRefused as exc:

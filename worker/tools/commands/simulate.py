@@ -23,7 +23,6 @@ import argparse
 import sys
 
 from models.datasets.profiles import PROFILES, Profile
-from worker.operations.config import ConfigError
 from worker.tools.feed import events_to_send, feed, non_negative_float, positive_float, positive_int
 
 #: The profile fed when none is given: the cohort the shipped model is meant for (it learnt
@@ -77,12 +76,7 @@ def _fraction(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     from worker.tools import kafka_clients
 
-    try:
-        settings = kafka_clients.tool_settings(args.bootstrap)
-    except ConfigError as exc:
-        print(f"vitalwatch simulate: {exc}", file=sys.stderr)
-        return 2
-    kafka_clients.check_reachable(settings, args.bootstrap)
+    settings = kafka_clients.reachable_settings(args.bootstrap)
     from models.datasets.simulator import interleave, simulate_cohort  # numpy: after the check, not before
 
     speed = 0.0 if args.as_fast_as_possible else args.speed
