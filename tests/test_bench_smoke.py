@@ -32,7 +32,7 @@ def run_bench(tmp_path: Path, skip: tuple[str, ...]) -> tuple[dict, str]:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "worker.cli", "bench", "--events", "2000", "--patients", "100",
-         "--latency-seconds", "1", "--naive-seconds", "1", "--workers", "2", "--device", "cpu", "--json", str(out),
+         "--latency-seconds", "1", "--latency-rates", "500", "--naive-seconds", "1", "--workers", "2", "--device", "cpu", "--json", str(out),
          *(["--skip", *skip] if skip else [])],
         cwd=REPO, capture_output=True, text=True, timeout=160,
     )
@@ -51,14 +51,24 @@ def test_bench_reports_every_figure(tmp_path: Path) -> None:
     assert (result["events"], result["patients"], result["scaleout_workers"]) == (2000, 100, 2)
     assert result["latency_p50_ms"] <= result["latency_p99_ms"] <= result["latency_max_ms"]
     assert result["latency_events"] > 0
+    at_500 = result["latency_by_rate"]["500"]
+    assert at_500["latency_rate_eps"] == 500.0 and at_500["latency_events"] > 0
+    assert at_500["latency_p50_ms"] <= at_500["latency_p99_ms"] <= at_500["latency_max_ms"]
+    assert result["cpu_count"] >= 1 and result["model_version"].startswith("vw-")
+    assert result["worker_version"] and result["package_version"]
     assert set(result["model_step"]) == {"1", "64", "512", "4096"}
     assert all(rate > 0 for rate in result["model_step"].values())
     assert result["ratios"]["worker_vs_bare_faust"] == pytest.approx(result["worker_eps"] / result["bare_faust_eps"])
     assert result["ratios"]["worker_vs_naive"] == pytest.approx(result["worker_eps"] / result["naive_eps"])
     assert set(result["targets"]) == {
         "worker_vs_bare_faust", "worker_vs_bare_faust_batch", "worker_vs_naive", "latency_p99_ms", "redis_bytes_per_patient",
+        "latency_p99_at_25pct_ms", "latency_max_vs_p99", "latency_p99_at_500eps_ms",
     }
-    assert all(isinstance(t["met"], bool) for t in result["targets"].values())
+    not_run = {"latency_p99_at_25pct_ms"}  # no 0.25 among --latency-loads here
+    assert all(isinstance(t["met"], bool) for name, t in result["targets"].items() if name not in not_run)
+    assert result["targets"]["latency_p99_at_25pct_ms"] == {
+        "target": "p99 latency at 25 % load <= 50 ms", "measured": None, "met": None,
+    }
     assert "worker" in stdout  # the table was printed
 
 

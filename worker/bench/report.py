@@ -28,6 +28,11 @@ def _ratio(result: dict[str, Any], top: str, bottom: str) -> float | None:
     return a / b if a and b else None
 
 
+def _latency_at(result: dict[str, Any], runs: str, run: str, figure: str) -> float | None:
+    """One figure of one of the extra latency runs (``latency_by_load`` or ``_by_rate``), if it ran."""
+    return ((result.get(runs) or {}).get(run) or {}).get(figure)
+
+
 def add_ratios(result: dict[str, Any]) -> dict[str, Any]:
     """The result with ``ratios`` (contender over contender) and ``scaleout_ratio`` filled in."""
     ratios = {
@@ -53,6 +58,14 @@ TARGETS: tuple[Target, ...] = (
            lambda r: r["ratios"]["worker_vs_bare_faust_batch"], lambda v: v >= 0.9),
     Target("worker_vs_naive", "worker_eps / naive_eps >= 8", lambda r: r["ratios"]["worker_vs_naive"], lambda v: v >= 8),
     Target("latency_p99_ms", "p99 latency at 50 % load <= 100 ms", lambda r: r.get("latency_p99_ms"), lambda v: v <= 100),
+    Target("latency_p99_at_25pct_ms", "p99 latency at 25 % load <= 50 ms",
+           lambda r: _latency_at(r, "latency_by_load", "0.25", "latency_p99_ms"), lambda v: v <= 50),
+    # A p99 that holds while the slowest event waits far longer is a worker that stalls now and then.
+    Target("latency_max_vs_p99", "max latency <= 3 x p99 at 50 % load",
+           lambda r: _ratio(r, "latency_max_ms", "latency_p99_ms"), lambda v: v <= 3),
+    # A 1,000-bed hospital's vitals and labs, with room to spare.
+    Target("latency_p99_at_500eps_ms", "p99 latency at 500 events/s <= 30 ms",
+           lambda r: _latency_at(r, "latency_by_rate", "500", "latency_p99_ms"), lambda v: v <= 30),
     Target("redis_bytes_per_patient", "Redis state <= 2 KB per patient",
            lambda r: r.get("redis_bytes_per_patient"), lambda v: v <= 2048),
 )
@@ -81,7 +94,11 @@ def _latency(figures: dict[str, Any]) -> str:
 
 
 def table(result: dict[str, Any]) -> Table:
-    t = Table(title=f"vitalwatch bench — {result['events']:,} events, {result['patients']:,} patients, device {result['device']}")
+    t = Table(title=(
+        f"vitalwatch bench — {result['events']:,} events, {result['patients']:,} patients, device {result['device']}, "
+        f"{result.get('cpu_count')} cores; worker {result.get('worker_version') or result.get('package_version')}, "
+        f"model {result.get('model_version')}"
+    ))
     t.add_column("measure")
     t.add_column("value", justify="right")
     rows = [
@@ -101,6 +118,10 @@ def table(result: dict[str, Any]) -> Table:
              _latency(figures))
             for load, figures in (result.get("latency_by_load") or {}).items()
             if figures["latency_rate_eps"] != result.get("latency_rate_eps")
+        ),
+        *(  # --latency-rates: absolute input rates
+            (f"latency at {figures['latency_rate_eps']:,.0f} ev/s p50 / p99 / max", _latency(figures))
+            for figures in (result.get("latency_by_rate") or {}).values()
         ),
         ("worker peak RSS", _fmt(result.get("peak_rss_mb"), " MiB")),
         ("Redis bytes per patient", _fmt(result.get("redis_bytes_per_patient"), " B")),

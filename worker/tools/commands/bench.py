@@ -8,8 +8,9 @@ Phases: the model step alone, the raw consumer, bare Faust, the worker (one proc
 --workers processes in one group), the worker on a three-primary Redis Cluster and on a Redis
 with a replica and MIN_REPLICAS=1 (both started by the bench: worker.bench.topologies), the
 naive worker, then latency at 50 % of the measured worker throughput (or at each of
---latency-loads). It prints a table and, with --json, writes
-every figure (the keys are listed in the README, Performance). It is a benchmark, not a test:
+--latency-loads) and at each absolute rate of --latency-rates. It prints a table and, with
+--json, writes every figure (the keys are listed in docs/performance.md), with the worker's
+version, its model's and the machine's core count. It is a benchmark, not a test:
 on a shared machine the ratios between contenders, not the absolute figures, are what to
 compare.
 """
@@ -50,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "each is its own run; latency_* keys hold the 0.5 run, latency_by_load every one",
     )
     parser.add_argument(
+        "--latency-rates", type=_positive_rate, nargs="+", default=[], metavar="EVENTS_PER_S",
+        help="absolute input rates of further latency runs, in events/s (e.g. 500 2000: the rate at which a site's "
+        "p99 bound holds); each is its own run, in latency_by_rate; needs no worker phase",
+    )
+    parser.add_argument(
         "--naive-seconds", type=float, default=30.0,
         help="the naive worker is measured for this long after its first output (default 30)",
     )
@@ -74,6 +80,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_rate(text: str) -> float:
+    value = float(text)
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be > 0 events/s, got {value}")
+    return value
+
+
 def _load_fraction(text: str) -> float:
     value = float(text)
     if not 0.0 < value <= 1.0:
@@ -88,19 +101,24 @@ def say(text: str) -> None:
     print(f"bench: [{time.monotonic() - _STARTED:5.0f} s] {text}", file=sys.stderr, flush=True)
 
 
-async def measure(args: argparse.Namespace, device: str, stack: "BenchStack", run_dir: Path) -> dict[str, Any]:
+async def measure(
+    args: argparse.Namespace, device: str, checkpoint: Path | None, stack: "BenchStack", run_dir: Path,
+) -> dict[str, Any]:
     """Every phase not skipped, in order, against one stack and one pre-produced topic."""
     from worker.bench.bare_faust import measure_bare_faust
-    from worker.bench.latency import measure_latency
     from worker.bench.model_step import model_step_rates
     from worker.bench.naive_worker import measure_naive
     from worker.bench.produce import build_workload, produce_all
+    from worker.bench.provenance import run_facts
     from worker.bench.raw_consumer import raw_consumer_eps
     from worker.bench.real_worker import measure_worker
     from worker.bench.topologies import TOPOLOGIES, measure_topologies
 
     skip = set(args.skip)
-    result: dict[str, Any] = {"events": args.events, "patients": args.patients, "device": device, "scaleout_workers": args.workers}
+    result: dict[str, Any] = {
+        "events": args.events, "patients": args.patients, "device": device, "scaleout_workers": args.workers,
+        **run_facts(checkpoint),
+    }
     if "model" not in skip:
         say("model step")
         result["model_step"] = await asyncio.to_thread(model_step_rates, device)
@@ -141,18 +159,35 @@ async def measure(args: argparse.Namespace, device: str, stack: "BenchStack", ru
         for load in args.latency_loads:
             rate = result["worker_eps"] * load
             say(f"latency at {load:.0%} load ({rate:,.0f} events/s) for {args.latency_seconds:g} s")
-            latency = await measure_latency(
-                stack, workload, rate_eps=rate, seconds=args.latency_seconds, device=device, run_dir=run_dir,
-                name=f"latency-{load:g}",
+            result["latency_by_load"][f"{load:g}"] = await latency_figures(
+                stack, workload, rate, args, device, run_dir, name=f"latency-{load:g}",
             )
-            figures = dict(
-                latency_p50_ms=latency.p50_ms, latency_p99_ms=latency.p99_ms, latency_max_ms=latency.max_ms,
-                latency_rate_eps=latency.rate_eps, latency_events=latency.events,
-            )
-            result["latency_by_load"][f"{load:g}"] = figures
         by_load = result["latency_by_load"]
         result.update(by_load.get("0.5") or by_load[f"{args.latency_loads[0]:g}"])
+    if "latency" not in skip and args.latency_rates:
+        result["latency_by_rate"] = {}
+        for rate in args.latency_rates:
+            say(f"latency at {rate:,.0f} events/s for {args.latency_seconds:g} s")
+            result["latency_by_rate"][f"{rate:g}"] = await latency_figures(
+                stack, workload, rate, args, device, run_dir, name=f"latency-{rate:g}eps",
+            )
     return result
+
+
+async def latency_figures(
+    stack: "BenchStack", workload: Any, rate: float, args: argparse.Namespace, device: str,
+    run_dir: Path, *, name: str,
+) -> dict[str, Any]:
+    """One paced latency run at ``rate`` events/s, as the result's ``latency_*`` keys."""
+    from worker.bench.latency import measure_latency
+
+    latency = await measure_latency(
+        stack, workload, rate_eps=rate, seconds=args.latency_seconds, device=device, run_dir=run_dir, name=name,
+    )
+    return dict(
+        latency_p50_ms=latency.p50_ms, latency_p99_ms=latency.p99_ms, latency_max_ms=latency.max_ms,
+        latency_rate_eps=latency.rate_eps, latency_events=latency.events,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,14 +201,15 @@ def run(args: argparse.Namespace) -> int:
     from worker.tools.console import console
 
     try:
-        device = resolve_device(load_settings(device=args.device).device)
+        settings = load_settings(device=args.device)
+        device = resolve_device(settings.device)
         stack = BenchStack.start()
     except ConfigError as exc:
         print(f"vitalwatch bench: {exc}", file=sys.stderr)
         return 2
     run_dir = Path(tempfile.mkdtemp(prefix="vitalwatch-bench-"))
     try:
-        result = asyncio.run(measure(args, device, stack, run_dir))
+        result = asyncio.run(measure(args, device, settings.checkpoint, stack, run_dir))
     except (RuntimeError, TimeoutError, ValueError) as exc:  # a contender died, a phase timed out, too few events
         print(f"vitalwatch bench: {exc}", file=sys.stderr)
         print(f"vitalwatch bench: logs kept in {run_dir}", file=sys.stderr)
