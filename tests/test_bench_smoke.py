@@ -23,9 +23,10 @@ POSITIVE_KEYS = (
 )
 
 
-#: The phases against other Redis topologies start a cluster or a replica of their own: they run
-#: with the soaks (`make test-faults`), the rest in `make test`.
-TOPOLOGY_PHASES = ("cluster", "replicated")
+#: The phases against other Redis topologies start a cluster or a replica of their own, and the
+#: shadow phase a worker with two models: they run with the soaks (`make test-faults`), the rest
+#: in `make test` (which must stay short; tests/integration/test_shadow_model.py runs a shadow there).
+TOPOLOGY_PHASES = ("cluster", "replicated", "shadow")
 
 
 def run_bench(tmp_path: Path, skip: tuple[str, ...]) -> tuple[dict, str]:
@@ -45,6 +46,7 @@ def run_bench(tmp_path: Path, skip: tuple[str, ...]) -> tuple[dict, str]:
 def test_bench_reports_every_figure(tmp_path: Path) -> None:
     result, stdout = run_bench(tmp_path, TOPOLOGY_PHASES)
     topology_keys = {f"{phase}_{figure}" for phase in TOPOLOGY_PHASES for figure in ("worker_eps", "redis_ms")}
+    assert not topology_keys & set(result)
     for key in (k for k in POSITIVE_KEYS if k not in topology_keys):
         assert isinstance(result[key], float) and result[key] > 0, (key, result[key])
     assert result["device"] == "cpu"
@@ -75,12 +77,16 @@ def test_bench_reports_every_figure(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.faults
 @pytest.mark.timeout(170)
-def test_bench_reports_the_redis_topology_figures(tmp_path: Path) -> None:
-    """The cluster and replicated-Redis phases beside the single Redis of the same run."""
+def test_bench_reports_the_redis_topology_and_shadow_figures(tmp_path: Path) -> None:
+    """The cluster and replicated-Redis phases, and the worker with a shadow model, beside the
+    single Redis of the same run."""
     result, _ = run_bench(tmp_path, ("raw", "bare", "scaleout", "naive", "latency", "model"))
-    for key in ("worker_eps", "cluster_worker_eps", "replicated_worker_eps", "worker_redis_ms", "cluster_redis_ms", "replicated_redis_ms"):
-        assert isinstance(result[key], float) and result[key] > 0, (key, result[key])
+    for phase in TOPOLOGY_PHASES:
+        for key in (f"{phase}_worker_eps", f"{phase}_redis_ms"):
+            assert isinstance(result[key], float) and result[key] > 0, (key, result[key])
+    assert result["shadow_peak_rss_mb"] > 0
     assert result["ratios"]["cluster_vs_single_redis"] == pytest.approx(result["cluster_worker_eps"] / result["worker_eps"])
+    assert result["ratios"]["shadow_vs_worker"] == pytest.approx(result["shadow_worker_eps"] / result["worker_eps"])
 
 
 def test_workload_is_what_simulate_sends_and_outputs_are_one_per_observation() -> None:

@@ -20,6 +20,7 @@ def test_exposition_has_the_documented_series_and_bounded_labels() -> None:
     m.consumer_lag.labels(topic="vitals", partition="1").set(12)
     m.set_model("lstm-2026.01", "cpu")
     m.set_model("lstm-2026.02", "cuda")  # a reload replaces, not adds, the info series
+    m.set_model("shadow-2026.03", "cuda", role="shadow")  # the shadow has its own, beside it
     body, content_type = m.exposition()
     text = body.decode()
     assert content_type.startswith("text/plain")
@@ -27,7 +28,8 @@ def test_exposition_has_the_documented_series_and_bounded_labels() -> None:
     assert 'vitalwatch_consumer_lag{partition="1",topic="vitals"} 12.0' in text
     assert 'vitalwatch_admissions_total{unit="icu"} 1.0' in text
     assert 'vitalwatch_discharges_total{disposition="died"} 2.0' in text
-    assert 'vitalwatch_model_info{device="cuda",version="lstm-2026.02"} 1.0' in text
+    assert 'vitalwatch_model_info{device="cuda",role="live",version="lstm-2026.02"} 1.0' in text
+    assert 'vitalwatch_model_info{device="cuda",role="shadow",version="shadow-2026.03"} 1.0' in text
     assert "lstm-2026.01" not in text
     for name in (
         "vitalwatch_batch_size", "vitalwatch_inference_seconds", "vitalwatch_end_to_end_seconds",
@@ -36,7 +38,7 @@ def test_exposition_has_the_documented_series_and_bounded_labels() -> None:
         assert f"# TYPE {name}" in text
     label_names = {label for metric in m.registry.collect() for s in metric.samples for label in s.labels}
     assert label_names <= {
-        "topic", "outcome", "partition", "level", "operation", "stage", "version", "device", "dependency", "le", "unit",
+        "topic", "outcome", "partition", "level", "operation", "stage", "version", "device", "role", "dependency", "le", "unit",
         "disposition",
     }
 

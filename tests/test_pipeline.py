@@ -19,7 +19,7 @@ from worker.scoring.engine import AlertDecision, BatchOutcome, InputEvent, Score
 from worker.operations.logs import Pseudonymiser
 from worker.operations.metrics import Metrics
 from worker.stream.messages import OutRecord, RawMessage
-from worker.stream.pipeline import Backoff, BatchPipeline, OutputTopics, Stopping
+from worker.stream.pipeline import Backoff, BatchPipeline, OutputTopics, ShadowModel, Stopping
 
 TOPICS = OutputTopics("risk-scores", "alerts", "dead-letters")
 
@@ -265,3 +265,65 @@ async def test_stopping_during_an_outage_raises_instead_of_returning(
 def test_backoff_grows_to_a_cap() -> None:
     backoff = Backoff(first_s=0.1, cap_s=5.0)
     assert [backoff.delay(a) for a in range(8)] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+
+
+class ShadowEngine(FakeEngine):
+    """A second model: another version, every risk a little higher, so its scores are told apart."""
+
+    model_version = "shadow-1"
+
+    async def score(self, events: Sequence[InputEvent]) -> BatchOutcome:
+        outcome = await super().score(events)
+        for scored in outcome.scored:
+            scored.risk = min(1.0, scored.risk + 0.1)
+        return outcome
+
+
+@pytest.fixture
+def shadow_engine(calls: list[str]) -> FakeEngine:
+    return ShadowEngine(calls)
+
+
+@pytest.fixture
+def shadowed(engine: FakeEngine, shadow_engine: FakeEngine, publisher: FakePublisher, metrics: Metrics) -> BatchPipeline:
+    return BatchPipeline(
+        engine, publisher, input_kinds={"vitals": "vitals", "encounters": "encounters"}, topics=TOPICS, metrics=metrics,
+        worker_name="test", max_message_bytes=10_000, pseudonym=Pseudonymiser(b"k"), backoff=Backoff(sleep=no_sleep),
+        shadow=ShadowModel(shadow_engine, "risk-scores-shadow"),
+    )
+
+
+async def test_a_shadow_scores_every_event_in_the_same_publish_and_never_alerts(
+    shadowed: BatchPipeline, publisher: FakePublisher, calls: list[str], metrics: Metrics
+) -> None:
+    await shadowed.process([vitals(0, hr=80), vitals(1, "p2", hr=150), encounter(2, "admission", "p3")])
+    # One publish holding both models' scores, then both engines persisted: only then may Faust commit.
+    assert calls == ["score:3", "score:3", "publish:5", "persist", "persist"]
+    live, shadow = publisher.on("risk-scores"), publisher.on("risk-scores-shadow")
+    assert [r["event_id"] for r in live] == [r["event_id"] for r in shadow] == ["e0", "e1"]
+    assert {r["model_version"] for r in shadow} == {"shadow-1"} and {r["model_version"] for r in live} == {"test-1"}
+    assert [s["risk"] - l["risk"] for l, s in zip(live, shadow)] == pytest.approx([0.1, 0.1])
+    # The live model alerted on p2; the shadow, scoring p2 high as well, alerted nobody.
+    assert [a["patient_id"] for a in publisher.on("alerts")] == ["p2"]
+    assert sample(metrics, "vitalwatch_shadow_inference_seconds_count") == 1
+    assert sample(metrics, "vitalwatch_events_total", topic="vitals", outcome="scored") == 2
+
+
+async def test_a_failed_publish_discards_both_engines_and_rescores_both(
+    shadowed: BatchPipeline, publisher: FakePublisher, calls: list[str]
+) -> None:
+    publisher.failures.append(OSError("broker down"))
+    await shadowed.process([vitals(0)])
+    assert calls == [
+        "score:1", "score:1", "publish:2", "discard", "discard",
+        "score:1", "score:1", "publish:2", "persist", "persist",
+    ]
+
+
+async def test_a_shadow_persist_failure_retries_until_both_states_are_in_redis(
+    shadowed: BatchPipeline, shadow_engine: FakeEngine, engine: FakeEngine, calls: list[str]
+) -> None:
+    shadow_engine.persist_failures.append(redis.exceptions.ConnectionError("down"))
+    await shadowed.process([vitals(0)])
+    assert calls[-4:] == ["persist", "persist", "persist", "persist"]
+    assert (engine.persisted, shadow_engine.persisted) == (2, 1)

@@ -242,14 +242,19 @@ class Reference:
     encounter_ids: frozenset[int] = frozenset()
 
 
-def reference_run(events: Sequence[SimEvent], coordinates: dict[str, Coordinates], redis_url: str, prefix: str) -> Reference:
-    """Score ``events`` (observations and encounters) in one engine, in production order, with
-    the broker's coordinates."""
-    return asyncio.run(_reference(events, coordinates, redis_url, prefix))
+def reference_run(
+    events: Sequence[SimEvent], coordinates: dict[str, Coordinates], redis_url: str, prefix: str,
+    checkpoint: Path = DEFAULT_CHECKPOINT,
+) -> Reference:
+    """Score ``events`` (observations and encounters) in one engine on ``checkpoint``, in
+    production order, with the broker's coordinates."""
+    return asyncio.run(_reference(events, coordinates, redis_url, prefix, checkpoint))
 
 
-async def _reference(events: Sequence[SimEvent], coordinates: dict[str, Coordinates], redis_url: str, prefix: str) -> Reference:
-    model = _model()
+async def _reference(
+    events: Sequence[SimEvent], coordinates: dict[str, Coordinates], redis_url: str, prefix: str, checkpoint: Path
+) -> Reference:
+    model = _model(checkpoint)
     store = RedisStateStore(redis_url, prefix=prefix, ttl_s=3600)
     engine = RiskEngine(model, store, capacity=100_000, policy=AlertPolicy.from_manifest(model.manifest), device="cpu")
     risks: dict[str, float] = {}
@@ -283,19 +288,23 @@ async def _load_states(store: RedisStateStore, patients: list[str], version: str
 
 
 @functools.cache
-def _model() -> Any:
-    return load_checkpoint(DEFAULT_CHECKPOINT, "cpu")
+def _model(checkpoint: Path = DEFAULT_CHECKPOINT) -> Any:
+    return load_checkpoint(checkpoint, "cpu")
 
 
-def stored_states(redis: RedisTarget, prefix: str, patients: list[str]) -> dict[str, PatientState]:
-    """The worker's persisted state of each patient, unpacked, read from ``redis`` as the
-    worker reads it (through its Sentinel set or cluster, when that is what it uses)."""
+def stored_states(
+    redis: RedisTarget, prefix: str, patients: list[str], checkpoint: Path = DEFAULT_CHECKPOINT
+) -> dict[str, PatientState]:
+    """The worker's persisted state of each patient, unpacked for ``checkpoint``'s model, read
+    from ``redis`` as the worker reads it (through its Sentinel set or cluster, when that is
+    what it uses)."""
 
     async def load() -> dict[str, PatientState]:
         connection = None if isinstance(redis, str) else connect(redis)
         store = RedisStateStore(redis if connection is None else connection.client, prefix=prefix, ttl_s=3600)
         try:
-            return await _load_states(store, patients, str(_model().manifest["version"]), _model())
+            model = _model(checkpoint)
+            return await _load_states(store, patients, str(model.manifest["version"]), model)
         finally:
             await store.close()
             if connection is not None:
@@ -380,12 +389,15 @@ def state_differences(actual: dict[str, PatientState], reference: Reference) -> 
     return problems
 
 
-def wait_for_states(redis_url: RedisTarget, prefix: str, expected: Reference, timeout_s: float = 15.0) -> list[str]:
+def wait_for_states(
+    redis_url: RedisTarget, prefix: str, expected: Reference, timeout_s: float = 15.0,
+    checkpoint: Path = DEFAULT_CHECKPOINT,
+) -> list[str]:
     """Poll until the stored states equal the reference (the last batch's write-behind lands
     after its outputs), returning the remaining differences at the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
-        problems = state_differences(stored_states(redis_url, prefix, sorted(expected.states)), expected)
+        problems = state_differences(stored_states(redis_url, prefix, sorted(expected.states), checkpoint), expected)
         if not problems or time.monotonic() > deadline:
             return problems
         time.sleep(0.5)

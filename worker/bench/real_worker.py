@@ -9,6 +9,9 @@ group on the same topic give the scale-out figure the same way. ``redis_env`` po
 workers at another Redis than the stack's (a cluster, a Redis with a replica:
 worker.bench.topologies); the Redis time per batch is the mean of the workers' own
 ``vitalwatch_redis_seconds{operation="persist"}``, read from their /metrics before they stop.
+``shadow`` runs the workers with a shadow model beside the live one (VITALWATCH_SHADOW_CHECKPOINT):
+the same events then cost two engines' scoring and two state writes per batch, and the figure
+still counts the live risk scores (the shadow's go out in the same acknowledged publish).
 """
 
 from __future__ import annotations
@@ -45,13 +48,14 @@ def worker_argv() -> list[str]:
 
 async def measure_worker(
     stack: BenchStack, inputs: str, workload: Sequence[Record], *, workers: int, device: str, run_dir: Path, phase: str,
-    redis_env: Mapping[str, str] | None = None,
+    redis_env: Mapping[str, str] | None = None, shadow: Path | None = None,
 ) -> WorkerRun:
     """Start ``workers`` worker processes in one group on the ``inputs`` topic set, holding
     ``workload``, and wait until all its observations are scored (or dead-lettered)."""
     n_events = scored_count(workload)
     topics = stack.topics(inputs=inputs, outputs=phase)
-    envs = [{**stack.env(topics, phase, device=device, run_dir=run_dir), **(redis_env or {})} for _ in range(workers)]
+    extra = {**(redis_env or {}), **({"VITALWATCH_SHADOW_CHECKPOINT": str(shadow)} if shadow is not None else {})}
+    envs = [{**stack.env(topics, phase, device=device, run_dir=run_dir), **extra} for _ in range(workers)]
     contenders = [stack.start_contender(f"{phase}-{i}", worker_argv(), env, run_dir) for i, env in enumerate(envs)]
     try:
         async with OutputWatch(stack.bootstrap, topics.scored) as watch:

@@ -45,6 +45,8 @@ def add_ratios(result: dict[str, Any]) -> dict[str, Any]:
         # The same worker with its state on a three-primary cluster, or WAITing for a replica.
         "cluster_vs_single_redis": _ratio(result, "cluster_worker_eps", "worker_eps"),
         "replicated_vs_single_redis": _ratio(result, "replicated_worker_eps", "worker_eps"),
+        # The same worker scoring every event with a second model beside the live one.
+        "shadow_vs_worker": _ratio(result, "shadow_worker_eps", "worker_eps"),
     }
     return {**result, "ratios": ratios, "scaleout_ratio": _ratio(result, "scaleout_eps", "worker_eps")}
 
@@ -107,10 +109,12 @@ def table(result: dict[str, Any]) -> Table:
         ("bare Faust, batch delivery", _fmt(result.get("bare_faust_batch_eps"), " ev/s")),
         ("worker", _fmt(result.get("worker_eps"), " ev/s")),
         (f"worker × {result.get('scaleout_workers')} processes", _fmt(result.get("scaleout_eps"), " ev/s")),
+        ("worker with a shadow model", _fmt(result.get("shadow_worker_eps"), " ev/s")),
         ("worker, Redis Cluster of 3 primaries", _fmt(result.get("cluster_worker_eps"), " ev/s")),
         ("worker, Redis + 1 replica, MIN_REPLICAS=1", _fmt(result.get("replicated_worker_eps"), " ev/s")),
-        ("Redis time per batch: single / cluster / replicated",
-         " / ".join(_fmt(result.get(k)) for k in ("worker_redis_ms", "cluster_redis_ms", "replicated_redis_ms")) + " ms"),
+        ("Redis time per batch: single / cluster / replicated / with a shadow",
+         " / ".join(_fmt(result.get(k)) for k in ("worker_redis_ms", "cluster_redis_ms", "replicated_redis_ms", "shadow_redis_ms"))
+         + " ms"),
         ("naive worker", _fmt(result.get("naive_eps"), " ev/s")),
         ("latency p50 / p99 / max", _latency(result)),
         *(  # the other loads of --latency-loads (the run above is the target's)
@@ -123,7 +127,8 @@ def table(result: dict[str, Any]) -> Table:
             (f"latency at {figures['latency_rate_eps']:,.0f} ev/s p50 / p99 / max", _latency(figures))
             for figures in (result.get("latency_by_rate") or {}).values()
         ),
-        ("worker peak RSS", _fmt(result.get("peak_rss_mb"), " MiB")),
+        ("worker peak RSS: alone / with a shadow",
+         " / ".join(_fmt(result.get(k)) for k in ("peak_rss_mb", "shadow_peak_rss_mb")) + " MiB"),
         ("Redis bytes per patient", _fmt(result.get("redis_bytes_per_patient"), " B")),
     ]
     rows += [(f"model step, batch {b}", _fmt(v, " patient-steps/s")) for b, v in (result.get("model_step") or {}).items()]

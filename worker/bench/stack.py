@@ -27,7 +27,7 @@ SESSION_TIMEOUT_S = 6
 
 @dataclass(frozen=True)
 class Topics:
-    """Input and output topic names of one phase (the worker's seven)."""
+    """Input and output topic names of one phase (the worker's eight, the shadow model's included)."""
 
     vitals: str
     labs: str
@@ -36,6 +36,7 @@ class Topics:
     risk_scores: str
     alerts: str
     dead_letters: str
+    risk_scores_shadow: str
 
     @property
     def inputs(self) -> dict[str, str]:
@@ -44,7 +45,7 @@ class Topics:
 
     @property
     def outputs(self) -> list[str]:
-        return [self.risk_scores, self.alerts, self.dead_letters]
+        return [self.risk_scores, self.alerts, self.dead_letters, self.risk_scores_shadow]
 
     @property
     def scored(self) -> list[str]:
@@ -95,6 +96,7 @@ class BenchStack:
             vitals=f"bench-{inputs}-vitals", labs=f"bench-{inputs}-labs", fhir=f"bench-{inputs}-fhir",
             encounters=f"bench-{inputs}-encounters", risk_scores=f"bench-{outputs}-risk-scores",
             alerts=f"bench-{outputs}-alerts", dead_letters=f"bench-{outputs}-dead-letters",
+            risk_scores_shadow=f"bench-{outputs}-risk-scores-shadow",
         )
         create_topics(
             self.bootstrap, [names.vitals, names.labs, names.fhir, names.encounters, *names.outputs], partitions=PARTITIONS
@@ -132,6 +134,7 @@ class BenchStack:
             "VITALWATCH_TOPIC_RISK_SCORES": topics.risk_scores,
             "VITALWATCH_TOPIC_ALERTS": topics.alerts,
             "VITALWATCH_TOPIC_DEAD_LETTERS": topics.dead_letters,
+            "VITALWATCH_TOPIC_RISK_SCORES_SHADOW": topics.risk_scores_shadow,
             # Faust keeps a data directory under the temp dir: the bench's goes away with it.
             "TMPDIR": str(run_dir),
         }

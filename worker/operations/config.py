@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     topic_risk_scores: str = Field("risk-scores", min_length=1, description="Output topic: one record per scored event.")
     topic_alerts: str = Field("alerts", min_length=1, description="Output topic: alert level changes.")
     topic_dead_letters: str = Field("dead-letters", min_length=1, description="Output topic: rejected input with reason.")
+    topic_risk_scores_shadow: str = Field(
+        "risk-scores-shadow", min_length=1,
+        description="Output topic of the shadow model (VITALWATCH_SHADOW_CHECKPOINT): one record per scored event.",
+    )
     max_message_bytes: int = Field(
         1_000_000, ge=1, description="Largest input payload accepted; larger ones are dead-lettered."
     )
@@ -140,6 +144,11 @@ class Settings(BaseSettings):
     checkpoint: Path | None = Field(
         None, description="Model checkpoint directory (unset: the checkpoint shipped in models/checkpoints/default)."
     )
+    shadow_checkpoint: Path | None = Field(
+        None,
+        description="A second model that scores every event beside the live one, its state under its own Redis "
+        "prefix, its risks on the shadow risk-scores topic, never alerting (unset: no shadow model).",
+    )
     max_batch: int = Field(
         512, ge=1, le=100_000, description="Most events scored in one micro-batch (the most records one fetch returns)."
     )
@@ -190,7 +199,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "checkpoint")
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "checkpoint", "shadow_checkpoint")
     @classmethod
     def _exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.exists():
@@ -211,6 +220,9 @@ class Settings(BaseSettings):
         inputs = [self.topic_vitals, self.topic_labs, self.topic_fhir, self.topic_encounters]
         if len(set(inputs)) != len(inputs):
             raise ValueError(f"{ENV_PREFIX}TOPIC_VITALS/LABS/FHIR/ENCOUNTERS: input topics must differ, got {inputs}")
+        if self.topic_risk_scores_shadow == self.topic_risk_scores:
+            # The shadow's scores beside the live ones on one topic would read as a second score per event.
+            raise ValueError(f"{ENV_PREFIX}TOPIC_RISK_SCORES_SHADOW: must differ from {ENV_PREFIX}TOPIC_RISK_SCORES")
         return self
 
     @property

@@ -51,6 +51,11 @@ class Metrics:
             "vitalwatch_inference_seconds", "RiskEngine.score per micro-batch (state restore included).",
             buckets=FAST_BUCKETS, registry=r,
         )
+        self.shadow_inference_seconds = Histogram(
+            "vitalwatch_shadow_inference_seconds",
+            "The shadow model's RiskEngine.score per micro-batch (VITALWATCH_SHADOW_CHECKPOINT; state restore included).",
+            buckets=FAST_BUCKETS, registry=r,
+        )
         self.end_to_end_seconds = Histogram(
             "vitalwatch_end_to_end_seconds", "Kafka record timestamp to outputs acknowledged by the broker.",
             buckets=E2E_BUCKETS, registry=r,
@@ -78,16 +83,23 @@ class Metrics:
             ["topic", "partition"], registry=r,
         )
         self.model_info = Gauge(
-            "vitalwatch_model_info", "Loaded model (value is always 1).", ["version", "device"], registry=r
+            "vitalwatch_model_info",
+            "Loaded models (value is always 1): role live (scores and alerts) or shadow (scores beside it, never alerts).",
+            ["version", "device", "role"], registry=r,
         )
+        self._model_labels: dict[str, tuple[str, str, str]] = {}
         self.dependency_up = Gauge(
             "vitalwatch_dependency_up", "1 when the last health check reached the dependency.", ["dependency"],
             registry=r,
         )
 
-    def set_model(self, version: str, device: str) -> None:
-        self.model_info.clear()
-        self.model_info.labels(version=version, device=device).set(1)
+    def set_model(self, version: str, device: str, role: str = "live") -> None:
+        """The model now loaded in ``role``: a reload replaces that role's series, the other role's stays."""
+        previous = self._model_labels.pop(role, None)
+        if previous is not None:
+            self.model_info.remove(*previous)
+        self._model_labels[role] = (version, device, role)
+        self.model_info.labels(version=version, device=device, role=role).set(1)
 
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus text format and its content type, for the /metrics view."""

@@ -33,6 +33,7 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import faust
@@ -47,7 +48,7 @@ from worker.operations.health import HealthChecker
 from worker.operations.logs import Pseudonymiser
 from worker.operations.metrics import Metrics
 from worker.stream.messages import RawMessage
-from worker.stream.pipeline import Backoff, BatchPipeline, OutputTopics, Stopping
+from worker.stream.pipeline import Backoff, BatchPipeline, OutputTopics, ShadowModel, Stopping
 from worker.stream.publisher import BatchPublisher
 from worker.state.connect import connect
 
@@ -96,6 +97,7 @@ class Runtime:
         self.redis_connection = connect(settings)
         self.redis = self.redis_connection.client
         self.engine: Any = None
+        self.shadow_engine: Any = None
         self.pipeline: BatchPipeline | None = None
         self._started = asyncio.Event()
 
@@ -118,26 +120,16 @@ class Runtime:
     async def _build_pipeline(self) -> BatchPipeline:
         import torch
 
-        from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-        from worker.scoring.alert_policy import AlertPolicy
-        from worker.scoring.engine import RiskEngine
-        from worker.state.store import RedisStateStore
+        from models.checkpoint import DEFAULT_CHECKPOINT
 
         s = self.settings
         # Intra-op threads beyond one fight the event loop for cores (VITALWATCH_TORCH_THREADS).
         torch.set_num_threads(s.torch_threads)
-        # Loading weights is blocking file I/O; keep the event loop (heartbeats, /health) free.
-        model = await asyncio.to_thread(load_checkpoint, s.checkpoint or DEFAULT_CHECKPOINT, self.device)
-        store = RedisStateStore(
-            self.redis, prefix=f"{s.redis_prefix}state:", ttl_s=s.state_ttl_s, tombstone_ttl_s=s.discharged_ttl_s,
-            replication=self.redis_connection.replication,
-        )
-        self.engine = RiskEngine(
-            model, store, capacity=s.slab_capacity,
-            policy=AlertPolicy.from_manifest(model.manifest), device=torch.device(self.device),
-        )
-        self.metrics.set_model(self.engine.model_version, self.device)
-        log.info("model loaded", extra={"model_version": self.engine.model_version, "device": self.device})
+        self.engine = await self._engine(s.checkpoint or DEFAULT_CHECKPOINT, "live")
+        shadow = None
+        if s.shadow_checkpoint is not None:
+            self.shadow_engine = await self._engine(s.shadow_checkpoint, "shadow")
+            shadow = ShadowModel(self.shadow_engine, s.topic_risk_scores_shadow)
         return BatchPipeline(
             self.engine,
             BatchPublisher(self.app.producer._ensure_producer),
@@ -148,7 +140,35 @@ class Runtime:
             max_message_bytes=s.max_message_bytes,
             pseudonym=self.pseudonym,
             backoff=Backoff(should_stop=lambda: self.app.should_stop),
+            shadow=shadow,
         )
+
+    async def _engine(self, checkpoint: Path, role: str) -> Any:
+        """A RiskEngine on ``checkpoint`` with a slab of its own. The shadow's Redis keys have a
+        prefix of their own (``<prefix>shadow:state:``): its state never touches the live one's,
+        and either model can be replaced without the other's patients starting fresh."""
+        import torch
+
+        from models.checkpoint import load_checkpoint
+        from worker.scoring.alert_policy import AlertPolicy
+        from worker.scoring.engine import RiskEngine
+        from worker.state.store import RedisStateStore
+
+        s = self.settings
+        # Loading weights is blocking file I/O; keep the event loop (heartbeats, /health) free.
+        model = await asyncio.to_thread(load_checkpoint, checkpoint, self.device)
+        prefix = s.redis_prefix if role == "live" else f"{s.redis_prefix}{role}:"
+        store = RedisStateStore(
+            self.redis, prefix=f"{prefix}state:", ttl_s=s.state_ttl_s, tombstone_ttl_s=s.discharged_ttl_s,
+            replication=self.redis_connection.replication,
+        )
+        engine = RiskEngine(
+            model, store, capacity=s.slab_capacity,
+            policy=AlertPolicy.from_manifest(model.manifest), device=torch.device(self.device),
+        )
+        self.metrics.set_model(engine.model_version, self.device, role=role)
+        log.info("model loaded", extra={"model_version": engine.model_version, "device": self.device, "role": role})
+        return engine
 
     def record_lag(self, batch: Sequence[RawMessage]) -> None:
         """Lag per input partition after the batch: high watermark minus the next offset to read."""
@@ -244,7 +264,10 @@ async def release_revoked(sender: faust.App, revoked: set[faust.types.TP], **kwa
     """Forget the state of patients on revoked partitions: another worker may own them next,
     and its updates would make ours stale. Faust calls this after in-flight batches are acked."""
     if runtime.engine is not None and revoked:
-        await runtime.engine.release_partitions({tp.partition for tp in revoked})
+        partitions = {tp.partition for tp in revoked}
+        await runtime.engine.release_partitions(partitions)
+        if runtime.shadow_engine is not None:  # the shadow's patients move with the live ones
+            await runtime.shadow_engine.release_partitions(partitions)
         metrics.resident_patients.set(runtime.engine.resident)
 
 

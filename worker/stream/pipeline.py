@@ -8,6 +8,11 @@ bounded, growing sleep (the consumer simply stops advancing, which Prometheus sh
 and a failed publish discards the engine's unpersisted state first, so the retry re-scores
 from Redis instead of skipping events the engine had already folded in.
 
+A shadow model (ShadowModel: a second engine, its own slab and Redis prefix) scores the same
+events beside the live one: its risk scores go out in the same publish as the batch, both
+engines persist before the batch is acked, and a failure discards both engines' unpersisted
+state, so the shadow follows the live model's guarantees exactly. It never alerts.
+
 Bad input never blocks good input: a message that fails its contract goes to dead-letters in
 the same publish as the batch's scores. A message the engine itself cannot score (a bug, not
 an outage) is isolated by re-running the batch one message at a time and dead-lettered alone.
@@ -27,6 +32,7 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence, cast
 
 import redis.exceptions
+from prometheus_client import Histogram
 
 from schemas.decode import decode
 from schemas.encounter import Encounter
@@ -70,6 +76,16 @@ class OutputTopics:
     risk_scores: str
     alerts: str
     dead_letters: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowModel:
+    """A second engine driven by the same pipeline: it scores every event the live engine
+    scores, with state of its own, and publishes its risks to ``risk_scores`` — never alerts,
+    which stay the live model's alone."""
+
+    engine: Engine
+    risk_scores: str
 
 
 class Stopping(Exception):
@@ -142,8 +158,10 @@ class BatchPipeline:
         pseudonym: Pseudonymiser,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
+        shadow: ShadowModel | None = None,
     ) -> None:
         self.engine = engine
+        self.shadow = shadow
         self.publisher = publisher
         self.input_kinds = dict(input_kinds)
         self.topics = topics
@@ -237,6 +255,11 @@ class BatchPipeline:
         for item in decoded:
             await self._settle([item], [])
 
+    @property
+    def engines(self) -> list[Engine]:
+        """The live engine, then the shadow's if there is one: what is persisted and discarded together."""
+        return [self.engine] if self.shadow is None else [self.engine, self.shadow.engine]
+
     async def _score_and_publish(self, decoded: list[_Decoded], rejected: list[OutRecord]) -> BatchOutcome:
         events = [e for item in decoded for e in item.events]
         attempt = 0
@@ -245,14 +268,19 @@ class BatchPipeline:
             stage = "score"
             try:
                 outcome = await self._score(events)
-                records = rejected + self._records(outcome)
+                records = rejected + self._records(outcome, self.engine, self.topics.risk_scores, self.topics.alerts)
+                if self.shadow is not None:
+                    shadowed = await self._score(events, self.shadow.engine, self.metrics.shadow_inference_seconds)
+                    # Its level changes alert nobody: no alerts topic.
+                    records += self._records(shadowed, self.shadow.engine, self.shadow.risk_scores, None)
                 stage = "publish"
                 started = time.perf_counter()
                 await self.publisher.publish(records)
                 self.metrics.publish_seconds.observe(time.perf_counter() - started)
                 return outcome
             except Exception as exc:  # noqa: BLE001 - every failure is retried or isolated, never raised
-                self.engine.discard_unpersisted()
+                for engine in self.engines:
+                    engine.discard_unpersisted()
                 if stage == "score" and not is_outage(exc):
                     faults += 1
                     if faults >= ENGINE_ATTEMPTS:
@@ -261,12 +289,15 @@ class BatchPipeline:
                 await self.backoff.wait(attempt)
                 attempt += 1
 
-    async def _score(self, events: list[InputEvent]) -> BatchOutcome:
+    async def _score(
+        self, events: list[InputEvent], engine: Engine | None = None, timer: Histogram | None = None
+    ) -> BatchOutcome:
+        """``events`` scored by ``engine`` (the live one unless given), timed into ``timer``."""
         if not events:
             return BatchOutcome(scored=[], duplicates=[])
         started = time.perf_counter()
-        outcome = await self.engine.score(events)
-        self.metrics.inference_seconds.observe(time.perf_counter() - started)
+        outcome = await (engine or self.engine).score(events)
+        (timer or self.metrics.inference_seconds).observe(time.perf_counter() - started)
         return outcome
 
     async def _persist(self) -> None:
@@ -274,7 +305,9 @@ class BatchPipeline:
         while True:
             started = time.perf_counter()
             try:
-                await self.engine.persist()
+                # One round trip per engine; on a retry the engine already written has nothing left to write.
+                for engine in self.engines:
+                    await engine.persist()
                 self.metrics.redis_seconds.labels(operation="persist").observe(time.perf_counter() - started)
                 return
             except Exception as exc:  # noqa: BLE001 - the batch is not safe until its state is in Redis
@@ -295,19 +328,21 @@ class BatchPipeline:
 
     # -- outputs and accounting ---------------------------------------------------------------
 
-    def _records(self, outcome: BatchOutcome) -> list[OutRecord]:
+    def _records(self, outcome: BatchOutcome, engine: Engine, risk_scores: str, alerts: str | None) -> list[OutRecord]:
+        """``engine``'s risk scores on ``risk_scores`` under its model version, and its level
+        changes on ``alerts`` (None: never alerts, the shadow)."""
         now = self._now()
-        version = self.engine.model_version
+        version = engine.model_version
         records: list[OutRecord] = []
         for scored in outcome.scored:
             key = scored.event.patient_id.encode("utf-8")
             records.append(OutRecord(
-                self.topics.risk_scores, key,
+                risk_scores, key,
                 outputs.encode(outputs.risk_score(scored, model_version=version, scored_at=now)),
             ))
-            if scored.alert is not None:
+            if alerts is not None and scored.alert is not None:
                 records.append(OutRecord(
-                    self.topics.alerts, key,
+                    alerts, key,
                     outputs.encode(outputs.alert(scored, model_version=version, raised_at=now)),
                 ))
         return records

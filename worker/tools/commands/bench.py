@@ -5,7 +5,9 @@ It starts its own Tansu broker and uses the Redis VITALWATCH_REDIS_URL or else R
 (which must answer: when it does not, the bench stops in one line before any phase), or with
 neither set a throw-away redis-server; it deletes its keys from a shared Redis at the end.
 Phases: the model step alone, the raw consumer, bare Faust, the worker (one process, then
---workers processes in one group), the worker on a three-primary Redis Cluster and on a Redis
+--workers processes in one group), the worker with a shadow model beside the live one
+(models/checkpoints/simulated-ward: the cost of VITALWATCH_SHADOW_CHECKPOINT), the worker on a
+three-primary Redis Cluster and on a Redis
 with a replica and MIN_REPLICAS=1 (both started by the bench: worker.bench.topologies), the
 naive worker, then latency at 50 % of the measured worker throughput (or at each of
 --latency-loads) and at each absolute rate of --latency-rates. It prints a table and, with
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from worker.bench.stack import BenchStack
 
-PHASES = ("model", "raw", "bare", "worker", "scaleout", "cluster", "replicated", "naive", "latency")
+PHASES = ("model", "raw", "bare", "worker", "scaleout", "shadow", "cluster", "replicated", "naive", "latency")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -105,6 +107,7 @@ async def measure(
     args: argparse.Namespace, device: str, checkpoint: Path | None, stack: "BenchStack", run_dir: Path,
 ) -> dict[str, Any]:
     """Every phase not skipped, in order, against one stack and one pre-produced topic."""
+    from models.checkpoint import SIMULATED_WARD_CHECKPOINT
     from worker.bench.bare_faust import measure_bare_faust
     from worker.bench.model_step import model_step_rates
     from worker.bench.naive_worker import measure_naive
@@ -147,6 +150,16 @@ async def measure(
         say(f"worker, {args.workers} processes in one group")
         many = await measure_worker(stack, "main", workload, workers=args.workers, device=device, run_dir=run_dir, phase="scaleout")
         result["scaleout_eps"] = many.eps
+    if "shadow" not in skip:
+        say("worker, 1 process, with a shadow model")
+        shadowed = await measure_worker(
+            stack, "main", workload, workers=1, device=device, run_dir=run_dir, phase="shadow",
+            shadow=SIMULATED_WARD_CHECKPOINT,
+        )
+        result.update(
+            shadow_worker_eps=shadowed.eps, shadow_peak_rss_mb=shadowed.peak_rss_mb,
+            shadow_redis_ms=shadowed.redis_ms_per_batch,
+        )
     topologies = [name for name in TOPOLOGIES if name not in skip]
     if topologies:
         say(f"worker, 1 process, on {' and '.join(topologies)} Redis")
