@@ -120,6 +120,10 @@ CASES: dict[str, Case] = {
         ("alerts",), _env(VITALWATCH_KAFKA_BOOTSTRAP=KAFKA),
         f"vitalwatch alerts: cannot reach Kafka at {KAFKA} (set by VITALWATCH_KAFKA_BOOTSTRAP) within 10 s",
     ),
+    "validate, --bootstrap": Case(
+        ("validate", "--bootstrap", KAFKA), _env(),
+        f"vitalwatch validate: cannot reach Kafka at {KAFKA} (set by --bootstrap) within 10 s",
+    ),
     # A password in the URL is never printed.
     "dev, REDIS_URL": Case(
         ("dev", "--seconds", "5"), _env(REDIS_URL=f"redis://:{SECRET}@{REDIS}/0"),

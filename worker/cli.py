@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "alerts",
     "train",
     "evaluate",
+    "validate",
     "distill",
     "bench",
     "schemas_cmd",

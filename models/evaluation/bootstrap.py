@@ -18,7 +18,7 @@ counted, not silently dropped.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -137,3 +137,34 @@ def interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
         return None
     tail = (1.0 - level) / 2.0 * 100.0
     return [float(np.percentile(finite, tail)), float(np.percentile(finite, 100.0 - tail))]
+
+
+def finite(value: float | None) -> float | None:
+    """JSON has no NaN: a figure that cannot be computed is null."""
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def grouped_figures(
+    estimates: Mapping[str, float], draws: Mapping[str, np.ndarray], owners: Sequence[str] | Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """``{owner: {metric: value, metric_ci95: [lo, hi]}}`` from the flat ``owner.metric`` keys."""
+    grouped: dict[str, dict[str, Any]] = {owner: {} for owner in owners}
+    for key, value in estimates.items():
+        owner, metric = key.split(".", 1)
+        if owner in grouped:
+            grouped[owner][metric] = finite(value)
+            grouped[owner][f"{metric}_ci95"] = interval(draws[key])
+    return grouped
+
+
+def paired_differences(
+    estimates: Mapping[str, float], draws: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str, str]]
+) -> dict[str, dict[str, Any]]:
+    """Per ``(metric, a, b)`` of ``pairs``: ``a - b`` on the point estimates, and the interval of
+    the per-replicate differences (both figures on the same resampled stays)."""
+    out: dict[str, dict[str, Any]] = {}
+    for metric, a, b in pairs:
+        block = out.setdefault(f"{a} - {b}", {})
+        block[metric] = finite(estimates[f"{a}.{metric}"] - estimates[f"{b}.{metric}"])
+        block[f"{metric}_ci95"] = interval(draws[f"{a}.{metric}"] - draws[f"{b}.{metric}"])
+    return out

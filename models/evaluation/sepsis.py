@@ -35,7 +35,8 @@ import numpy as np
 
 from models.checkpoint import LoadedModel
 from models.evaluation.bootstrap import (
-    DEFAULT_REPLICATES, DEFAULT_SEED, WeightedRanking, interval, replicate_values, weighted_median, weighted_sum,
+    DEFAULT_REPLICATES, DEFAULT_SEED, WeightedRanking, grouped_figures, paired_differences, replicate_values, weighted_median,
+    weighted_sum,
 )
 from models.evaluation.clinical_scores import CUT_OFF
 from models.evaluation.cohort import MODEL_CLEAR_RATIO, MODEL_HIGH_CLEAR_RATIO
@@ -207,13 +208,13 @@ def judge_hours(
     draws = replicate_values(statistics, len(scores.stays), replicates=replicates, seed=seed)
     report = {
         "cohort": cohort.description(),
-        "scorers": _grouped(estimates, draws, scores.scores),
+        "scorers": grouped_figures(estimates, draws, scores.scores),
         "operating_points": {
             p.name: {"label": p.label, "scorer": p.scorer, "thresholds": sorted({float(t) for t in p.thresholds}), "clear_ratio": p.clear_ratio}
-            | _grouped(estimates, draws, [p.name])[p.name]
+            | grouped_figures(estimates, draws, [p.name])[p.name]
             for p in points
         },
-        "differences": _differences(estimates, draws),
+        "differences": paired_differences(estimates, draws, DIFFERENCES),
         "trees": scores.trees_fits,
         "bootstrap": {
             "replicates": replicates, "seed": seed, "level": 0.95, "unit": "stay",
@@ -221,29 +222,3 @@ def judge_hours(
         },
     }
     return SepsisEvaluation(report, cohort.labels, cohort.ranked)
-
-
-def _grouped(estimates: Mapping[str, float], draws: Mapping[str, np.ndarray], owners: Sequence[str] | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{owner: {metric: value, metric_ci95: [lo, hi]}}`` from the flat ``owner.metric`` keys."""
-    grouped: dict[str, dict[str, Any]] = {owner: {} for owner in owners}
-    for key, value in estimates.items():
-        owner, metric = key.split(".", 1)
-        if owner in grouped:
-            grouped[owner][metric] = _finite(value)
-            grouped[owner][f"{metric}_ci95"] = interval(draws[key])
-    return grouped
-
-
-def _differences(estimates: Mapping[str, float], draws: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    """Paired differences: point difference and the interval of the per-replicate differences."""
-    out: dict[str, dict[str, Any]] = {}
-    for metric, a, b in DIFFERENCES:
-        block = out.setdefault(f"{a} - {b}", {})
-        block[metric] = _finite(estimates[f"{a}.{metric}"] - estimates[f"{b}.{metric}"])
-        block[f"{metric}_ci95"] = interval(draws[f"{a}.{metric}"] - draws[f"{b}.{metric}"])
-    return out
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no NaN: a figure that cannot be computed is null."""
-    return None if value is None or not np.isfinite(value) else float(value)

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
         "risk-scores-shadow", min_length=1,
         description="Output topic of the shadow model (VITALWATCH_SHADOW_CHECKPOINT): one record per scored event.",
     )
+    topic_scored_outcomes: str = Field(
+        "scored-outcomes", min_length=1, description="Output topic: each score once labelled by what followed it (retained, not compacted)."
+    )
     max_message_bytes: int = Field(
         1_000_000, ge=1, description="Largest input payload accepted; larger ones are dead-lettered."
     )

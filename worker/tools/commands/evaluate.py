@@ -23,6 +23,11 @@ interval and paired differences, then the targets met or not and the caveat.
 ``--transfer`` adds the ICU-type split (train on the medical ICU, test on the surgical one,
 and back), retraining the model with the checkpoint's own recipe: this takes as long as
 training it. Definitions: models/evaluation/sepsis.py.
+
+Labelled scores (``--scored FILE.jsonl``, an export of the scored-outcomes topic such as
+``vitalwatch validate --export`` writes): the report ``vitalwatch validate`` prints, by the same
+code (models/evaluation/labelled_report.py), so on the same events the two agree to the last
+digit; nothing is scored again.
 """
 
 from __future__ import annotations
@@ -98,6 +103,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--replicates", type=positive_int, default=DEFAULT_REPLICATES,
         help=f"bootstrap resamples of stays for the 95 %% intervals (--dataset only; default {DEFAULT_REPLICATES})",
     )
+    parser.add_argument(
+        "--scored", type=Path, metavar="FILE.jsonl",
+        help="report on labelled scores exported from the scored-outcomes topic (validate --export): the report validate prints",
+    )
+    parser.add_argument("--model-version", help="--scored: keep one model version's scores (default: every version, each reported apart)")
     parser.add_argument("--json", type=Path, help="write the full report as JSON here")
     parser.add_argument(
         "--record", action="store_true",
@@ -119,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"vitalwatch evaluate: {problem}", file=sys.stderr)
         return 2
+    if args.scored:
+        return _evaluate_scored(args)
     torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -143,6 +155,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _conflicting_options(args: argparse.Namespace) -> str | None:
     """Options that belong to the other kind of evaluation, named, so none is silently ignored."""
+    if args.scored:
+        others = [flag for flag, value in (("--dataset", args.dataset), ("--patients", args.patients), ("--seed", args.seed), ("--checkpoint", args.checkpoint)) if value]
+        if others:
+            return f"{others[0]} does not apply to --scored (the labelled scores were scored by the worker already)"
+    elif args.model_version:
+        return "--model-version needs --scored FILE.jsonl"
     if args.dataset:
         given = [flag for flag, value in (("--patients", args.patients), ("--seed", args.seed)) if value is not None]
         if given:
@@ -185,6 +203,19 @@ def _evaluate_simulated(args: argparse.Namespace, loaded: "LoadedModel", checkpo
     }
     print_table(report)
     return report, *_plotted(cohort)
+
+
+def _evaluate_scored(args: argparse.Namespace) -> int:
+    """The labelled-scores report of an export: what `vitalwatch validate` prints for the same records."""
+    from worker.tools.commands.validate import DEFAULT_SEED as BOOTSTRAP_SEED
+    from worker.tools.commands.validate import report_read
+    from worker.tools.scored_outcomes import Selection, read_jsonl
+
+    selection = Selection(model_version=args.model_version)
+    return report_read(
+        "evaluate", {"file": str(args.scored)}, read_jsonl(args.scored, selection), selection,
+        replicates=args.replicates, seed=BOOTSTRAP_SEED, json_path=args.json, plots=args.plots,
+    )
 
 
 def _plotted(cohort: "CohortScores") -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
