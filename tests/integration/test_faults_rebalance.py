@@ -10,6 +10,8 @@ Worker A starts alone and owns all four partitions. Worker B joins mid-stream: A
 partitions (persisting and dropping those patients, worker.stream.app.release_revoked) and B reads
 them from Redis on first sight. Then A is stopped mid-stream and B takes everything, reading
 A's patients from Redis again. The run is held to the uninterrupted pass (fault_harness).
+With a shadow model beside the live one, its scores and states are held to its own
+uninterrupted pass as well: its patients move between workers with the live ones.
 
 "Mid-stream" is made certain, not timed: the stream holds back its last third until A has
 been stopped, and while B joins it trickles (a few events every half second) until B has
@@ -19,6 +21,7 @@ scored, so neither a slow start nor a slow rebalance lets the stream run out fir
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import pytest
@@ -34,6 +37,7 @@ from tests.integration.fault_harness import (
     wait_for_states,
     ward_events,
 )
+from models.checkpoint import SIMULATED_WARD_CHECKPOINT
 from worker.tools.embedded import EmbeddedBroker, create_topics
 
 pytestmark = [pytest.mark.integration]
@@ -60,14 +64,18 @@ def feed_until_scoring(
 def rebalance_run(
     start_worker: Callable[..., Any], producer: Any, broker: EmbeddedBroker, read_output: Callable[[str], Any],
     redis_url: str, unique: str, topics: dict[str, str], *, events: int, per_second: float, seed: int,
-    worker_env: Mapping[str, str] | None = None, state_redis: RedisTarget | None = None,
+    worker_env: Mapping[str, str] | None = None, state_redis: RedisTarget | None = None, shadow: Path | None = None,
 ) -> None:
     """``worker_env`` points the workers at another Redis (a cluster: test_redis_cluster), which
-    ``state_redis`` reads; the reference runs on ``redis_url``."""
+    ``state_redis`` reads; the reference runs on ``redis_url``. ``shadow``: the workers run that
+    checkpoint as their shadow model."""
     started = time.monotonic()
     inputs = {"vitals": f"vitals4-{unique}", "encounters": f"encounters4-{unique}"}
     create_topics(broker.bootstrap, inputs.values(), partitions=4)
     env = {**(worker_env or {}), "VITALWATCH_TOPIC_VITALS": inputs["vitals"], "VITALWATCH_TOPIC_ENCOUNTERS": inputs["encounters"]}
+    if shadow is not None:
+        create_topics(broker.bootstrap, [f"shadow-{unique}"], partitions=4)
+        env.update(VITALWATCH_SHADOW_CHECKPOINT=str(shadow), VITALWATCH_TOPIC_RISK_SCORES_SHADOW=f"shadow-{unique}")
     state_redis = state_redis or redis_url
     stream_events = ward_events(events, seed=seed)
     observations = sum(e.topic == "vitals" for e in stream_events)
@@ -105,6 +113,13 @@ def rebalance_run(
     assert alerts == expected.alerts
     problems = wait_for_states(state_redis, prefix, expected)
     assert not problems, f"{len(problems)} state differences, e.g. {problems[:5]}"
+    if shadow is not None:
+        shadowed = reference_run(stream_events, coordinates, redis_url, f"ref-{unique}:shadow:state:", shadow)
+        shadow_records = read_output(f"shadow-{unique}").until(all_scored(shadowed.risks), 30, [second])
+        wrong = score_differences(shadow_records, shadowed.risks)
+        assert not wrong, f"{len(wrong)} shadow scores differ from its uninterrupted run: {wrong[:5]}"
+        problems = wait_for_states(state_redis, f"test-{unique}:shadow:state:", shadowed, checkpoint=shadow)
+        assert not problems, f"{len(problems)} shadow state differences, e.g. {problems[:5]}"
     by_second = metric(second.metrics(), "vitalwatch_events_total", outcome="scored")
     print(
         f"\n{events} events, {len(expected.states)} patients ({discharged} discharged) on 4 partitions: A scored "
@@ -120,6 +135,17 @@ def test_worker_added_and_removed_mid_stream_moves_patients_with_their_state(
 ) -> None:
     rebalance_run(start_worker, producer, broker, read_output, redis_url, unique, topics,
                   events=1_500, per_second=100, seed=31)
+
+
+@pytest.mark.faults
+@pytest.mark.timeout(150)
+def test_a_shadow_models_patients_move_with_the_live_ones(
+    start_worker, producer, broker, read_output, redis_url, unique, topics
+) -> None:
+    """The same run with a shadow model: with the soaks, since make test runs the shadow across a
+    SIGKILL already (test_shadow_model) and the rebalance without it."""
+    rebalance_run(start_worker, producer, broker, read_output, redis_url, unique, topics,
+                  events=1_500, per_second=100, seed=33, shadow=SIMULATED_WARD_CHECKPOINT)
 
 
 @pytest.mark.faults
