@@ -59,6 +59,15 @@ def test_validate_equals_evaluate_on_the_same_events(broker: EmbeddedBroker, uni
         (version, "live", len(live)), ("vw-shadow-test", "shadow", len(shadow)),
     ]
     assert (tmp_path / "plots" / f"{version}-live" / "roc.png").stat().st_size > 0
+    # The shadow against the live model on the same events: half the live risk ranks every event
+    # as the live risk does, so the paired difference is exactly 0 and each side is its model's figure.
+    (comparison,) = validated["comparisons"]
+    assert (comparison["live"], comparison["shadow"], comparison["paired_events"], comparison["label_disagreements"]) == (
+        version, "vw-shadow-test", len(live), 0,
+    )
+    paired = comparison["report"]
+    assert paired["differences"]["shadow - live"]["auroc"] == 0.0 and paired["differences"]["shadow - live"]["auroc_ci95"] == [0.0, 0.0]
+    assert paired["scorers"]["live"]["auroc"] == pytest.approx(validated["models"][0]["report"]["scorers"]["model"]["auroc"], abs=1e-12)
 
     cohort_file, offline = tmp_path / "cohort.jsonl", tmp_path / "evaluate.json"
     write_jsonl(cohort_file, live)
@@ -70,6 +79,7 @@ def test_validate_equals_evaluate_on_the_same_events(broker: EmbeddedBroker, uni
     # The export is the selection: evaluate --scored on it reports both models as validate did.
     assert main(["evaluate", "--scored", str(export), "--replicates", "100", "--json", str(offline)]) == 0
     assert json.loads(offline.read_text())["models"] == validated["models"]
+    assert json.loads(offline.read_text())["comparisons"] == validated["comparisons"]
 
     # One version, one time range.
     assert main(["validate", "--bootstrap", broker.bootstrap, "--replicates", "20", "--json", str(online), "--model-version", version]) == 0

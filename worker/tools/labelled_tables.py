@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from models.evaluation.paired import FIGURES
 from models.evaluation.sepsis_report import figure
 from schemas.scored_outcome import ScoredOutcomeV1
 from worker.tools.console import console
@@ -40,15 +41,21 @@ def cohort_line(entry: dict[str, Any]) -> str:
     )
 
 
-def ranking_rows(report: dict[str, Any]) -> list[list[str]]:
-    """Per ranking figure: model, NEWS2 and the paired difference, each with its interval."""
-    scorers, differences = report["scorers"], report["differences"]["model - news2"]
+def paired_rows(report: dict[str, Any], first: str, second: str, figures: Sequence[tuple[str, str]] = _RANKING) -> list[list[str]]:
+    """Per ranking figure: scorer ``first``, scorer ``second`` and their paired difference
+    (``first - second``), each with its interval."""
+    scorers, difference = report["scorers"], report["differences"][f"{first} - {second}"]
     return [
         [label]
-        + [figure(scorers[s].get(key), scorers[s].get(f"{key}_ci95")) for s in ("model", "news2")]
-        + [figure(differences.get(key), differences.get(f"{key}_ci95"))]
-        for key, label in _RANKING
+        + [figure(scorers[s].get(key), scorers[s].get(f"{key}_ci95")) for s in (first, second)]
+        + [figure(difference.get(key), difference.get(f"{key}_ci95"))]
+        for key, label in figures
     ]
+
+
+def ranking_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Per ranking figure: model, NEWS2 and the paired difference, each with its interval."""
+    return paired_rows(report, "model", "news2")
 
 
 def point_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -84,11 +91,34 @@ def print_labelled_reports(entries: list[dict[str, Any]]) -> None:
         out.print(figure_table("Calibration by risk decile", ["risk", "mean predicted", "observed rate", "scores"], calibration_rows(report)))
 
 
+def print_comparisons(entries: list[dict[str, Any]]) -> None:
+    """Each shadow against the live model on the events both scored, or the reason there is no comparison."""
+    out = console()
+    for entry in entries:
+        who = f"shadow {entry['shadow']} against live {entry['live']}"
+        counts = (
+            f"{entry['paired_events']} events scored by both ({entry['live_only']} by the live model alone, "
+            f"{entry['shadow_only']} by the shadow alone), judged by the live labels ({entry['horizon_h']['live']:g} h; "
+            f"the shadow's {entry['horizon_h']['shadow']:g} h labels disagree on {entry['label_disagreements']})"
+        )
+        if "report" not in entry:
+            out.print(f"{who}: {counts}; no comparison: {entry['error']}")
+            continue
+        boot = entry["report"]["bootstrap"]
+        out.print(f"{who}: {counts}")
+        out.print(figure_table(
+            f"Shadow against live on the same events (95 % intervals, {boot['replicates']} resamples of patients, seed {boot['seed']})",
+            ["figure", "shadow", "live", "shadow - live (paired)"],
+            paired_rows(entry["report"], "shadow", "live", [r for r in _RANKING if r[0] in FIGURES]),
+        ))
+
+
 def deliver(document: dict[str, Any], records: list[ScoredOutcomeV1], *, json_path: Path | None, plots: Path | None) -> None:
     """Print the document's reports, write it as JSON and each judged model's ROC, PR and
     calibration plots (into ``plots``/<version>-<role>/): what validate and evaluate --scored
     both do with the same document."""
     print_labelled_reports(document["models"])
+    print_comparisons(document["comparisons"])
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(document, indent=2) + "\n")

@@ -8,7 +8,10 @@ separately) the report offline ``vitalwatch evaluate --scored`` prints for an ex
 same records: AUROC and AUPRC with patient-bootstrap 95 % intervals, NEWS2 of the same events
 beside with the paired difference, the alert levels published as operating points (sensitivity,
 specificity, PPV, alerts per patient-day, outcomes alerted and lead times), and calibration by
-risk decile with ECE. Definitions: models/evaluation/labelled_report.py.
+risk decile with ECE. Definitions: models/evaluation/labelled_report.py. With a shadow model's
+scores beside the live one's, it also compares the two on the events both scored: AUROC and
+AUPRC of each by the live labels, and shadow - live with a paired patient-bootstrap interval
+(models/evaluation/paired.py).
 
 The topic is read outside any consumer group, from the beginning to its end as reading starts,
 and nothing is committed. When nothing answers at the broker's address, the command stops
@@ -80,6 +83,7 @@ def report_read(
     """Deliver the report of ``read`` (validate, and evaluate --scored for an export: one code,
     one document); 2 when nothing was selected."""
     from models.evaluation.labelled_report import reports_by_model
+    from models.evaluation.paired import shadow_comparisons
     from worker.tools.labelled_tables import deliver
 
     if read.malformed:
@@ -92,6 +96,7 @@ def report_read(
         "selection": selection.describe(),
         "records": read.counts(),
         "models": reports_by_model(read.records, replicates=replicates, seed=seed),
+        "comparisons": shadow_comparisons(read.records, replicates=replicates, seed=seed),
     }
     deliver(document, read.records, json_path=json_path, plots=plots)
     return 0
