@@ -1,5 +1,5 @@
-"""The one validation path: raw Kafka bytes in, canonical Observations (or Encounters) or a
-ContractError out.
+"""The one validation path: raw Kafka bytes in, canonical Observations (or Encounters, or
+Outcomes) or a ContractError out.
 
 The worker, the tests and any replay tool call this and nothing else, so a message is judged
 the same way everywhere. Bad input raises ContractError and nothing else, whatever the bytes:
@@ -20,10 +20,12 @@ from schemas.fhir import FHIR_DOCUMENT, RESOURCE_TYPES, observations_from_fhir
 from schemas.fhir_encounter import encounter_from_fhir
 from schemas.inputs import LabResult, LabsV1, VitalsV1, wire_names
 from schemas.observation import Observation
+from schemas.outcome import Outcome, outcome_from_v1
 
 ObservationKind = Literal["vitals", "labs", "fhir"]
-Kind = Literal["vitals", "labs", "fhir", "encounters"]
-KINDS: tuple[Kind, ...] = ("vitals", "labs", "fhir", "encounters")
+Kind = Literal["vitals", "labs", "fhir", "encounters", "outcomes"]
+KINDS: tuple[Kind, ...] = ("vitals", "labs", "fhir", "encounters", "outcomes")
+Decoded = Observation | Encounter | Outcome
 
 DEFAULT_MAX_BYTES = 1_000_000
 
@@ -42,16 +44,23 @@ def decode(
 
 @overload
 def decode(
+    kind: Literal["outcomes"], raw: bytes, *, max_bytes: int = ..., now: float | None = ...
+) -> list[Outcome]: ...
+
+
+@overload
+def decode(
     kind: Kind, raw: bytes, *, max_bytes: int = ..., now: float | None = ...
-) -> list[Observation] | list[Encounter]: ...
+) -> list[Observation] | list[Encounter] | list[Outcome]: ...
 
 
 def decode(
     kind: Kind, raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, now: float | None = None
-) -> list[Observation] | list[Encounter]:
+) -> list[Observation] | list[Encounter] | list[Outcome]:
     """Validate one message of ``kind`` and return its Observations (one for vitals and labs,
     one per (patient, instant) for FHIR) or, for ``encounters``, its one Encounter (a FHIR
-    Encounter when the document has a ``resourceType``, else encounters.v1).
+    Encounter when the document has a ``resourceType``, else encounters.v1), or for
+    ``outcomes`` its one Outcome (outcomes.v1).
 
     ``now`` (POSIX seconds) enables the future-timestamp check; leave it None to replay
     history. Raises ContractError for any bad input; ValueError only for an unknown ``kind``,
@@ -68,6 +77,8 @@ def decode(
         return _fhir(document, bytes(raw), now)
     if kind == "encounters":
         return [_encounter(document, bytes(raw), now)]
+    if kind == "outcomes":
+        return [outcome_from_v1(document, now=now)]
     return [_native(kind, document).to_observation(now=now)]
 
 

@@ -2,7 +2,8 @@
 
 Redis holds records written by earlier workers for up to the state TTL, so an upgraded worker
 must read them. ``V1_RECORD`` is a record exactly as format 1 packed it (bytes taken from the
-format-1 ``pack_many``); ``as_v2`` turns a record of today's format into the format-2 record of
+format-1 ``pack_many``); ``as_v3`` turns a record of today's format into the format-3 record
+of the same state (no score history), ``as_v2`` turns a record of today's format into the format-2 record of
 the same state (no catalogue fingerprint, no encounter context) and ``as_v1`` into the format-1
 record (no recent ids either), so a test can put old-format state for any model shape into
 Redis. The codec test checks ``as_v1`` against ``V1_RECORD``.
@@ -43,9 +44,20 @@ _HEAD_V2 = 31  # format 3 adds catalogue u32, flags, sex, unit, age f32, admitte
 _HEAD_V3 = 58
 
 
+def as_v3(record: bytes, *, num_layers: int, hidden_size: int, n_vars: int) -> bytes:
+    """The format-3 record of the state in a format-4 ``record``: format byte 3, nothing after
+    the watermark (format 4 adds the score history there)."""
+    version_len, recent = record[3], record[30]
+    pos = _HEAD_V3 + version_len + 2 * num_layers * hidden_size * 4 + n_vars * (4 + 8 + 4) + recent * 8
+    for _ in range(int.from_bytes(record[28:30], "little")):  # watermark entries: topic, partition, offset
+        pos += 1 + record[pos] + 12
+    return record[:2] + b"\x03" + record[3:pos]
+
+
 def as_v2(record: bytes, *, num_layers: int, hidden_size: int, n_vars: int) -> bytes:
-    """The format-2 record of the state in a format-3 ``record``: format byte 2, the header
-    without the fields format 3 added, no counts after last_time."""
+    """The format-2 record of the state in a format-4 ``record``: format byte 2, the header
+    without the fields format 3 added, no counts after last_time, no score history."""
+    record = as_v3(record, num_layers=num_layers, hidden_size=hidden_size, n_vars=n_vars)
     version_len = record[3]
     counts_at = _HEAD_V3 + version_len + 2 * num_layers * hidden_size * 4 + n_vars * (4 + 8)
     body = record[_HEAD_V3:counts_at] + record[counts_at + n_vars * 4 :]
@@ -53,7 +65,7 @@ def as_v2(record: bytes, *, num_layers: int, hidden_size: int, n_vars: int) -> b
 
 
 def as_v1(record: bytes, *, num_layers: int, hidden_size: int, n_vars: int) -> bytes:
-    """The format-1 record of the state in a format-3 ``record`` written with ``RECENT_IDS``:
+    """The format-1 record of the state in a format-4 ``record`` written with ``RECENT_IDS``:
     format byte 1, no K in the header, no recent ids after the arrays."""
     record = as_v2(record, num_layers=num_layers, hidden_size=hidden_size, n_vars=n_vars)
     version_len = record[3]

@@ -29,7 +29,9 @@ def test_defaults_match_the_documented_contract() -> None:
     assert (s.max_batch, s.max_wait_ms, s.slab_capacity) == (512, 10, 100_000)
     assert s.max_message_bytes == 1_000_000
     assert (s.group_id, s.session_timeout_s) == ("vitalwatch", 10.0)
-    assert s.input_topics == {"vitals": "vitals", "labs": "labs", "fhir-observations": "fhir", "encounters": "encounters"}
+    assert s.input_topics == {
+        "vitals": "vitals", "labs": "labs", "fhir-observations": "fhir", "encounters": "encounters", "outcomes": "outcomes",
+    }
     assert (s.topic_risk_scores, s.topic_alerts, s.topic_dead_letters) == ("risk-scores", "alerts", "dead-letters")
     assert s.kafka_security_protocol == "PLAINTEXT" and s.kafka_idempotence is False
     assert s.log_level == "INFO" and s.log_pseudonymise is True and s.pseudonym_key is None

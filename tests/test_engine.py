@@ -166,7 +166,7 @@ async def test_restored_engine_scores_exactly_like_an_uninterrupted_one(
     got = [risks(await restarted.score(b)) for b in batches[3:]]
     assert got == expected[3:]
     await restarted.persist()
-    assert {r[2] for r in (await store.load_many([f"p{i}" for i in range(20)])).values()} == {3}, "written in format 3"
+    assert {r[2] for r in (await store.load_many([f"p{i}" for i in range(20)])).values()} == {4}, "written in format 4"
 
 
 async def test_redelivered_events_are_duplicates(store: RedisStateStore) -> None:

@@ -29,6 +29,8 @@ class FakeEngine:
     fails on demand."""
 
     model_version = "test-1"
+    role = "live"
+    horizon_h = 6.0
 
     def __init__(self, calls: list[str]) -> None:
         self.calls = calls

@@ -80,13 +80,13 @@ def test_a_discharged_patients_tombstone_says_so() -> None:
 
 
 def test_one_layer_hidden_64_with_recent_ids_context_and_counts_fits_in_1_5_kb() -> None:
-    """The shipped model's shape over the 37-variable catalogue: 1,486 bytes with three
-    watermark entries, of which the 32 recent ids are 257, the encounter context 19 and the
-    measurement counts and first event's time 156."""
+    """The shipped model's shape over the 37-variable catalogue: 1,506 bytes with three
+    watermark entries and no score pending, of which the 32 recent ids are 257, the encounter
+    context 19, the measurement counts and first event's time 156 and the empty score history 20."""
     rng = np.random.default_rng(1)
     state = _state(rng)
     state.h, state.c = state.h[:1], state.c[:1]
-    assert len(pack(state, "v1")) <= 1500
+    assert len(pack(state, "v1")) <= 1510
 
 
 @pytest.mark.parametrize("old_format", [as_v2, as_v1], ids=["format-2", "format-1"])
@@ -159,7 +159,8 @@ def test_other_shape_is_refused() -> None:
         (lambda d: d[:2] + bytes((99,)) + d[3:], "format version 99"),
         (lambda d: d[:2], "truncated"),
         (lambda d: d[:20], "truncated"),
-        (lambda d: d[:-3], "watermark unreadable"),
+        (lambda d: d[:-23], "watermark unreadable"),
+        (lambda d: d[:-3], "score history unreadable"),
         (lambda d: d + b"\0", "trailing"),
     ],
 )

@@ -73,6 +73,26 @@ class Settings(BaseSettings):
         min_length=1,
         description="Input topic for encounters.v1 / FHIR R4 Encounter (admission, transfer, discharge).",
     )
+    topic_outcomes: str = Field(
+        "outcomes",
+        min_length=1,
+        description="Input topic for outcomes.v1 (sepsis onset, ICU transfer, rapid response, cardiac arrest, death): "
+        "what labels the scores.",
+    )
+    outcome_delay_h: float = Field(
+        2.0,
+        ge=0.0,
+        le=72.0,
+        description="Longest delay, hours, between an outcome happening and its record reaching the outcomes topic. "
+        "A score is labelled negative once the patient's event time passes its horizon plus this; each patient keeps "
+        "its scores that long.",
+    )
+    score_history_cap: int = Field(
+        512,
+        ge=1,
+        le=4096,
+        description="Most unlabelled scores a patient keeps; the oldest beyond it leave unlabelled (counted).",
+    )
     topic_risk_scores: str = Field("risk-scores", min_length=1, description="Output topic: one record per scored event.")
     topic_alerts: str = Field("alerts", min_length=1, description="Output topic: alert level changes.")
     topic_dead_letters: str = Field("dead-letters", min_length=1, description="Output topic: rejected input with reason.")
@@ -220,9 +240,11 @@ class Settings(BaseSettings):
             raise ValueError(f"{ENV_PREFIX}KAFKA_SSL_CERTFILE and {ENV_PREFIX}KAFKA_SSL_KEYFILE: set both or neither")
         if self.redis_sentinels and self.redis_cluster:
             raise ValueError(f"{ENV_PREFIX}REDIS_SENTINELS and {ENV_PREFIX}REDIS_CLUSTER: choose one topology")
-        inputs = [self.topic_vitals, self.topic_labs, self.topic_fhir, self.topic_encounters]
+        inputs = [self.topic_vitals, self.topic_labs, self.topic_fhir, self.topic_encounters, self.topic_outcomes]
         if len(set(inputs)) != len(inputs):
-            raise ValueError(f"{ENV_PREFIX}TOPIC_VITALS/LABS/FHIR/ENCOUNTERS: input topics must differ, got {inputs}")
+            raise ValueError(
+                f"{ENV_PREFIX}TOPIC_VITALS/LABS/FHIR/ENCOUNTERS/OUTCOMES: input topics must differ, got {inputs}"
+            )
         if self.topic_risk_scores_shadow == self.topic_risk_scores:
             # The shadow's scores beside the live ones on one topic would read as a second score per event.
             raise ValueError(f"{ENV_PREFIX}TOPIC_RISK_SCORES_SHADOW: must differ from {ENV_PREFIX}TOPIC_RISK_SCORES")
@@ -239,7 +261,7 @@ class Settings(BaseSettings):
         """Input topic name -> the decode kind (schemas.decode) its payloads follow."""
         return {
             self.topic_vitals: "vitals", self.topic_labs: "labs", self.topic_fhir: "fhir",
-            self.topic_encounters: "encounters",
+            self.topic_encounters: "encounters", self.topic_outcomes: "outcomes",
         }
 
 

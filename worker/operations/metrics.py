@@ -2,8 +2,8 @@
 
 The metrics live in their own CollectorRegistry (not prometheus_client's global one) so a test
 can build several pipelines in one process and read each one's numbers. Labels are bounded
-sets — topic, partition, outcome, level, stage, unit kind, disposition — never a patient or
-event id: an unbounded label would grow Prometheus' memory with every admission.
+sets — topic, partition, outcome, level, stage, unit kind, disposition, model version and
+role, risk bin — never a patient or event id: an unbounded label would grow Prometheus' memory with every admission.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: Kafka timestamp -> outputs acknowledged: includes producer clocks, batching and any backlog.
 E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+#: Alert lead time before an outcome, hours: the shipped horizon is 6 h.
+LEAD_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 24.0)
 
 
 class Metrics:
@@ -91,6 +93,76 @@ class Metrics:
         self.dependency_up = Gauge(
             "vitalwatch_dependency_up", "1 when the last health check reached the dependency.", ["dependency"],
             registry=r,
+        )
+
+        self._live_accuracy(r)
+
+    def _live_accuracy(self, r: CollectorRegistry) -> None:
+        """The model's accuracy on the site's own patients, from its labelled scores
+        (worker.operations.live_accuracy), per model version and role (live or shadow), never
+        per patient. AUROC is the sum over risk bins of negatives times the positives ranked
+        above them (ties half), over negatives times positives: docs/operations.md gives the PromQL."""
+        version_role = ["model_version", "role"]
+        self.labelled_scores = Counter(
+            "vitalwatch_labelled_scores", "Scores labelled (published on scored-outcomes), by label (positive, negative).",
+            [*version_role, "label"], registry=r,
+        )
+        self.labelled_negatives = Counter(
+            "vitalwatch_labelled_negatives", "Negative labelled scores by risk bin (logit-spaced, `bin` its index).",
+            [*version_role, "bin"], registry=r,
+        )
+        self.labelled_positives_ranked = Counter(
+            "vitalwatch_labelled_positives_ranked",
+            "Positive labelled scores in a higher risk bin than `bin`, plus half of those in it: times the negatives "
+            "of the same bin, summed, the pairs the model ranks right (AUROC's numerator).",
+            [*version_role, "bin"], registry=r,
+        )
+        self.news2_negatives = Counter(
+            "vitalwatch_labelled_news2_negatives", "Negative labelled scores by the NEWS2 total of the same event.",
+            [*version_role, "news2"], registry=r,
+        )
+        self.news2_positives_ranked = Counter(
+            "vitalwatch_labelled_news2_positives_ranked",
+            "Positive labelled scores with a higher NEWS2 total than `news2`, plus half of those with it (NEWS2's "
+            "AUROC on the same scores).",
+            [*version_role, "news2"], registry=r,
+        )
+        self.labelled_alerts = Counter(
+            "vitalwatch_labelled_alerts",
+            "Labelled scores that raised or escalated an alert, by label: positive / all is the PPV.",
+            [*version_role, "label"], registry=r,
+        )
+        self.outcomes_seen = Counter(
+            "vitalwatch_outcomes",
+            "Stays' first outcomes that labelled scores, by kind and whether one of those scores alerted "
+            "(alerted=true / all is the sensitivity).",
+            [*version_role, "kind", "alerted"], registry=r,
+        )
+        self.alert_lead_hours = Histogram(
+            "vitalwatch_alert_lead_hours", "Hours from the first alert within the horizon to the outcome.",
+            version_role, buckets=LEAD_BUCKETS, registry=r,
+        )
+        self.patient_hours = Counter(
+            "vitalwatch_patient_hours",
+            "Event-time hours the patients' streams covered: labelled alerts per 24 of these is the alert burden.",
+            version_role, registry=r,
+        )
+        self.calibration_scores = Counter(
+            "vitalwatch_calibration_scores", "Labelled scores by risk band (`band`: its upper edge).",
+            [*version_role, "band"], registry=r,
+        )
+        self.calibration_predicted = Counter(
+            "vitalwatch_calibration_predicted", "Sum of the labelled scores' risks by risk band (mean predicted).",
+            [*version_role, "band"], registry=r,
+        )
+        self.calibration_observed = Counter(
+            "vitalwatch_calibration_observed", "Positive labelled scores by risk band (observed rate).",
+            [*version_role, "band"], registry=r,
+        )
+        self.unlabelled_scores = Counter(
+            "vitalwatch_unlabelled_scores",
+            "Scores that left a patient's history unlabelled: more pending than VITALWATCH_SCORE_HISTORY_CAP.",
+            version_role, registry=r,
         )
 
     def set_model(self, version: str, device: str, role: str = "live") -> None:

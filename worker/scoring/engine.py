@@ -46,6 +46,10 @@ Rules the rest of the worker relies on:
   unit), a transfer its unit (worker.scoring.context); an observation whose patient's
   admission was never seen is scored with the context unknown, and a late admission fills it
   in without touching the LSTM state.
+* Outcomes (outcomes.v1) are such events too, rows without a step; with the deaths and ward ->
+  ICU transfers of the encounters they label the patient's recent scores, which wait in the
+  slab and the Redis record until their horizon tells (worker.scoring.labelling). The labelled
+  scores are part of the batch's outputs and leave the history in its state write.
 * A discharge releases the patient, at ``persist``: its slot is freed and its Redis key holds
   a tombstone — watermark and recent ids, nothing clinical — with the short tombstone TTL.
   Not a DEL: if the worker dies after that write but before Kafka commits, the batch is
@@ -76,6 +80,7 @@ from schemas.variables import BY_NAME, VARIABLE_INDEX, VARIABLES
 from worker.scoring.alert_policy import LEVELS, AlertPolicy, alert_id
 from worker.scoring.context import CONTEXT_COLUMNS, ContextInputs
 from worker.scoring.events import InputEvent
+from worker.scoring.labelling import Labeller, Labelling
 from worker.scoring.layout import Block, Kinds, stays
 from worker.scoring.reasons import occlusion, top_reasons
 from worker.scoring.slab import SlotState, StateSlab
@@ -96,6 +101,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CARRY_FORWARD_S = 24 * 3600.0
+#: The horizon of a checkpoint whose manifest does not state one (every shipped one does).
+DEFAULT_HORIZON_H = 6.0
 
 
 @dataclass(slots=True)
@@ -127,6 +134,8 @@ class BatchOutcome:
     scored: list[ScoredEvent]
     duplicates: list[InputEvent]  # redelivered (at or below the watermark) or resent (a recent event_id): skipped
     encounters: list[InputEvent] = field(default_factory=list)  # applied to the patients' context, not scored
+    outcomes: list[InputEvent] = field(default_factory=list)  # applied outcomes.v1 events
+    labelling: Labelling = field(default_factory=Labelling)  # scores labelled by this batch
 
 
 class RiskEngine:
@@ -141,6 +150,9 @@ class RiskEngine:
         policy: AlertPolicy,
         device: torch.device | str,
         carry_forward_s: float = DEFAULT_CARRY_FORWARD_S,
+        outcome_delay_s: float = 0.0,
+        history_cap: int = 512,
+        role: str = "live",
     ) -> None:
         device = torch.device(device)
         self._model = model.model.eval()
@@ -149,6 +161,9 @@ class RiskEngine:
             raise ValueError(f"model weights are on {weights_on}, the engine's device is {device}: load the checkpoint there")
         self._encoder = model.encoder
         self.model_version = str(model.manifest["version"])
+        self.role = role
+        self.horizon_h = float(model.manifest.get("horizon_hours", DEFAULT_HORIZON_H))
+        self._labeller = Labeller(horizon_s=self.horizon_h * 3600.0, delay_s=outcome_delay_s, cap=history_cap)
         self._store = store
         self._policy = policy
         self._carry_forward_s = carry_forward_s
@@ -262,7 +277,10 @@ class RiskEngine:
             self._evict(self._slab.least_recent(need))
         if restored:
             states = list(restored.values())
-            self._slab.admit(list(restored), SlotState.from_patients(states, self.device), [s.watermark for s in states])
+            self._slab.admit(
+                list(restored), SlotState.from_patients(states, self.device), [s.watermark for s in states],
+                [s.history for s in states],
+            )
             # A tombstone stays one (and is released again) unless a new event of the patient is applied.
             self._discharged.update(p for p, state in restored.items() if state.discharged)
         if fresh:
@@ -285,7 +303,10 @@ class RiskEngine:
             return {}
         state = self._slab.gather(self._slab.index([self._slab.slot(p) for p in patients])).to_host()
         state["discharged"] = np.fromiter((p in self._discharged for p in patients), dtype=bool, count=len(patients))
-        records = pack_many(state, [self._slab.watermark(p) for p in patients], self.model_version)
+        records = pack_many(
+            state, [self._slab.watermark(p) for p in patients], self.model_version,
+            histories=[self._slab.history(p) for p in patients],
+        )
         return dict(zip(patients, records))
 
     async def _persist(self) -> int:
@@ -314,16 +335,40 @@ class RiskEngine:
             return
         kinds = Kinds.of(kept)
         values, times = self._inputs(kept, kinds)
-        encounters = np.flatnonzero(~kinds.observation)
+        encounters = np.flatnonzero(kinds.encounter)
         chunk = _Chunk(
             kept, values, times, torch.from_numpy(ids[~applied]).to(self.device),
             ContextInputs.of(kept, encounters, self.device),
         )
         results: list[ScoredEvent | None] = [None] * len(kept)
         for rows in stays(kept, kinds):
-            self._apply(Block.of(kept, rows, kinds), chunk, results)
+            block = Block.of(kept, rows, kinds)
+            units = self._units(block)
+            self._apply(block, chunk, results)
+            self._label(block, kept, results, units, outcome.labelling)
         outcome.scored.extend(r for r in results if r is not None)
         outcome.encounters.extend(kept[row] for row in encounters.tolist())
+        outcome.outcomes.extend(kept[row] for row in np.flatnonzero(~kinds.observation & ~kinds.encounter).tolist())
+
+    def _units(self, block: Block) -> dict[str, int]:
+        """Each of the block's patients' unit before it (one gather): a transfer to intensive
+        care is an outcome only from a ward or step-down unit."""
+        slots = self._slab.index([self._slab.slot(p) for p in block.patients])
+        return dict(zip(block.patients, self._slab.state.unit.index_select(0, slots).tolist()))
+
+    def _label(
+        self, block: Block, events: list[InputEvent], results: list[ScoredEvent | None], units: dict[str, int],
+        into: Labelling,
+    ) -> None:
+        """Fold the block's scores, outcomes and encounters into its patients' score histories
+        and label what is settled (worker.scoring.labelling)."""
+        rows = {p: block.rows[i, : block.lengths[i]].tolist() for i, p in enumerate(block.patients)}
+        scored = [
+            None if r is None else (r.risk, r.news2, r.level, r.alert is not None and LEVELS.index(r.alert.level) > LEVELS.index(r.alert.previous_level))
+            for r in results
+        ]
+        histories = {p: self._slab.history(p) for p in block.patients}
+        self._labeller.fold(histories, rows, events, scored, units, self.model_version, into)
 
     def _past_watermarks(self, events: Sequence[InputEvent], duplicates: list[InputEvent]) -> list[InputEvent]:
         """The events past their patient's watermark, which they advance (and so mark the patient

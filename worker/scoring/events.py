@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 
 from schemas.encounter import Encounter
 from schemas.observation import Observation
+from schemas.outcome import Outcome
 
 
 @dataclass(slots=True)
 class InputEvent:
-    """One decoded input event — an observation to score or an encounter that changes the
-    patient's context — and where it came from."""
+    """One decoded input event — an observation to score, an encounter that changes the
+    patient's context, or an outcome that labels the patient's scores — and where it came from."""
 
-    item: Observation | Encounter
+    item: Observation | Encounter | Outcome
     topic: str
     partition: int
     offset: int

@@ -6,7 +6,9 @@ the encoder and NEWS2 run over all events at once and only the recurrence goes s
 
 * An encounter (admission, transfer, discharge) is a row like an observation — it sits
   between a patient's observations in arrival order and sets the context from there on — but
-  it is not a step of the model: ``Block.steps`` marks the rows the LSTM steps on.
+  it is not a step of the model: ``Block.steps`` marks the rows the LSTM steps on. An outcome
+  is such a row too: it sets nothing the model reads, only what labels the scores
+  (worker.scoring.labelling).
 * A discharge ends the patient's stay: whatever follows it (a readmission under the same id,
   a late lab) starts from a fresh state, exactly as if it had arrived in the next batch, after
   the patient was released. ``stays`` splits a chunk at discharges so that each part is one
@@ -21,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from schemas.encounter import Encounter
+from schemas.observation import Observation
 from worker.scoring.events import InputEvent
 
 
@@ -29,18 +32,21 @@ from worker.scoring.events import InputEvent
 class Kinds:
     """What each event of a chunk is, as host arrays over its rows, found in one pass."""
 
-    observation: np.ndarray  # [n] bool: a step of the model (else an encounter)
+    observation: np.ndarray  # [n] bool: a step of the model (else an encounter or an outcome)
     discharge: np.ndarray  # [n] bool
+    encounter: np.ndarray  # [n] bool: an encounter (an outcome is neither this nor an observation)
 
     @classmethod
     def of(cls, events: Sequence[InputEvent]) -> Kinds:
         observation = np.ones(len(events), dtype=bool)
         discharge = np.zeros(len(events), dtype=bool)
+        encounter = np.zeros(len(events), dtype=bool)
         for row, event in enumerate(events):
-            if isinstance(event.item, Encounter):
+            if not isinstance(event.item, Observation):
                 observation[row] = False
-                discharge[row] = event.item.kind == "discharge"
-        return cls(observation, discharge)
+                encounter[row] = isinstance(event.item, Encounter)
+                discharge[row] = encounter[row] and event.item.kind == "discharge"
+        return cls(observation, discharge, encounter)
 
 
 def stays(events: Sequence[InputEvent], kinds: Kinds) -> list[list[int]]:

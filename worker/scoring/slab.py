@@ -22,6 +22,7 @@ import torch
 
 from models.features import Memory
 from worker.state.codec import RECENT_IDS, PatientState, Watermark
+from worker.state.history import ScoreHistory
 
 
 @dataclass(slots=True)
@@ -133,8 +134,9 @@ def _take(tensor: torch.Tensor, name: str, rows: torch.Tensor) -> torch.Tensor:
 class StateSlab:
     """``capacity`` patients' state on ``device``, a patient -> slot map in LRU order, watermarks.
 
-    The watermark ({(topic, partition): last offset applied}) lives beside the tensors because
-    it changes with them: it is part of the same per-patient record in Redis.
+    The watermark ({(topic, partition): last offset applied}) and the score history (the
+    scores awaiting their label, worker.state.history) live beside the tensors because they
+    change with them: they are part of the same per-patient record in Redis.
     """
 
     def __init__(self, capacity: int, *, num_layers: int, hidden_size: int, n_vars: int, device: torch.device) -> None:
@@ -147,6 +149,7 @@ class StateSlab:
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._free = list(range(capacity - 1, -1, -1))
         self._watermarks: dict[str, Watermark] = {}
+        self._histories: dict[str, ScoreHistory] = {}
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -169,6 +172,10 @@ class StateSlab:
         """The live watermark dict of a resident patient (the engine updates it in place)."""
         return self._watermarks[patient_id]
 
+    def history(self, patient_id: str) -> ScoreHistory:
+        """The live score history of a resident patient (the engine's labelling updates it)."""
+        return self._histories[patient_id]
+
     def touch(self, patient_ids: Iterable[str]) -> None:
         """Mark resident patients most recently used."""
         for p in patient_ids:
@@ -178,14 +185,22 @@ class StateSlab:
         """The ``n`` least recently used residents: whom to evict to make room for ``n``."""
         return [p for p, _ in zip(self._slots, range(n))]
 
-    def admit(self, patient_ids: Sequence[str], state: SlotState, watermarks: Sequence[Watermark]) -> list[int]:
-        """Give new patients slots (most recently used) and write their initial state."""
+    def admit(
+        self,
+        patient_ids: Sequence[str],
+        state: SlotState,
+        watermarks: Sequence[Watermark],
+        histories: Sequence[ScoreHistory] | None = None,
+    ) -> list[int]:
+        """Give new patients slots (most recently used) and write their initial state (an empty
+        score history unless ``histories`` gives theirs)."""
         if len(patient_ids) > len(self._free):
             raise RuntimeError(f"slab full: {len(patient_ids)} to admit, {len(self._free)} free; evict first")
         slots = [self._free.pop() for _ in patient_ids]
-        for p, s, wm in zip(patient_ids, slots, watermarks):
+        for i, (p, s, wm) in enumerate(zip(patient_ids, slots, watermarks)):
             self._slots[p] = s
             self._watermarks[p] = wm
+            self._histories[p] = histories[i] if histories is not None else ScoreHistory()
         self.scatter(self.index(slots), state)
         return slots
 
@@ -194,6 +209,7 @@ class StateSlab:
         for p in patient_ids:
             self._free.append(self._slots.pop(p))
             del self._watermarks[p]
+            del self._histories[p]
 
     def index(self, slots: Sequence[int]) -> torch.Tensor:
         return torch.tensor(slots, dtype=torch.long, device=self.device)

@@ -6,7 +6,7 @@ little-endian float arrays: no pickle (nothing in Redis can run code when read),
 (floats must round-trip bit for bit so a restored patient scores exactly as if it had never
 left), and small — about 1.5 KB for one layer of hidden 64 over the 37 catalogue variables.
 
-Layout (little-endian), format 3::
+Layout (little-endian), format 4::
 
     header   magic "VW", format version u8, model-version length u8, layers u16, hidden u16,
              variables u16, prev_time f64, level i8, cleared_level i8, cleared_ts f64,
@@ -16,6 +16,7 @@ Layout (little-endian), format 3::
     h [L,H] f32, c [L,H] f32, last_value [V] f32, last_time [V] f64, counts [V] f32,
     recent ids [K] i64
     watermark entries: topic length u8, topic (UTF-8), partition i32, offset i64
+    score history (worker.state.history): the patient's scores awaiting their label
 
 ``catalogue`` fingerprints the variable order of last_value/last_time (``catalogue_id``), so a
 record written before the catalogue grew is read column by column by name into today's order.
@@ -25,7 +26,8 @@ unknown) is the patient's, not the model's; flag bit 0 marks a discharged patien
 (measurements of each variable so far) and ``first_time`` (the patient's first event) are the
 rest of the feature encoder's memory (models.features.Memory).
 
-Format 2 is format 3 without the fields after K and without counts (the first catalogue, no
+Format 3 is format 4 without the score history (it loads with none pending); format 2 is
+format 3 without the fields after K and without counts (the first catalogue, no
 context); format 1 is format 2 without K and the recent ids. Both still load (no context, no
 counts, no first time, no recent ids for format 1), so a worker upgraded over old state keeps
 every patient's history.
@@ -53,8 +55,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from schemas.variables import PREVIOUS_CATALOGUES, VARIABLE_NAMES
+from worker.state.history import HistoryError, ScoreHistory, pack_history, unpack_history
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 RECENT_IDS = 32
 """How many applied event ids a patient remembers: a resent event is recognised as long as
 fewer than this many newer events of the same patient were applied since its first copy."""
@@ -70,13 +73,14 @@ _HEAD_V3 = [
     *_HEAD_V2, ("catalogue", "<u4"), ("flags", "u1"), ("sex", "i1"), ("unit", "i1"), ("age", "<f4"), ("admitted_ts", "<f8"),
     ("first_time", "<f8"),
 ]
-_HEADS = {1: _HEAD_V1, 2: _HEAD_V2, 3: _HEAD_V3}  # packed: numpy adds no padding unless asked
+_HEADS = {1: _HEAD_V1, 2: _HEAD_V2, 3: _HEAD_V3, 4: _HEAD_V3}  # packed: numpy adds no padding unless asked
 _DISCHARGED = 1
 #: The scalars format 3 added (the encounter context and the first event's time), and the value
 #: each takes in a record of an older format: unknown.
 ADDED_IN_V3: dict[str, float] = {"age": math.nan, "sex": -1, "unit": -1, "admitted_ts": math.nan, "first_time": math.nan}
 _PREFIX = np.dtype(_HEAD_V1[:2])  # magic and format: what tells the layouts apart
 _WM_TAIL = struct.Struct("<iq")
+_NO_HISTORY = pack_history(ScoreHistory())
 
 Watermark = dict[tuple[str, int], int]
 """Last offset applied per (topic, partition): the idempotence record of one patient."""
@@ -105,7 +109,8 @@ class ModelMismatchError(StateCodecError):
     """A readable record written for a different model (version or shape).
 
     ``state`` holds what does not depend on the model and stays valid: the watermark and recent
-    ids (which inputs were consumed), the encounter context and the discharge flag; its LSTM
+    ids (which inputs were consumed), the encounter context, the discharge flag and the scores
+    awaiting a label (each names the model that made it, so it stays valid); its LSTM
     state, values and level are those of a patient never seen.
     """
 
@@ -139,6 +144,7 @@ class PatientState:
     discharged: bool = False  # a tombstone: the patient left; only watermark and recent ids matter
     counts: np.ndarray | None = None  # [V] float32 measurements so far; None: none
     first_time: float = math.nan  # POSIX s of the patient's first event, NaN before it
+    history: ScoreHistory = field(default_factory=ScoreHistory)  # scores awaiting their label
 
     @classmethod
     def fresh(cls, *, num_layers: int, hidden_size: int, n_vars: int) -> PatientState:
@@ -162,11 +168,13 @@ def pack_many(
     watermarks: Sequence[Watermark],
     model_version: str,
     variables: Sequence[str] = VARIABLE_NAMES,
+    histories: Sequence[ScoreHistory] | None = None,
 ) -> list[bytes]:
     """Serialise n patients at once; ``columns`` holds the ``PatientState`` array fields with a
     leading patient axis (h, c [n, L, H]; last_value, last_time, counts [n, V] in the order of
     ``variables``; recent_ids [n, K]; the scalars and the context [n]; ``discharged`` [n] bool
-    is optional, absent meaning none).
+    is optional, absent meaning none); ``histories`` the patients' score histories (None: none
+    pending).
 
     The fixed-size part of all records is laid out by one numpy record array (one copy, no
     per-field Python work), so packing a batch of 512 costs a few microseconds per patient.
@@ -193,7 +201,8 @@ def pack_many(
     ):
         records[name] = columns[name]
     blob, size = records.tobytes(), records.itemsize
-    return [blob[i * size : (i + 1) * size] + _pack_watermark(w) for i, w in enumerate(watermarks)]
+    tails = [pack_history(h) for h in histories] if histories is not None else [_NO_HISTORY] * n
+    return [blob[i * size : (i + 1) * size] + _pack_watermark(w) + tails[i] for i, w in enumerate(watermarks)]
 
 
 def _record_dtype(fmt: int, version_len: int, num_layers: int, hidden: int, n_vars: int, recent: int) -> np.dtype:
@@ -231,7 +240,7 @@ def unpack(
     variables: Sequence[str] = VARIABLE_NAMES,
     previous: Sequence[Sequence[str]] = PREVIOUS_CATALOGUES,
 ) -> PatientState:
-    """Parse a record (format 1, 2 or 3) and check it belongs to this model; values come back
+    """Parse a record (format 1 to 4) and check it belongs to this model; values come back
     in the order of ``variables`` whatever catalogue (``variables`` or one of ``previous``)
     the record was written in.
 
@@ -257,7 +266,7 @@ def unpack(
     if len(data) < dtype.itemsize:
         raise StateCodecError(f"state record truncated: {len(data)} bytes, arrays end at {dtype.itemsize}")
     record = np.frombuffer(data, dtype, count=1)[0]
-    watermark = _unpack_watermark(data, dtype.itemsize, int(head["watermarks"]))
+    watermark, history = _unpack_tail(data, dtype.itemsize, int(head["watermarks"]), fmt)
     written_in = _catalogue(head, fmt, nv, variables, previous)
     added = {name: record[name].item() if fmt >= 3 else unknown for name, unknown in ADDED_IN_V3.items()}
     context = {name: value for name, value in added.items() if name != "first_time"}
@@ -266,7 +275,7 @@ def unpack(
     stored_version = bytes(record["version"]).decode(errors="replace")
     if stored_version != model_version or (layers, hidden) != (num_layers, hidden_size):
         kept = PatientState.fresh(num_layers=num_layers, hidden_size=hidden_size, n_vars=len(variables))
-        kept.watermark, kept.recent_ids, kept.discharged = watermark, recent_ids, discharged
+        kept.watermark, kept.recent_ids, kept.discharged, kept.history = watermark, recent_ids, discharged, history
         for name, value in context.items():
             setattr(kept, name, value)
         raise ModelMismatchError(
@@ -286,6 +295,7 @@ def unpack(
         recent_ids=recent_ids,
         watermark=watermark,
         discharged=discharged,
+        history=history,
         counts=_reorder(record["counts"], written_in, variables, fill=0.0) if fmt >= 3 else np.zeros(len(variables), np.float32),
         **added,
     )
@@ -327,7 +337,8 @@ def _newest(ids: np.ndarray, k: int) -> np.ndarray:
     return ring
 
 
-def _unpack_watermark(data: bytes, pos: int, count: int) -> Watermark:
+def _unpack_tail(data: bytes, pos: int, count: int, fmt: int) -> tuple[Watermark, ScoreHistory]:
+    """The watermark after the fixed part, then (format 4) the score history; nothing may follow."""
     watermark: Watermark = {}
     try:
         for _ in range(count):
@@ -339,6 +350,12 @@ def _unpack_watermark(data: bytes, pos: int, count: int) -> Watermark:
             watermark[(topic, partition)] = offset
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise StateCodecError(f"state record watermark unreadable: {exc}") from exc
+    history = ScoreHistory()
+    if fmt >= 4:
+        try:
+            history, pos = unpack_history(data, pos)
+        except HistoryError as exc:
+            raise StateCodecError(str(exc)) from exc
     if pos != len(data):
         raise StateCodecError(f"state record has {len(data) - pos} trailing bytes")
-    return watermark
+    return watermark, history

@@ -134,7 +134,7 @@ class Runtime:
             self.engine,
             BatchPublisher(self.app.producer._ensure_producer),
             input_kinds=s.input_topics,
-            topics=OutputTopics(s.topic_risk_scores, s.topic_alerts, s.topic_dead_letters),
+            topics=OutputTopics(s.topic_risk_scores, s.topic_alerts, s.topic_dead_letters, s.topic_scored_outcomes),
             metrics=self.metrics,
             worker_name=f"{socket.gethostname()}:{os.getpid()}",
             max_message_bytes=s.max_message_bytes,
@@ -165,6 +165,7 @@ class Runtime:
         engine = RiskEngine(
             model, store, capacity=s.slab_capacity,
             policy=AlertPolicy.from_manifest(model.manifest), device=torch.device(self.device),
+            outcome_delay_s=s.outcome_delay_h * 3600.0, history_cap=s.score_history_cap, role=role,
         )
         self.metrics.set_model(engine.model_version, self.device, role=role)
         log.info("model loaded", extra={"model_version": engine.model_version, "device": self.device, "role": role})

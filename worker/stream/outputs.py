@@ -1,4 +1,4 @@
-"""Output records (risk-scores, alerts, dead-letters) as plain dicts, encoded with orjson.
+"""Output records (risk-scores, alerts, scored-outcomes, dead-letters) as plain dicts, encoded with orjson.
 
 The hot path builds dicts rather than pydantic models: at thousands of events per second model
 construction and validation would cost more than the LSTM step. schemas.outputs holds the
@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime
+import math
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import orjson
 
+from schemas.scored_outcome import label_id
+from worker.scoring.alert_policy import LEVELS
+
 if TYPE_CHECKING:
     from worker.scoring.engine import ScoredEvent
+    from worker.scoring.labelling import LabelledScore
     from worker.stream.messages import RawMessage
 
 #: Dead-letters keep at most this much of the original: enough to diagnose, and far below the
@@ -41,6 +46,28 @@ def risk_score(scored: "ScoredEvent", *, model_version: str, scored_at: datetime
         "news2": scored.news2,
         "level": scored.level,
         "model_version": model_version,
+    }
+
+
+def scored_outcome(labelled: "LabelledScore", *, role: str, horizon_h: float, labelled_at: datetime) -> dict[str, Any]:
+    """A labelled score (schemas.scored_outcome.ScoredOutcomeV1), its id deterministic."""
+    score = labelled.score
+    return {
+        "label_id": label_id(score.model_version, role, score.event_id),
+        "patient_id": labelled.patient_id,
+        "event_id": score.event_id,
+        "observed_at": datetime.fromtimestamp(score.observed_ts, timezone.utc),
+        "risk": score.risk,
+        "level": LEVELS[score.level],
+        "news2": score.news2,
+        "model_version": score.model_version,
+        "role": role,
+        "horizon_h": horizon_h,
+        "label": labelled.label,
+        "resolution": labelled.resolution,
+        "outcome_kind": labelled.outcome_kind,
+        "outcome_at": None if math.isnan(labelled.outcome_ts) else datetime.fromtimestamp(labelled.outcome_ts, timezone.utc),
+        "labelled_at": labelled_at,
     }
 
 

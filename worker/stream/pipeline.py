@@ -34,13 +34,14 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence, cast
 import redis.exceptions
 from prometheus_client import Histogram
 
-from schemas.decode import decode
+from schemas.decode import Decoded, decode
 from schemas.encounter import Encounter
 from schemas.errors import ContractError, FieldError
 from schemas.observation import Observation
 from worker.stream import outputs
 from worker.stream.messages import OutRecord, RawMessage
 from worker.scoring.engine import BatchOutcome, InputEvent
+from worker.operations import live_accuracy
 from worker.operations.logs import Pseudonymiser
 from worker.operations.metrics import Metrics
 
@@ -60,6 +61,8 @@ class Engine(Protocol):
     """The part of worker.scoring.engine.RiskEngine the pipeline drives."""
 
     model_version: str
+    role: str  # "live", or "shadow" for a model scored beside it
+    horizon_h: float
 
     @property
     def resident(self) -> int: ...
@@ -76,6 +79,7 @@ class OutputTopics:
     risk_scores: str
     alerts: str
     dead_letters: str
+    scored_outcomes: str = "scored-outcomes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +204,10 @@ class BatchPipeline:
         return decoded, rejected
 
     @staticmethod
-    def _check_key(message: RawMessage, items: Sequence[Observation | Encounter]) -> None:
+    def _check_key(message: RawMessage, items: Sequence[Decoded]) -> None:
         """The Kafka key must be the patient id: it decides the partition, and one partition
-        (so one worker) must own all of a patient's events — observations and encounters
-        alike — or their states would diverge."""
+        (so one worker) must own all of a patient's events — observations, encounters and
+        outcomes alike — or their states would diverge."""
         key = message.key.decode("utf-8", "replace") if message.key is not None else None
         for item in items:
             if item.patient_id != key:
@@ -345,6 +349,12 @@ class BatchPipeline:
                     alerts, key,
                     outputs.encode(outputs.alert(scored, model_version=version, raised_at=now)),
                 ))
+        role, horizon_h = self.engine.role, self.engine.horizon_h
+        for labelled in outcome.labelling.scores:
+            records.append(OutRecord(
+                self.topics.scored_outcomes, labelled.patient_id.encode("utf-8"),
+                outputs.encode(outputs.scored_outcome(labelled, role=role, horizon_h=horizon_h, labelled_at=now)),
+            ))
         return records
 
     def _account(self, outcome: BatchOutcome) -> None:
@@ -359,6 +369,9 @@ class BatchPipeline:
         for topic, count in Counter(e.topic for e in outcome.duplicates).items():
             m.events.labels(topic=topic, outcome="duplicate").inc(count)
         self._account_encounters(outcome.encounters)
+        for topic, count in Counter(e.topic for e in outcome.outcomes).items():
+            m.events.labels(topic=topic, outcome="applied").inc(count)
+        live_accuracy.account(m, outcome.labelling, model_version=self.engine.model_version, role=self.engine.role)
         observe = m.end_to_end_seconds.observe
         for scored in outcome.scored:
             if scored.event.kafka_ts is not None:
