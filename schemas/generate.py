@@ -26,8 +26,10 @@ TOPICS: tuple[str, ...] = (
     "labs",
     "fhir-observations",
     "encounters",
+    "outcomes",
     "risk-scores",
     "alerts",
+    "scored-outcomes",
     "dead-letters",
 )
 
@@ -41,7 +43,9 @@ def documents() -> dict[str, dict[str, Any]]:
     from schemas.fhir import FHIR_DOCUMENT
     from schemas.fhir_encounter import FhirEncounter
     from schemas.inputs import LabsV1, VitalsV1
+    from schemas.outcome import OutcomeV1
     from schemas.outputs import AlertV1, DeadLetterV1, RiskScoreV1
+    from schemas.scored_outcome import ScoredOutcomeV1
 
     fhir = FHIR_DOCUMENT.json_schema(mode="validation")
     fhir["title"] = "fhir-observations"
@@ -57,8 +61,10 @@ def documents() -> dict[str, dict[str, Any]]:
         "labs": LabsV1.model_json_schema(mode="validation"),
         "fhir-observations": fhir,
         "encounters": encounters,
+        "outcomes": OutcomeV1.model_json_schema(mode="validation"),
         "risk-scores": RiskScoreV1.model_json_schema(mode="serialization"),
         "alerts": AlertV1.model_json_schema(mode="serialization"),
+        "scored-outcomes": ScoredOutcomeV1.model_json_schema(mode="serialization"),
         "dead-letters": DeadLetterV1.model_json_schema(mode="serialization"),
     }
     return {topic: {"$schema": DRAFT, **schemas[topic]} for topic in TOPICS}

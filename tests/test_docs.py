@@ -12,6 +12,7 @@ import pytest
 from schemas.decode import decode
 from schemas.encounter import Encounter
 from schemas.outputs import AlertV1, DeadLetterV1, RiskScoreV1
+from schemas.scored_outcome import ScoredOutcomeV1
 from schemas.units import accepted_units
 from schemas.variables import BY_NAME, VARIABLE_NAMES
 from worker.operations.config import settings_markdown
@@ -54,9 +55,11 @@ def test_metrics_table_lists_every_exported_metric() -> None:
 INPUT_EXAMPLES = {
     "vitals": "vitals", "vitals-oxygen": "vitals", "labs": "labs", "labs-blood-gas": "labs",
     "fhir": "fhir", "encounters": "encounters", "encounters-transfer": "encounters",
-    "encounters-discharge": "encounters", "fhir-encounter": "encounters",
+    "encounters-discharge": "encounters", "fhir-encounter": "encounters", "outcomes": "outcomes",
 }
-OUTPUT_EXAMPLES = {"risk-scores": RiskScoreV1, "alerts": AlertV1, "dead-letters": DeadLetterV1}
+OUTPUT_EXAMPLES = {
+    "risk-scores": RiskScoreV1, "alerts": AlertV1, "scored-outcomes": ScoredOutcomeV1, "dead-letters": DeadLetterV1,
+}
 
 
 def test_every_example_on_the_page_is_checked() -> None:
