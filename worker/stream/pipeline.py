@@ -234,12 +234,16 @@ class BatchPipeline:
 
     async def _settle(self, decoded: list[_Decoded], rejected: list[OutRecord]) -> None:
         try:
-            outcome = await self._score_and_publish(decoded, rejected)
+            outcome, shadowed = await self._score_and_publish(decoded, rejected)
         except _EngineFault as fault:
             await self._isolate(decoded, rejected, fault)
             return
         await self._persist()
         self._account(outcome)
+        if shadowed is not None and self.shadow is not None:
+            live_accuracy.account(
+                self.metrics, shadowed.labelling, model_version=self.shadow.engine.model_version, role=self.shadow.engine.role,
+            )
 
     async def _isolate(self, decoded: list[_Decoded], rejected: list[OutRecord], fault: _EngineFault) -> None:
         """Settle the batch one message at a time, dead-lettering the ones the engine fails on."""
@@ -264,7 +268,11 @@ class BatchPipeline:
         """The live engine, then the shadow's if there is one: what is persisted and discarded together."""
         return [self.engine] if self.shadow is None else [self.engine, self.shadow.engine]
 
-    async def _score_and_publish(self, decoded: list[_Decoded], rejected: list[OutRecord]) -> BatchOutcome:
+    async def _score_and_publish(
+        self, decoded: list[_Decoded], rejected: list[OutRecord]
+    ) -> tuple[BatchOutcome, BatchOutcome | None]:
+        """Score with the live engine (and the shadow's) and publish; the two outcomes once
+        the broker acknowledged every record."""
         events = [e for item in decoded for e in item.events]
         attempt = 0
         faults = 0
@@ -273,6 +281,7 @@ class BatchPipeline:
             try:
                 outcome = await self._score(events)
                 records = rejected + self._records(outcome, self.engine, self.topics.risk_scores, self.topics.alerts)
+                shadowed = None
                 if self.shadow is not None:
                     shadowed = await self._score(events, self.shadow.engine, self.metrics.shadow_inference_seconds)
                     # Its level changes alert nobody: no alerts topic.
@@ -281,7 +290,7 @@ class BatchPipeline:
                 started = time.perf_counter()
                 await self.publisher.publish(records)
                 self.metrics.publish_seconds.observe(time.perf_counter() - started)
-                return outcome
+                return outcome, shadowed
             except Exception as exc:  # noqa: BLE001 - every failure is retried or isolated, never raised
                 for engine in self.engines:
                     engine.discard_unpersisted()
@@ -334,7 +343,8 @@ class BatchPipeline:
 
     def _records(self, outcome: BatchOutcome, engine: Engine, risk_scores: str, alerts: str | None) -> list[OutRecord]:
         """``engine``'s risk scores on ``risk_scores`` under its model version, and its level
-        changes on ``alerts`` (None: never alerts, the shadow)."""
+        changes on ``alerts`` (None: never alerts, the shadow); the scores it labelled on
+        scored-outcomes under its role."""
         now = self._now()
         version = engine.model_version
         records: list[OutRecord] = []
@@ -349,7 +359,7 @@ class BatchPipeline:
                     alerts, key,
                     outputs.encode(outputs.alert(scored, model_version=version, raised_at=now)),
                 ))
-        role, horizon_h = self.engine.role, self.engine.horizon_h
+        role, horizon_h = engine.role, engine.horizon_h
         for labelled in outcome.labelling.scores:
             records.append(OutRecord(
                 self.topics.scored_outcomes, labelled.patient_id.encode("utf-8"),
