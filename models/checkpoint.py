@@ -7,7 +7,8 @@ A checkpoint is a directory with two files:
   tensor format: loading it cannot run code, unlike a pickle.
 * ``manifest.json`` — format version, model version, variable order, normalisation, horizon,
   architecture, calibration, alert thresholds, training data provenance, metrics and the
-  sha256 of the weights file.
+  sha256 of the weights file. The manifest's calibration is the one served (it equals the
+  stored one unless a site recalibrated: then the weights file is the parent's, unchanged).
 
 ``load_checkpoint`` trusts nothing: it hashes the weights before parsing them, refuses
 variables this build's catalogue (``schemas.variables``) does not know, rebuilds the network
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -114,6 +116,8 @@ def load_checkpoint(directory: Path | str, device: torch.device | str = "cpu") -
         raise CheckpointError(f"{weights}: unexpected tensors {sorted(unknown)}")
     if manifest.get("normalisation") != _normalisation(encoder):
         raise CheckpointError(f"{directory / MANIFEST_FILE}: normalisation differs from the one in {WEIGHTS_FILE}")
+    if "calibration" in manifest:
+        model.set_calibration(*_calibration(directory / MANIFEST_FILE, manifest["calibration"]))
     device = torch.device(device)
     return LoadedModel(model.to(device).eval(), encoder.to(device), manifest)
 
@@ -153,6 +157,19 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             f"for {len(features)} variables and inputs {inputs}"
         )
     return manifest
+
+
+def _calibration(path: Path, calibration: Any) -> tuple[float, float]:
+    """The manifest's Platt scale and bias: they rule over the ones stored with the weights, so
+    a site's recalibration (``vitalwatch recalibrate``) ships the parent's weights byte for byte.
+    The scale must be positive: calibration may move risks, never reorder them."""
+    try:
+        method, scale, bias = calibration["method"], float(calibration["scale"]), float(calibration["bias"])
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: calibration must be {{method: platt, scale, bias}}, got {calibration!r}") from exc
+    if method != "platt" or not (math.isfinite(scale) and math.isfinite(bias)) or scale <= 0:
+        raise CheckpointError(f"{path}: calibration must be Platt with a finite positive scale and a finite bias, got {calibration!r}")
+    return scale, bias
 
 
 def _inputs(manifest: dict[str, Any]) -> Any:

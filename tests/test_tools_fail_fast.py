@@ -124,6 +124,11 @@ CASES: dict[str, Case] = {
         ("validate", "--bootstrap", KAFKA), _env(),
         f"vitalwatch validate: cannot reach Kafka at {KAFKA} (set by --bootstrap) within 10 s",
     ),
+    "recalibrate, environment": Case(
+        ("recalibrate", "--out", "unused", "--target", "specificity", "--medium", "0.9", "--high", "0.97"),
+        _env(VITALWATCH_KAFKA_BOOTSTRAP=KAFKA),
+        f"vitalwatch recalibrate: cannot reach Kafka at {KAFKA} (set by VITALWATCH_KAFKA_BOOTSTRAP) within 10 s",
+    ),
     # A password in the URL is never printed.
     "dev, REDIS_URL": Case(
         ("dev", "--seconds", "5"), _env(REDIS_URL=f"redis://:{SECRET}@{REDIS}/0"),

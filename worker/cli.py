@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "evaluate",
     "validate",
+    "recalibrate",
     "distill",
     "bench",
     "schemas_cmd",
