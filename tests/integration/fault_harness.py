@@ -233,13 +233,15 @@ def produce_now(producer: KafkaProducer, topics: Mapping[str, str], events: Sequ
 
 @dataclass
 class Reference:
-    """The uninterrupted run: score per event_id, alert ids, and final state per patient, and
-    the recent-ids hashes of its encounters (to tell them from observations in a ring)."""
+    """The uninterrupted run: score per event_id, alert ids, and final state per patient, the
+    recent-ids hashes of its encounters (to tell them from observations in a ring), and the
+    label and resolution of every score it labelled, by event_id."""
 
     risks: dict[str, float]
     alerts: set[str]
     states: dict[str, PatientState]
     encounter_ids: frozenset[int] = frozenset()
+    labels: dict[str, tuple[bool, str]] = field(default_factory=dict)
 
 
 def reference_run(
@@ -259,6 +261,7 @@ async def _reference(
     engine = RiskEngine(model, store, capacity=100_000, policy=AlertPolicy.from_manifest(model.manifest), device="cpu")
     risks: dict[str, float] = {}
     alerts: set[str] = set()
+    labels: dict[str, tuple[bool, str]] = {}
     try:
         inputs = []
         for event in events:
@@ -273,12 +276,13 @@ async def _reference(
                 risks[scored.event.event_id] = scored.risk
                 if scored.alert is not None:
                     alerts.add(scored.alert.alert_id)
+            labels.update((s.score.event_id, (s.label, s.resolution)) for s in outcome.labelling.scores)
         patients = sorted({e.payload["patient_id"] for e in events})
         states = await _load_states(store, patients, engine.model_version, model)
     finally:
         await store.close()
     encounters = [e.payload["event_id"] for e in events if e.topic == "encounters"]
-    return Reference(risks, alerts, states, frozenset(id_hashes(encounters).tolist()))
+    return Reference(risks, alerts, states, frozenset(id_hashes(encounters).tolist()), labels)
 
 
 async def _load_states(store: RedisStateStore, patients: list[str], version: str, model: Any) -> dict[str, PatientState]:
