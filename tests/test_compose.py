@@ -90,10 +90,11 @@ def test_metrics_port_is_the_same_everywhere(services: dict[str, Any]) -> None:
 
 def test_init_container_creates_exactly_the_settings_topics(services: dict[str, Any]) -> None:
     env = services["kafka-init"]["environment"]
-    created = set(env["TOPICS"].split()) | {env["DEAD_LETTER_TOPIC"]}
+    created = set(env["TOPICS"].split()) | {env["DEAD_LETTER_TOPIC"], env["SCORED_OUTCOMES_TOPIC"]}
     defaults = Settings.model_fields
     expected = {defaults[f].default for f in defaults if f.startswith("topic_")}
-    assert created == expected and len(expected) == 7
+    assert created == expected and len(expected) == 10
+    assert int(env["SCORED_OUTCOMES_RETENTION_MS"]) == -1  # retained, never deleted by age
     assert int(env["PARTITIONS"]) > 1
     assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
 
