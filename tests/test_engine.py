@@ -353,3 +353,49 @@ async def test_a_copy_older_than_the_last_recent_ids_events_is_applied_again(sto
     outcome = await e.score([recent, forgotten])
     assert outcome.duplicates == [recent]
     assert [s.event for s in outcome.scored] == [forgotten]
+
+
+def _with_weights(version: str, sha: str, seed: int = 0) -> SimpleNamespace:
+    model = loaded(version)
+    model.manifest["weights_sha256"] = sha
+    if seed:
+        torch.manual_seed(seed)
+        for parameter in model.model.parameters():
+            parameter.data.normal_(0.0, 0.3)
+    return model
+
+
+async def test_reload_with_the_same_weights_keeps_every_patients_state(store, redis_url: str, unique: str) -> None:
+    batches = stream(patients=3, steps=4)
+    continuous = engine(store, capacity=8)
+    reference = [await continuous.score(b) for b in batches]
+    continuous.discard_unpersisted()
+
+    other = RedisStateStore(redis_url, prefix=f"test:{unique}:reload:", ttl_s=600)
+    reloading = RiskEngine(_with_weights("v1", "abc"), other, capacity=8, policy=AlertPolicy(), device=CPU)
+    for b in batches[:2]:
+        await reloading.score(b)
+        await reloading.persist()
+    assert await reloading.reload(_with_weights("v1-site", "abc"), AlertPolicy(medium=0.5, high=0.7)) is True
+    assert reloading.resident == 3 and reloading.model_version == "v1-site"
+    for want, b in zip(reference[2:], batches[2:]):
+        got = await reloading.score(b)
+        assert [s.risk for s in got.scored] == pytest.approx([s.risk for s in want.scored], abs=1e-6)
+    await other.close()
+
+
+async def test_reload_with_other_weights_starts_each_patients_model_state_fresh(store, redis_url: str, unique: str) -> None:
+    batches = stream(patients=2, steps=3)
+    reloading = engine(store, capacity=8)
+    for b in batches[:2]:
+        await reloading.score(b)
+        await reloading.persist()
+    assert await reloading.reload(_with_weights("v2", "def", seed=7), AlertPolicy()) is False
+    assert reloading.resident == 0
+    got = await reloading.score(batches[2])
+    fresh_store = RedisStateStore(redis_url, prefix=f"test:{unique}:fresh:", ttl_s=600)
+    fresh = RiskEngine(_with_weights("v2", "def", seed=7), fresh_store, capacity=8, policy=AlertPolicy(), device=CPU)
+    want = await fresh.score(batches[2])
+    assert [s.risk for s in got.scored] == pytest.approx([s.risk for s in want.scored], abs=1e-6)
+    assert not (await reloading.score(batches[2])).scored  # watermarks survived the reset: a redelivery is still a duplicate
+    await fresh_store.close()

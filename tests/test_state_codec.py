@@ -146,6 +146,20 @@ def test_other_model_version_is_refused_but_keeps_what_is_not_the_models() -> No
     assert not kept.h.any() and np.isnan(kept.last_value).all() and kept.level == 0 and math.isnan(kept.prev_time)
 
 
+def test_a_version_with_the_same_weights_is_this_models_state() -> None:
+    """A recalibration (same weights, another version) continues its parent's patients: after a
+    restart or a reload their stored LSTM state loads as it is."""
+    state = _state(np.random.default_rng(4))
+    data = pack(state, "parent")
+    loaded = unpack(data, model_version="parent-site-1", same_weights={"parent"}, **SHAPE)
+    np.testing.assert_array_equal(loaded.h, state.h)
+    assert loaded.level == state.level
+    with pytest.raises(ModelMismatchError):
+        unpack(data, model_version="parent-site-1", same_weights={"another"}, **SHAPE)
+    with pytest.raises(ModelMismatchError, match="hidden=64"):  # the same version list never overrides the shape
+        unpack(data, model_version="parent-site-1", same_weights={"parent"}, num_layers=2, hidden_size=32)
+
+
 def test_other_shape_is_refused() -> None:
     data = pack(_state(np.random.default_rng(3)), "v1")
     with pytest.raises(ModelMismatchError, match="hidden=64"):

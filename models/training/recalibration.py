@@ -190,8 +190,9 @@ def write_recalibrated(
     parent: Path | str, directory: Path | str, result: Recalibration, *, version: str, evidence: Mapping[str, Any], target: Mapping[str, Any]
 ) -> Path:
     """A new checkpoint in ``directory``: the parent's weights file copied byte for byte (same
-    sha256), its manifest with the new version, calibration and thresholds, and a
-    ``recalibration`` block naming the parent (version, weights sha256, calibration,
+    sha256), its manifest with the new version, calibration and thresholds, ``same_weights_as``
+    (the parent's version and those it shared its weights with: a worker keeps patients' states
+    written by any of them), and a ``recalibration`` block naming the parent (version, weights sha256, calibration,
     thresholds), the evidence and the target. Loaded back through ``load_checkpoint`` before
     returning, so a checkpoint that would not verify is never left behind as if it did."""
     parent, directory = Path(parent), Path(directory)
@@ -200,8 +201,10 @@ def write_recalibrated(
         raise FileExistsError(f"{directory}: exists and is not empty; choose a new directory for the new checkpoint")
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(parent / manifest.get("weights_file", WEIGHTS_FILE), directory / WEIGHTS_FILE)
+    same_weights = [*manifest.get("same_weights_as", []), manifest["version"]]
     manifest.update(
         version=version,
+        same_weights_as=same_weights,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         calibration=result.calibration,
         alert_thresholds=result.alert_thresholds,

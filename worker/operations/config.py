@@ -165,7 +165,11 @@ class Settings(BaseSettings):
         "on a shared machine extra torch threads fight it (and the broker, Redis, other workers) for cores.",
     )
     checkpoint: Path | None = Field(
-        None, description="Model checkpoint directory (unset: the checkpoint shipped in models/checkpoints/default)."
+        None,
+        description=(
+            "Model checkpoint directory (unset: the checkpoint shipped in models/checkpoints/default). "
+            "SIGHUP reloads it without a restart: point it at a symlink and move the link to switch."
+        ),
     )
     shadow_checkpoint: Path | None = Field(
         None,

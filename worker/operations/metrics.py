@@ -90,6 +90,11 @@ class Metrics:
             ["version", "device", "role"], registry=r,
         )
         self._model_labels: dict[str, tuple[str, str, str]] = {}
+        self.model_reloads = Counter(
+            "vitalwatch_model_reloads",
+            "Checkpoint reloads asked for by SIGHUP, by outcome: kept_state (same weights), reset_state (other weights), refused (did not verify or load; the old model still serves).",
+            ["outcome"], registry=r,
+        )
         self.dependency_up = Gauge(
             "vitalwatch_dependency_up", "1 when the last health check reached the dependency.", ["dependency"],
             registry=r,

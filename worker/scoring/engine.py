@@ -39,7 +39,13 @@ Rules the rest of the worker relies on:
 * A stored state written by another model version (or shape) is not loaded into this model:
   the patient starts fresh (keeping its watermark, recent ids and encounter context) and a
   warning is logged. The first step of a fresh patient scores from an empty history, so
-  levels may re-alert after a model upgrade.
+  levels may re-alert after a model upgrade. A version with this model's very weights (the
+  manifest's ``same_weights_as``: the parents of a recalibration) is this model's state.
+* ``reload`` replaces the model between batches (the caller makes sure no batch is in flight):
+  with the same weights (sha256, architecture, inputs, horizon) only calibration and
+  thresholds change and every resident patient keeps its state; with other weights the slab
+  is emptied after a persist, and each patient is read back from Redis when next seen, where
+  the rule above starts its LSTM state fresh.
 * Encounters (admission, transfer, discharge) are events like observations — in order per
   patient, past the watermark, in the recent-ids ring, duplicates skipped — but not steps of
   the model and not scored. An admission sets the patient's context (age, sex, admission time,
@@ -155,19 +161,15 @@ class RiskEngine:
         role: str = "live",
     ) -> None:
         device = torch.device(device)
-        self._model = model.model.eval()
-        weights_on = next(self._model.parameters()).device
+        weights_on = next(model.model.parameters()).device
         if weights_on.type != device.type or (device.index is not None and weights_on.index != device.index):
             raise ValueError(f"model weights are on {weights_on}, the engine's device is {device}: load the checkpoint there")
-        self._encoder = model.encoder
-        self.model_version = str(model.manifest["version"])
         self.role = role
-        self.horizon_h = float(model.manifest.get("horizon_hours", DEFAULT_HORIZON_H))
+        self._take(model, policy)
         self._labeller = Labeller(horizon_s=self.horizon_h * 3600.0, delay_s=outcome_delay_s, cap=history_cap)
         self._store = store
-        self._policy = policy
         self._carry_forward_s = carry_forward_s
-        self._shape = dict(num_layers=self._model.num_layers, hidden_size=self._model.hidden_size)
+        self._capacity = capacity
         with torch.inference_mode():
             self._slab = StateSlab(capacity, device=device, n_vars=len(VARIABLES), **self._shape)
         self._dirty: set[str] = set()
@@ -175,6 +177,40 @@ class RiskEngine:
         self._evicted: dict[str, bytes] = {}  # packed dirty patients evicted since the last persist
         self._evicted_tombstones: set[str] = set()  # which of those were discharged
         self._lock = asyncio.Lock()
+
+    def _take(self, model: LoadedModel, policy: AlertPolicy) -> None:
+        """Serve ``model`` with ``policy``: what identifies its weights, version and horizon."""
+        manifest = model.manifest
+        self._model = model.model.eval()
+        self._encoder = model.encoder
+        self._policy = policy
+        self.model_version = str(manifest["version"])
+        self.horizon_h = float(manifest.get("horizon_hours", DEFAULT_HORIZON_H))
+        self._shape = dict(num_layers=self._model.num_layers, hidden_size=self._model.hidden_size)
+        self._same_weights = frozenset(str(v) for v in manifest.get("same_weights_as", ()))
+        self._weights = (
+            manifest.get("weights_sha256"), tuple(manifest.get("features", ())), tuple(manifest.get("inputs", ())),
+            self.horizon_h, tuple(self._shape.values()),
+        )
+
+    async def reload(self, model: LoadedModel, policy: AlertPolicy) -> bool:
+        """Serve ``model`` from the next batch on; True when every patient kept its state (same
+        weights), False when the slab was emptied (other weights: see the module doc). Nothing
+        changes when the persist that comes first fails (the error is raised)."""
+        weights_on = next(model.model.parameters()).device
+        if weights_on != next(self._model.parameters()).device:
+            raise ValueError(f"the new model's weights are on {weights_on}, the engine's device is {self.device}")
+        async with self._lock:
+            await self._persist()
+            before, previous = self._weights, self.model_version
+            self._take(model, policy)
+            if self._weights == before:
+                self._same_weights |= {previous}
+                return True
+            self._labeller = Labeller(horizon_s=self.horizon_h * 3600.0, delay_s=self._labeller.delay_s, cap=self._labeller.cap)
+            with torch.inference_mode():
+                self._slab = StateSlab(self._capacity, device=self.device, n_vars=len(VARIABLES), **self._shape)
+            return False
 
     @property
     def resident(self) -> int:
@@ -259,7 +295,7 @@ class RiskEngine:
                 fresh[p] = {}
                 continue
             try:
-                restored[p] = unpack(stored[p], model_version=self.model_version, **self._shape)
+                restored[p] = unpack(stored[p], model_version=self.model_version, same_weights=self._same_weights, **self._shape)
             except ModelMismatchError as exc:
                 restored[p] = exc.state  # fresh for this model; watermark, recent ids and context kept
                 if not exc.state.discharged:  # a tombstone holds no model state to lose

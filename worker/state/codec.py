@@ -50,7 +50,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -239,10 +239,12 @@ def unpack(
     hidden_size: int,
     variables: Sequence[str] = VARIABLE_NAMES,
     previous: Sequence[Sequence[str]] = PREVIOUS_CATALOGUES,
+    same_weights: Collection[str] = (),
 ) -> PatientState:
-    """Parse a record (format 1 to 4) and check it belongs to this model; values come back
-    in the order of ``variables`` whatever catalogue (``variables`` or one of ``previous``)
-    the record was written in.
+    """Parse a record (format 1 to 4) and check it belongs to this model (``model_version``,
+    or one of ``same_weights``: versions with this model's very weights, such as the parent of
+    a recalibration); values come back in the order of ``variables`` whatever catalogue
+    (``variables`` or one of ``previous``) the record was written in.
 
     Raises ``StateCodecError`` for bytes that are not a valid record (or written in a variable
     order this worker does not know) and ``ModelMismatchError`` for a valid record of another
@@ -273,7 +275,7 @@ def unpack(
     discharged = fmt >= 3 and bool(record["flags"] & _DISCHARGED)
     recent_ids = _newest(record["recent_ids"], RECENT_IDS)
     stored_version = bytes(record["version"]).decode(errors="replace")
-    if stored_version != model_version or (layers, hidden) != (num_layers, hidden_size):
+    if (stored_version != model_version and stored_version not in same_weights) or (layers, hidden) != (num_layers, hidden_size):
         kept = PatientState.fresh(num_layers=num_layers, hidden_size=hidden_size, n_vars=len(variables))
         kept.watermark, kept.recent_ids, kept.discharged, kept.history = watermark, recent_ids, discharged, history
         for name, value in context.items():

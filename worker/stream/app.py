@@ -23,6 +23,10 @@ Shutdown mid-batch (Stopping) raises BatchWithheld: the batch is never committed
 redelivered after restart. A rebalance waits for the batch in flight, then release_revoked
 flushes the revoked patients. The pipeline (model, slab, Redis client) is built when the app
 starts, and a failure there stops the worker.
+
+SIGHUP reloads the live checkpoint from VITALWATCH_CHECKPOINT (point it at a symlink and move
+the link to switch): loaded and verified off the event loop, swapped in between two batches
+(``Runtime.batch_lock``), refused with the old model serving on when it does not verify.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import asyncio
 import gc
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -100,14 +105,57 @@ class Runtime:
         self.shadow_engine: Any = None
         self.pipeline: BatchPipeline | None = None
         self._started = asyncio.Event()
+        # Held by each batch from score to persist, and by a reload's swap: never mid-batch.
+        self.batch_lock = asyncio.Lock()
+        self._reload: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Build the pipeline once; batches wait for it (``ready_pipeline``)."""
+        """Build the pipeline once; batches wait for it (``ready_pipeline``). SIGHUP then
+        reloads the checkpoint (``reload``)."""
         try:
             self.pipeline = await self._build_pipeline()
             freeze_startup_heap()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.request_reload)
         finally:
             self._started.set()
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload the live checkpoint unless a reload is already under way."""
+        if self._reload is not None and not self._reload.done():
+            log.warning("SIGHUP while a checkpoint reload is under way: ignored")
+            return
+        self._reload = asyncio.ensure_future(self.reload())
+
+    async def reload(self) -> None:
+        """Load and verify VITALWATCH_CHECKPOINT again (off the event loop), then swap it in
+        between two batches. Same weights: every patient keeps its state, calibration and
+        thresholds change. Other weights: resident state is dropped after a persist and each
+        patient's LSTM state starts fresh when next seen (worker.scoring.engine). A checkpoint
+        that does not verify or load is refused, logged and counted; the old model serves on."""
+        from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+        from worker.scoring.alert_policy import AlertPolicy
+
+        path = self.settings.checkpoint or DEFAULT_CHECKPOINT
+        serving = self.engine.model_version
+        try:
+            model = await asyncio.to_thread(load_checkpoint, path, self.device)
+            policy = AlertPolicy.from_manifest(model.manifest)
+            async with self.batch_lock:
+                kept = await self.engine.reload(model, policy)
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the old model serving
+            self.metrics.model_reloads.labels(outcome="refused").inc()
+            log.error(
+                "checkpoint reload refused: the old model serves on",
+                extra={"checkpoint": str(path), "model_version": serving, "error": type(exc).__name__, "detail": str(exc)},
+            )
+            return
+        self.metrics.model_reloads.labels(outcome="kept_state" if kept else "reset_state").inc()
+        self.metrics.set_model(self.engine.model_version, self.device, role="live")
+        self.metrics.resident_patients.set(self.engine.resident)
+        log.warning(
+            "checkpoint reloaded" if kept else "checkpoint reloaded with other weights: patients' model state starts fresh",
+            extra={"checkpoint": str(path), "previous_version": serving, "model_version": self.engine.model_version, "state_kept": kept},
+        )
 
     async def ready_pipeline(self) -> BatchPipeline:
         """The pipeline once ``start`` has built it; raises if building it failed (the app is
@@ -250,7 +298,8 @@ async def score_batch(messages: Sequence[Message]) -> None:
     pipeline = await runtime.ready_pipeline()
     batch = [to_raw(m) for m in messages]
     try:
-        await pipeline.process(batch)
+        async with runtime.batch_lock:
+            await pipeline.process(batch)
     except Stopping:
         log.warning("stopping with an unfinished batch; it is redelivered on restart", extra={"messages": len(batch)})
         raise BatchWithheld() from None
