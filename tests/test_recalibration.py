@@ -63,7 +63,7 @@ def test_a_miscalibrated_stream_is_recalibrated_to_the_target(evidence) -> None:
     assert manifest["weights_sha256"] == json.loads((parent / MANIFEST_FILE).read_text())["weights_sha256"]
     recal = manifest["recalibration"]
     assert recal["parent"]["version"] == "vw-miscalibrated-test"
-    assert recal["evidence"]["live_scores"] == scores.size and recal["evidence"]["observed_from"]
+    assert recal["evidence"]["scores"] == scores.size and recal["evidence"]["observed_from"]
     assert recal["target"] == {"kind": "alerts-per-day", "medium": TARGET_MEDIUM, "high": TARGET_HIGH}
 
     # The new checkpoint's own risks are the fitted layer on the parent's: one Platt step.

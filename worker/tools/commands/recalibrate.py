@@ -1,8 +1,9 @@
 """`vitalwatch recalibrate`: fit the calibration and the alert thresholds again on this site's labelled scores.
 
-Reads the live model's labelled scores (the scored-outcomes topic, or ``--scored FILE.jsonl``,
-an export such as ``vitalwatch validate --export`` writes), of the parent checkpoint's own
-version (the risks it published are what is refitted), observed in ``[--since, --until)``;
+Reads the labelled scores of the parent checkpoint's own version (the risks it published are
+what is refitted; ``--role shadow`` when it ran as the shadow model) from the scored-outcomes
+topic, or ``--scored FILE.jsonl`` (an export such as ``vitalwatch validate --export`` writes),
+observed in ``[--since, --until)``;
 fits a Platt layer on them and sets each level's threshold at the site's target: a
 specificity (``--target specificity --medium 0.90 --high 0.97``) or alerts per patient-day
 (``--target alerts-per-day --medium 0.5 --high 0.1``). Refuses too little evidence (by default
@@ -44,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", choices=("specificity", "alerts-per-day"), required=True, help="what the thresholds are set on")
     parser.add_argument("--medium", type=float, required=True, help="the medium level's goal: a specificity in (0, 1] or alerts per patient-day")
     parser.add_argument("--high", type=float, required=True, help="the high level's goal (a higher specificity, or fewer alerts per patient-day)")
+    parser.add_argument(
+        "--role", choices=("live", "shadow"), default="live",
+        help="whose labelled scores: the checkpoint ran live (default) or as the shadow model",
+    )
     parser.add_argument("--scored", type=Path, metavar="FILE.jsonl", help="read labelled scores from this export instead of the topic")
     add_selection_arguments(parser)
     parser.add_argument("--min-outcomes", type=positive_int, help="patients with an outcome needed (default 100)")
@@ -91,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
         except (KafkaError, TimeoutError) as exc:
             print(f"vitalwatch recalibrate: {exc}", file=sys.stderr)
             return 1
-    live = [r for r in read.records if r.role == "live"]
-    scores = LabelledScores.from_records(live)
+    scores = LabelledScores.from_records([r for r in read.records if r.role == args.role])
     try:
         result = recalibrate(
             scores, manifest, args.target, {"medium": args.medium, "high": args.high},
@@ -103,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     version = args.version or f"{manifest['version']}-site-{datetime.now(timezone.utc):%Y%m%dT%H%M}"
     evidence = {
-        "source": source, "selection": selection.describe(), "records": read.counts(), "live_scores": scores.size,
+        "source": source, "selection": selection.describe(), "role": args.role, "records": read.counts(), "scores": scores.size,
         "positive_scores": int(scores.label.sum()), "patients": len(scores.patient_ids),
         "patients_with_outcome": int(len(set(scores.patient[scores.label].tolist()))),
         "observed_from": _iso(float(scores.observed_at.min())), "observed_until": _iso(float(scores.observed_at.max())),
