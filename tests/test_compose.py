@@ -142,6 +142,21 @@ def test_grafana_queries_only_metrics_the_worker_exports() -> None:
         assert f"vitalwatch_{family}" in used, f"no panel shows vitalwatch_{family}"
 
 
+def test_grafana_has_the_clinical_performance_row() -> None:
+    """AUROC over 7 and 30 days for the model and NEWS2, PPV, sensitivity, alert burden, lead
+    time and calibration, from the live-accuracy counters (docs/operations.md's PromQL)."""
+    dashboard = json.loads((REPO / "deploy/grafana/dashboards/vitalwatch.json").read_text())
+    row = next(i for i, p in enumerate(dashboard["panels"]) if p["type"] == "row" and p["title"] == "Clinical performance")
+    exprs = " ".join(t["expr"] for p in dashboard["panels"][row + 1 :] for t in p["targets"])
+    for needed in (
+        "vitalwatch_labelled_negatives_total[7d]", "vitalwatch_labelled_positives_ranked_total[30d]",
+        "vitalwatch_labelled_news2_positives_ranked_total[7d]", 'vitalwatch_labelled_alerts_total{label="positive"}',
+        'vitalwatch_outcomes_total{alerted="true"}', "vitalwatch_patient_hours_total", "vitalwatch_alert_lead_hours_bucket",
+        "vitalwatch_calibration_observed_total", "vitalwatch_calibration_predicted_total",
+    ):
+        assert needed in exprs, needed
+
+
 def test_grafana_provisioning_points_at_the_dashboard_and_datasource(services: dict[str, Any]) -> None:
     provisioning = REPO / "deploy/grafana/provisioning"
     datasource = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())["datasources"][0]
