@@ -359,9 +359,13 @@ def test_replay_events_decode_to_exactly_the_series(tmp_path: Path) -> None:
     assert stay.stay_id == "p000019"
     assert [(e.topic, e.payload.get("kind")) for e in stay.events] == [
         ("encounters", "admission"), ("encounters", "transfer"), ("labs", None), ("vitals", None), ("labs", None), ("vitals", None),
+        ("outcomes", "sepsis_onset"),
     ]
-    assert all(e.payload["patient_id"] == "p000019" and e.payload["source"] == "physionet2019" for e in stay.events)
-    observations = stay.events[2:]
+    assert all(e.payload["patient_id"] == "p000019" for e in stay.events)
+    assert {e.payload["source"] for e in stay.events} == {"physionet2019", "site_rule"}
+    [onset] = decode("outcomes", orjson.dumps(stay.events[-1].payload))
+    assert onset.occurred_ts == stay.events[-1].observed_ts == stay.series.event_at, "first SepsisLabel hour + 6 h"
+    observations = stay.events[2:-1]
     assert len(observations) == len(stay.series.ts), "one series row per message: the steps the worker takes"
     for row, event in enumerate(observations):
         [observation] = decode(event.topic, orjson.dumps(event.payload))

@@ -1,4 +1,5 @@
-"""encounters.v1 payloads as the data sets' interface engines would send them.
+"""encounters.v1 payloads as the data sets' interface engines would send them (and the
+outcomes.v1 record of a stay's clinical event, which only the data sets know).
 
 The simulator, the PhysioNet PSV loader and the CLIF adapter each know a stay's admission,
 transfers and discharge in their own terms; they all publish them in one wire shape, built
@@ -13,11 +14,15 @@ time would be wrong by the move (decades for MIMIC's shifted dates).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from schemas.encounter import Disposition, Encounter, EncounterKind, Sex, UnitKind
+
+if TYPE_CHECKING:  # pydantic models behind them: not for the command line's parsers (see decoded)
+    from schemas.outcome import OutcomeSource
+    from schemas.scored_outcome import OutcomeKind
 
 #: The payload field that carries the time, per encounter kind (observations: ``observed_at``).
 TIME_FIELDS: dict[EncounterKind, str] = {
@@ -26,6 +31,8 @@ TIME_FIELDS: dict[EncounterKind, str] = {
     "discharge": "discharged_at",
 }
 OBSERVED_AT = "observed_at"
+#: The time field of an outcomes.v1 payload (told apart by its kind: an outcome kind).
+OCCURRED_AT = "occurred_at"
 
 
 def rfc3339(ts: float) -> str:
@@ -34,9 +41,17 @@ def rfc3339(ts: float) -> str:
 
 
 def time_field(payload: dict[str, Any]) -> str:
-    """Which field of a vitals.v1, labs.v1 or encounters.v1 payload holds its instant."""
+    """Which field of a vitals.v1, labs.v1, encounters.v1 or outcomes.v1 payload holds its instant."""
     kind = payload.get("kind")
+    if OCCURRED_AT in payload:
+        return OCCURRED_AT
     return TIME_FIELDS[kind] if kind in TIME_FIELDS else OBSERVED_AT
+
+
+def outcome(event_id: str, patient_id: str, ts: float, kind: OutcomeKind, *, source: OutcomeSource) -> dict[str, Any]:
+    """An outcomes.v1 record of an outcome that occurred at ``ts`` (the simulator's and the
+    replays' ground truth: what labels the worker's scores)."""
+    return {"event_id": event_id, "patient_id": patient_id, "kind": kind, "occurred_at": rfc3339(ts), "source": source}
 
 
 def admission(

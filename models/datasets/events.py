@@ -13,7 +13,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 from models.datasets.encounters import rfc3339, time_field
 
-Topic = Literal["vitals", "labs", "encounters"]
+Topic = Literal["vitals", "labs", "encounters", "outcomes"]
 
 #: Order among a stay's events at one instant (see SimEvent.feed_rank).
 _FEED_RANK = {"admission": 0, "transfer": 1, "discharge": 3}
@@ -23,7 +23,7 @@ _OBSERVATION_RANK = 2
 @dataclass(frozen=True, slots=True)
 class SimEvent:
     """One message as a producer would publish it: topic, JSON payload, and its time
-    (``observed_ts``: when it was observed, or when an encounter happened)."""
+    (``observed_ts``: when it was observed, or when an encounter or an outcome happened)."""
 
     topic: Topic
     payload: dict[str, Any]
@@ -67,4 +67,4 @@ def side_by_side(stays: Iterable[tuple[str, Sequence[SimEvent]]]) -> list[SimEve
 
 
 def _first_observation(events: Sequence[SimEvent]) -> float | None:
-    return next((e.observed_ts for e in events if e.topic != "encounters"), None)
+    return next((e.observed_ts for e in events if e.topic in ("vitals", "labs")), None)

@@ -361,7 +361,8 @@ def _encounter_payloads(stay_id: str, context: _Context) -> list[dict[str, Any]]
 def _stay_events(stay: _ParsedStay) -> tuple[SimEvent, ...]:
     """The stay's encounters, then per event row (an hour's labs, then its vital signs) its
     labs.v1 or vitals.v1 payload, each accepted by ``schemas.decode`` (the loader's range checks are the contract's:
-    a refusal here is a loader bug, reported as a PsvFormatError naming file and hour)."""
+    a refusal here is a loader bug, reported as a PsvFormatError naming file and hour); a
+    septic stay's sepsis onset as an outcomes.v1 record, in time order."""
     stay_id = stay.series.patient_id
     events = [SimEvent("encounters", payload, adt.decoded(payload).occurred_ts) for payload in stay.encounters]
     columns = {name: VARIABLE_INDEX[name] for name in (*_VITAL_FIELDS, *_LAB_CODES)}
@@ -374,6 +375,10 @@ def _stay_events(stay: _ParsedStay) -> tuple[SimEvent, ...]:
         else:
             vitals = {name: measured[name] for name in _VITAL_FIELDS if name in measured}
             events.append(_checked(stay.path, hour, "vitals", {"event_id": f"{SOURCE}:{stay_id}:vitals:{hour:g}", **header, **vitals, "source": SOURCE}, ts))
+    onset = stay.series.event_at
+    if onset is not None:  # the onset the label encodes (first SepsisLabel hour + 6 h), after that hour's rows
+        record = adt.outcome(f"{SOURCE}:{stay_id}:sepsis_onset", stay_id, onset, "sepsis_onset", source="site_rule")
+        events = sorted([*events, SimEvent("outcomes", record, onset)], key=lambda e: e.observed_ts)
     return tuple(events)
 
 

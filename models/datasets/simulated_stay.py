@@ -16,7 +16,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from models.datasets import encounters as adt
 from models.datasets.events import SimEvent
+from schemas.scored_outcome import OutcomeKind
 
 #: A fixed past Monday, so a seed alone pins every timestamp.
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=timezone.utc)
@@ -51,15 +53,29 @@ class SimulatedPatient:
     encounters: list[SimEvent]
     icu_type: str | None = None
 
-    def feed(self) -> list[SimEvent]:
+    def feed(self, *, outcomes: bool = False) -> list[SimEvent]:
         """Everything the stay sends, in time order: the encounters that open the stay (at or
         before its first observation), the observations, then the encounter that ends it (after
         the first observation, at or after the last one), so this is also the order at equal
-        times."""
+        times; with ``outcomes`` its outcome too, at the clinical event (after the observations
+        of that instant)."""
         first = self.events[0].observed_ts if self.events else float("inf")
         opening = [e for e in self.encounters if e.observed_ts <= first]
         closing = [e for e in self.encounters if e.observed_ts > first]
-        return [*opening, *self.events, *closing]
+        stay = [*opening, *self.events, *closing]
+        if not outcomes or self.deterioration_at is None:
+            return stay
+        return sorted([*stay, self.outcome()], key=lambda e: e.observed_ts)  # stable: ties keep the stay's order
+
+    def outcome(self) -> SimEvent:
+        """The outcomes.v1 record of the clinical event (deteriorating stays only): a sepsis
+        onset for the sepsis pattern and every septic ICU stay, a rapid-response call for the
+        ward's respiratory and haemorrhage patterns (the ward's ICU transfer or death that
+        follows comes from the encounters)."""
+        assert self.deterioration_at is not None, "a stable stay has no outcome"
+        kind: OutcomeKind = "sepsis_onset" if self.pattern == "sepsis" else "rapid_response"
+        ts = self.deterioration_at.timestamp()
+        return SimEvent("outcomes", adt.outcome(f"{self.patient_id}-outcome", self.patient_id, ts, kind, source="site_rule"), ts)
 
 
 def _patient_key(patient_id: str) -> int:

@@ -605,13 +605,14 @@ def _checked(profile: str) -> str:
 
 
 def interleave(
-    patients: Iterable[SimulatedPatient], *, with_encounters: bool = False
+    patients: Iterable[SimulatedPatient], *, with_encounters: bool = False, with_outcomes: bool = False
 ) -> Iterator[tuple[SimulatedPatient, SimEvent]]:
     """All patients' observations merged in time order (ties by patient order), as a feed would
     carry them; ``with_encounters`` merges in each stay's admission and ending too
-    (``SimulatedPatient.feed``), as `vitalwatch simulate` publishes them."""
+    (``SimulatedPatient.feed``), and ``with_outcomes`` the outcome of each deteriorating stay,
+    as `vitalwatch simulate` publishes them."""
     patients = list(patients)
-    per_patient = [p.feed() if with_encounters else p.events for p in patients]
+    per_patient = [p.feed(outcomes=with_outcomes) if with_encounters else p.events for p in patients]
     streams = [zip((e.observed_ts for e in events), repeat(k), range(len(events))) for k, events in enumerate(per_patient)]
     for _, k, n in heapq.merge(*streams):
         yield patients[k], per_patient[k][n]

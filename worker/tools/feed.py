@@ -120,7 +120,7 @@ def shifted_payload(event: "SimEvent", shift_s: int) -> bytes:
 
 def first_observation_ts(events: Sequence["SimEvent"]) -> float:
     """Where pacing starts: the first observation's time (the first event's when there is none)."""
-    return next((e.observed_ts for e in events if e.topic != "encounters"), events[0].observed_ts)
+    return next((e.observed_ts for e in events if e.topic in ("vitals", "labs")), events[0].observed_ts)
 
 
 def events_to_send(events: Sequence["SimEvent"], speed: float, duration_s: float | None) -> Sequence["SimEvent"]:
@@ -218,7 +218,10 @@ def feed(name: str, settings: "Settings", events: Sequence["SimEvent"], speed: f
     timeline = Timeline.plan(first_observation_ts(events), events[-1].observed_ts, speed, start, time.time())
     progress = Progress(name)
     deadline = start + duration_s if duration_s else None
-    topics = {"vitals": settings.topic_vitals, "labs": settings.topic_labs, "encounters": settings.topic_encounters}
+    topics = {
+        "vitals": settings.topic_vitals, "labs": settings.topic_labs, "encounters": settings.topic_encounters,
+        "outcomes": settings.topic_outcomes,
+    }
     stop = threading.Event()
     try:
         with signals_handled(stop):

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         args.patients, seed=args.seed, deteriorating_fraction=args.deteriorating_fraction,
         admission_window_hours=args.admission_window_hours, profile=args.profile,
     )
-    events = events_to_send([event for _, event in interleave(cohort, with_encounters=True)], speed, args.duration)
+    events = events_to_send([event for _, event in interleave(cohort, with_encounters=True, with_outcomes=True)], speed, args.duration)
     if not events:
         print("simulate: the cohort has no events", file=sys.stderr)
         return 1
