@@ -64,8 +64,10 @@ def topics(broker: EmbeddedBroker, unique: str) -> dict[str, str]:
         "labs": f"labs-{unique}",
         "fhir": f"fhir-observations-{unique}",
         "encounters": f"encounters-{unique}",
+        "outcomes": f"outcomes-{unique}",
         "risk_scores": f"risk-scores-{unique}",
         "alerts": f"alerts-{unique}",
+        "scored_outcomes": f"scored-outcomes-{unique}",
         "dead_letters": f"dead-letters-{unique}",
     }
     create_topics(broker.bootstrap, names.values(), partitions=2)

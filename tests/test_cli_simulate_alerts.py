@@ -29,7 +29,7 @@ from worker.tools.feed import STAMP_MARGIN_S, Timeline, events_to_send, first_ob
 from worker.tools.alert_text import format_alert, read_alert
 from worker.tools.embedded import EmbeddedBroker
 
-INPUTS = ("vitals", "labs", "encounters")
+INPUTS = ("vitals", "labs", "encounters", "outcomes")
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_simulate_publishes_every_event_keyed_and_acceptable_to_the_worker(
     now = time.time()
 
     records = read_all(broker.bootstrap, [topic_env[kind] for kind in INPUTS])
-    expected = {e.payload["event_id"]: p.patient_id for p in cohort for e in p.feed()}
+    expected = {e.payload["event_id"]: p.patient_id for p in cohort for e in p.feed(outcomes=True)}
     assert len(records) == len(expected)
     kinds = {topic_env[kind]: kind for kind in INPUTS}
     assert {kinds[r.topic] for r in records} == set(INPUTS)
@@ -58,7 +58,7 @@ def test_simulate_publishes_every_event_keyed_and_acceptable_to_the_worker(
     for record in records:
         [item] = decode(kinds[record.topic], record.value, now=now)  # raises on a future stamp
         assert record.key.decode() == item.patient_id == expected[item.event_id]
-        stamps.append(item.occurred_ts if kinds[record.topic] == "encounters" else item.observed_ts)
+        stamps.append(item.occurred_ts if kinds[record.topic] in ("encounters", "outcomes") else item.observed_ts)
     # As fast as possible: the whole stay lies in the past, the newest a few seconds ago.
     assert now - 120 < max(stamps) <= now - STAMP_MARGIN_S + 1
 

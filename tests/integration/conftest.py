@@ -115,8 +115,10 @@ def worker_env(broker: EmbeddedBroker, redis_url: str, unique: str, topics: dict
         "VITALWATCH_TOPIC_LABS": topics["labs"],
         "VITALWATCH_TOPIC_FHIR": topics["fhir"],
         "VITALWATCH_TOPIC_ENCOUNTERS": topics["encounters"],
+        "VITALWATCH_TOPIC_OUTCOMES": topics["outcomes"],
         "VITALWATCH_TOPIC_RISK_SCORES": topics["risk_scores"],
         "VITALWATCH_TOPIC_ALERTS": topics["alerts"],
+        "VITALWATCH_TOPIC_SCORED_OUTCOMES": topics["scored_outcomes"],
         "VITALWATCH_TOPIC_DEAD_LETTERS": topics["dead_letters"],
         "VITALWATCH_LOG_LEVEL": "INFO",
     }

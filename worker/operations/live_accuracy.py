@@ -23,10 +23,11 @@ from schemas.outputs import NEWS2_MAX
 from worker.operations.metrics import Metrics
 from worker.scoring.labelling import LabelledScore, Labelling
 
-#: Logit-spaced risk bins: RISK_BINS bins between logit -9 (risk 1.2e-4) and +5 (0.993), the
-#: ends open. The shipped model's risks lie around 0.003-0.3, ~0.1 logit per bin.
-RISK_BINS = 140
-_LOGIT_LOW, _LOGIT_HIGH = -9.0, 5.0
+#: Logit-spaced risk bins: RISK_BINS bins between logit -8 (risk 3.4e-4) and +4 (0.982), the
+#: ends open, 0.05 logit each. The shipped model's risks lie around 0.003-0.3, where one
+#: patient's successive scores often differ by less than 0.1 logit: coarser bins tie them.
+RISK_BINS = 240
+_LOGIT_LOW, _LOGIT_HIGH = -8.0, 4.0
 #: Upper edges of the calibration bands (predicted vs observed), spread where risks lie.
 CALIBRATION_EDGES = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.4, 1.0)
 _BIN_NAMES = [f"{b:03d}" for b in range(RISK_BINS)]

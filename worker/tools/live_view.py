@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, Mapping, Sequence
 
+import numpy as np
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console, Group, RenderableType
@@ -31,10 +32,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from models.evaluation.metrics import auroc
 from schemas.outputs import LEVELS
 from worker.tools.alert_text import MalformedAlert, format_alert, read_alert
 
-Role = Literal["input", "encounter", "score", "alert", "dead_letter"]
+Role = Literal["input", "encounter", "outcome", "score", "alert", "dead_letter", "labelled"]
 ENCOUNTER_KINDS: tuple[str, ...] = ("admission", "transfer", "discharge")
 
 #: Rows of the board on a terminal: the sickest patients first.
@@ -76,6 +78,8 @@ class WardBoard:
     unreadable: int = 0
     alerts: Counter = field(default_factory=Counter)
     recent_alerts: deque = field(default_factory=lambda: deque(maxlen=RECENT_ALERTS))
+    outcomes: int = 0  # outcomes.v1 records sent
+    accuracy: LiveAccuracy = field(default_factory=lambda: LiveAccuracy())
 
     def fold(self, role: Role, value: bytes | None) -> None:
         """Take one record of the given role into account."""
@@ -83,6 +87,11 @@ class WardBoard:
             self.published += 1
         elif role == "encounter":
             self._encounter(value)
+        elif role == "outcome":
+            self.outcomes += 1
+        elif role == "labelled":
+            if not self.accuracy.fold(value):
+                self.unreadable += 1
         elif role == "dead_letter":
             self.dead_letters += 1
         elif role == "score":
@@ -136,6 +145,39 @@ class WardBoard:
 
     def sickest(self, n: int) -> list[PatientRow]:
         return sorted(self.in_hospital(), key=lambda r: (-LEVELS.index(r.level), -r.risk))[:n]
+
+
+@dataclass
+class LiveAccuracy:
+    """The live model's labelled scores as scored-outcomes carries them (duplicates dropped by
+    label_id): how its accuracy on these patients builds up, NEWS2 beside."""
+
+    seen: set = field(default_factory=set)
+    risk: list = field(default_factory=list)
+    news2: list = field(default_factory=list)
+    label: list = field(default_factory=list)
+
+    def fold(self, value: bytes | None) -> bool:
+        """Take one scored-outcomes record; False when it is unreadable."""
+        try:
+            record = orjson.loads(value or b"")
+            key, role = record["label_id"], record["role"]
+            score = (float(record["risk"]), int(record["news2"]), bool(record["label"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return False
+        if role == "live" and key not in self.seen:
+            self.seen.add(key)
+            for column, value_ in zip((self.risk, self.news2, self.label), score):
+                column.append(value_)
+        return True
+
+    def text(self) -> str:
+        positives = sum(self.label)
+        head = f"live accuracy: {len(self.label)} scores labelled ({positives} positive)"
+        if not positives or positives == len(self.label):
+            return head + "; AUROC once both labels are in"
+        labels = np.array(self.label, dtype=int)
+        return f"{head}; AUROC {auroc(labels, np.array(self.risk)):.3f}, NEWS2 {auroc(labels, np.array(self.news2)):.3f}"
 
 
 @dataclass(frozen=True)
@@ -241,7 +283,8 @@ def render(board: WardBoard, latency: Latency, status: str, model: str) -> Rende
         )
     alerts = Text("\n".join(board.recent_alerts) or "no alerts yet", style="" if board.recent_alerts else "dim")
     return Group(
-        Text(status, style="bold"), Text(f"model: {model}"), Text(summary_line(board, latency)), table,
+        Text(status, style="bold"), Text(f"model: {model}"), Text(summary_line(board, latency)),
+        Text(board.accuracy.text()), table,
         Text("Latest alerts", style="bold"), alerts,
     )
 
@@ -319,6 +362,7 @@ class PlainDisplay:
         self._alerts_shown = total
         if elapsed_s >= self._next_line:
             print(f"[{elapsed_s:5.0f} s] {summary_line(board, feed.latency)}", flush=True)
+            print(f"[{elapsed_s:5.0f} s] {board.accuracy.text()}", flush=True)
             self._next_line = elapsed_s + PLAIN_EVERY_S
 
 

@@ -385,10 +385,15 @@ class FeedClock:
 
 def topic_roles(settings: Settings) -> dict[str, "Role"]:
     """Every topic of the stack and what the board makes of it: the observation inputs, the
-    encounters (which the simulator and the replays send), and the worker's outputs."""
+    encounters and outcomes (which the simulator and the replays send), and the worker's
+    outputs, its labelled scores among them."""
     roles: dict[str, Role] = {topic: "input" for topic in settings.input_topics}
     roles[settings.topic_encounters] = "encounter"
-    roles |= {settings.topic_risk_scores: "score", settings.topic_alerts: "alert", settings.topic_dead_letters: "dead_letter"}
+    roles[settings.topic_outcomes] = "outcome"
+    roles |= {
+        settings.topic_risk_scores: "score", settings.topic_alerts: "alert", settings.topic_dead_letters: "dead_letter",
+        settings.topic_scored_outcomes: "labelled",
+    }
     return roles
 
 
