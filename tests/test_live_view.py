@@ -140,3 +140,20 @@ def test_encounters_place_patients_on_units_and_a_discharge_takes_them_off_the_t
     Console(file=out, width=200, force_terminal=False).print(render(board, Latency(), "status", "m1"))
     text = out.getvalue()
     assert "Sickest 15 of 2 patients in hospital" in text and "icu" in text and "p3" not in text
+
+
+def _labelled(label_id: str, risk: float, news2: int, label: bool, role: str = "live") -> bytes:
+    return orjson.dumps({"label_id": label_id, "risk": risk, "news2": news2, "label": label, "role": role})
+
+
+def test_the_board_shows_live_accuracy_building_up_from_scored_outcomes() -> None:
+    board = WardBoard()
+    board.fold("labelled", _labelled("a", 0.2, 5, True))
+    assert board.accuracy.text() == "live accuracy: 1 scores labelled (1 positive); AUROC once both labels are in"
+    for record in (_labelled("b", 0.05, 1, False), _labelled("c", 0.3, 2, False), _labelled("a", 0.2, 5, True),
+                   _labelled("s", 0.9, 0, False, role="shadow"), b"{not json"):
+        board.fold("labelled", record)
+    assert board.accuracy.text() == "live accuracy: 3 scores labelled (1 positive); AUROC 0.500, NEWS2 1.000"
+    assert board.unreadable == 1, "a duplicate label_id counts once, the shadow's apart, junk as unreadable"
+    board.fold("outcome", b"{}")
+    assert board.outcomes == 1 and board.published == 0

@@ -362,7 +362,8 @@ class PlainDisplay:
         self._alerts_shown = total
         if elapsed_s >= self._next_line:
             print(f"[{elapsed_s:5.0f} s] {summary_line(board, feed.latency)}", flush=True)
-            print(f"[{elapsed_s:5.0f} s] {board.accuracy.text()}", flush=True)
+            if board.accuracy.label:
+                print(f"[{elapsed_s:5.0f} s] {board.accuracy.text()}", flush=True)
             self._next_line = elapsed_s + PLAIN_EVERY_S
 
 
