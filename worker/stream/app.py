@@ -115,9 +115,17 @@ class Runtime:
         try:
             self.pipeline = await self._build_pipeline()
             freeze_startup_heap()
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.request_reload)
+            self._listen_for_reload()
         finally:
             self._started.set()
+
+    def _listen_for_reload(self) -> None:
+        """SIGHUP -> ``request_reload``; where signals cannot be caught (not the main thread,
+        a platform without SIGHUP) the worker runs on and says reloading needs a restart there."""
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.request_reload)
+        except (AttributeError, NotImplementedError, RuntimeError, ValueError) as exc:
+            log.warning("SIGHUP cannot be caught here: a new checkpoint needs a restart", extra={"error": str(exc)})
 
     def request_reload(self) -> None:
         """SIGHUP: reload the live checkpoint unless a reload is already under way."""
