@@ -11,7 +11,9 @@ here must be refused by ``schemas.decode`` with a ContractError whose errors nam
 
 ``hostile_corpus`` holds the observation topics' messages (kinds vitals, labs, fhir);
 ``encounter_corpus`` the encounters topic's (kind encounters: an age of 300, a birth date in
-the future, a discharge "dead", a FHIR Encounter that is only planned, ...). ``BadMessage.kind``
+the future, a discharge "dead", a FHIR Encounter that is only planned, ...); ``outcome_corpus``
+the outcomes topic's (a kind "fever", a source "rumour", a record dated before its event, ...).
+``BadMessage.kind``
 is the decode kind and the key of the stream test's ``topics`` fixture.
 
 The corpus is generated rather than stored: future timestamps must be in the future of the
@@ -118,6 +120,12 @@ class _Bases:
                "discharged_at": self.observed_at, "disposition": "home"}
         return _changed(doc, changes)
 
+    def outcome(self, **changes: Any) -> dict[str, Any]:
+        """An outcomes.v1 sepsis onset a minute ago, adjudicated."""
+        doc = {"event_id": "hostile-o", "patient_id": HOSTILE_KEY, "kind": "sepsis_onset",
+               "occurred_at": self.observed_at, "source": "adjudicated"}
+        return _changed(doc, changes)
+
     def encounter(self, **changes: Any) -> dict[str, Any]:
         """A FHIR Encounter: in progress on a ward since a minute ago."""
         doc = {"resourceType": "Encounter", "id": "hostile-e", "status": "in-progress",
@@ -157,6 +165,11 @@ def encounter_corpus(now: float) -> list[BadMessage]:
     FHIR Encounters), sent on ``topics["encounters"]``; apart from hostile_corpus because the
     unit tests of the observation decoders read that one alone."""
     return _built(_ENCOUNTER_CATEGORIES, now)
+
+
+def outcome_corpus(now: float) -> list[BadMessage]:
+    """Every hostile message of the outcomes topic (kind ``outcomes``), sent on ``topics["outcomes"]``."""
+    return _built((_outcomes,), now)
 
 
 def _built(builders: tuple[Builder, ...], now: float) -> list[BadMessage]:
@@ -631,3 +644,38 @@ def _fhir_encounters(b: _Bases) -> Iterator[BadMessage]:
 _ENCOUNTER_CATEGORIES: tuple[Builder, ...] = (
     _encounter_syntax, _encounter_fields, _encounter_timestamps, _fhir_encounters,
 )
+
+
+# -- the outcomes topic ------------------------------------------------------------------------
+
+OUTCOMES: Kind = "outcomes"
+
+
+def _outcomes(b: _Bases) -> Iterator[BadMessage]:
+    """outcomes.v1 broken one way each: what labels a score must be exactly what happened, when."""
+    text = _json(b.outcome())
+    yield BadMessage("malformed JSON", "outcome truncated", OUTCOMES, text[: len(text) // 2], "$", "malformed JSON")
+    yield BadMessage("wrong type", "outcome as a list", OUTCOMES, b"[]", "$", "must be a JSON object")
+    ahead = _iso(b.now + timedelta(hours=1))
+    cases: list[tuple[str, str, dict[str, Any], str, str]] = [
+        ("unknown code", "kind fever", b.outcome(kind="fever"), "kind", "must be one of"),
+        ("unknown code", "kind in capitals", b.outcome(kind="DEATH"), "kind", "must be one of"),
+        ("unknown code", "source rumour", b.outcome(source="rumour"), "source", "must be one of"),
+        ("unknown code", "misspelt time", b.outcome(occurred_at=DROP, occured_at=b.observed_at), "occured_at",
+         "did you mean 'occurred_at'"),
+        ("unknown code", "a value where none belongs", b.outcome(lactate=4.1), "lactate", "unknown field"),
+        ("missing field", "occurred_at", b.outcome(occurred_at=DROP), "occurred_at", "required field is missing"),
+        ("missing field", "kind", b.outcome(kind=DROP), "kind", "required field is missing"),
+        ("missing field", "source", b.outcome(source=DROP), "source", "required field is missing"),
+        ("wrong type", "occurred_at as epoch number", b.outcome(occurred_at=1767600000), "occurred_at", "bad timestamp"),
+        ("future timestamp", "outcome 1 hour ahead", b.outcome(occurred_at=ahead), "occurred_at", "in the future"),
+        ("ancient timestamp", "outcome at the 1970 epoch", b.outcome(occurred_at="1970-01-01T00:00:00Z"), "occurred_at",
+         "before 2000-01-01"),
+        ("bad timestamp", "outcome without offset", b.outcome(occurred_at="2026-01-05T08:00:00"), "occurred_at",
+         "no UTC offset"),
+        ("impossible value", "recorded before it occurred",
+         b.outcome(recorded_at=_iso(b.now - timedelta(hours=2))), "recorded_at", "before occurred_at"),
+        ("bad patient id", "Redis key glob", b.outcome(patient_id="bed*"), "patient_id", "must match"),
+    ]
+    for category, name, doc, field, problem in cases:
+        yield BadMessage(category, name, OUTCOMES, _json(doc), field, problem)

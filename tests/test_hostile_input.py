@@ -35,14 +35,16 @@ from schemas.errors import VALUE_PREVIEW_CHARS, ContractError
 from schemas.fhir import FHIR_DOCUMENT, PANELS, observations_from_fhir
 from schemas.fields import PATIENT_ID_PATTERN
 from schemas.observation import Observation
+from schemas.outcome import Outcome
+from schemas.scored_outcome import OUTCOME_KINDS
 from schemas.timestamps import EARLIEST, FUTURE_TOLERANCE_S
 from schemas.units import accepted_units
 from schemas.variables import BY_LOINC, BY_NAME, LABS, VARIABLES, VITALS
-from tests.hostile_corpus import BadMessage, encounter_corpus, hostile_corpus
+from tests.hostile_corpus import BadMessage, encounter_corpus, hostile_corpus, outcome_corpus
 
 #: The consumer's clock for every test here (2026-01-15), so future-timestamp checks are exercised.
 NOW = 1_768_435_200.0
-CORPUS = hostile_corpus(NOW) + encounter_corpus(NOW)
+CORPUS = hostile_corpus(NOW) + encounter_corpus(NOW) + outcome_corpus(NOW)
 
 #: What "bounded time" means on this shared 2-core machine: a refusal or a decode that takes
 #: longer than this is a denial-of-service vector, whatever the reason.
@@ -90,6 +92,9 @@ def assert_within_contract(observations: list[Observation] | list[Encounter]) ->
         if isinstance(obs, Encounter):
             assert_encounter_within_contract(obs)
             continue
+        if isinstance(obs, Outcome):
+            assert_outcome_within_contract(obs)
+            continue
         assert re.fullmatch(PATIENT_ID_PATTERN.strip("^$"), obs.patient_id), obs.patient_id
         assert 1 <= len(obs.event_id) <= 128
         assert obs.observed_at.tzinfo is timezone.utc
@@ -98,6 +103,16 @@ def assert_within_contract(observations: list[Observation] | list[Encounter]) ->
         assert obs.values
         for name, value in obs.values.items():
             assert math.isfinite(value) and BY_NAME[name].low <= value <= BY_NAME[name].high, (name, value)
+
+
+def assert_outcome_within_contract(outcome: Outcome) -> None:
+    """An accepted outcome: who, which of the five, when (UTC, 2000 to now), recorded no earlier."""
+    assert re.fullmatch(PATIENT_ID_PATTERN.strip("^$"), outcome.patient_id), outcome.patient_id
+    assert 1 <= len(outcome.event_id) <= 128
+    assert outcome.kind in OUTCOME_KINDS
+    assert outcome.occurred_at.tzinfo is timezone.utc
+    assert EARLIEST <= outcome.occurred_at and outcome.occurred_ts <= NOW + FUTURE_TOLERANCE_S
+    assert outcome.recorded_at is None or outcome.recorded_at >= outcome.occurred_at
 
 
 def assert_encounter_within_contract(encounter: Encounter) -> None:
@@ -195,6 +210,10 @@ SEEDS: dict[str, list[bytes]] = {
             "location": [{"location": {"reference": "Location/ward"}, "status": "completed"},
                          {"location": {"reference": "#icu"}, "status": "active", "period": {"start": "2026-01-14T12:00:00Z"}}],
         }),
+    ],
+    "outcomes": [
+        orjson.dumps({"event_id": "o1", "patient_id": "p1", "kind": "sepsis_onset", "occurred_at": "2026-01-14T11:20:00+01:00",
+                      "source": "adjudicated", "recorded_at": "2026-01-14T16:00:00Z"}),
     ],
 }
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from models.datasets.simulator import interleave, simulate_cohort
-from tests.hostile_corpus import HOSTILE_KEY, BadMessage, encounter_corpus, hostile_corpus
+from tests.hostile_corpus import HOSTILE_KEY, BadMessage, encounter_corpus, hostile_corpus, outcome_corpus
 from tests.integration.fault_harness import all_scored, metric
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
@@ -26,7 +26,7 @@ def test_every_hostile_message_is_dead_lettered_with_its_reason_and_every_good_e
 ) -> None:
     started = time.monotonic()
     now = time.time()
-    corpus = hostile_corpus(now) + encounter_corpus(now)  # every input topic's
+    corpus = hostile_corpus(now) + encounter_corpus(now) + outcome_corpus(now)  # every input topic's
     good = [event for _, event in interleave(simulate_cohort(12, seed=61))][: 2 * len(corpus)]
     worker = start_worker()
     worker.wait_ready()
