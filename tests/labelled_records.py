@@ -7,12 +7,15 @@ recalibrate read."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
+from typing import Sequence
 
 import numpy as np
 
 from models.checkpoint import LoadedModel
 from models.datasets.series import series_from_simulated
+from models.datasets.simulated_stay import SimulatedPatient
 from models.datasets.simulator import simulate_cohort
 from models.evaluation.cohort import score_cohort
 from models.evaluation.labelled_report import LabelledScores, labelled_scores_of_cohort
@@ -27,14 +30,26 @@ def simulated_labelled_scores(loaded: LoadedModel, patients: int, seed: int) -> 
     return labelled_scores_of_cohort(cohort, loaded.manifest["alert_thresholds"])
 
 
+def vitals_labelled_scores(loaded: LoadedModel, patients: Sequence[SimulatedPatient]) -> LabelledScores:
+    """The stays' vitals alone (what a stream without labs sends), scored and labelled offline,
+    each score under its event's id."""
+    horizon = float(loaded.manifest["horizon_hours"])
+    stays = [replace(p, events=[e for e in p.events if e.topic == "vitals"]) for p in patients]
+    cohort = score_cohort(loaded, [series_from_simulated(p, horizon) for p in stays])
+    ids = [  # series_from_observations orders rows by time, stably
+        [stay.events[k].payload["event_id"] for k in np.argsort([e.observed_ts for e in stay.events], kind="stable")]
+        for stay in stays
+    ]
+    return labelled_scores_of_cohort(cohort, loaded.manifest["alert_thresholds"], ids)
+
+
 def records_of(scores: LabelledScores, model_version: str, role: str = "live", risk: np.ndarray | None = None) -> list[ScoredOutcomeV1]:
     """One record per labelled score (``risk`` in place of the scores' own when given)."""
     risks = scores.risk if risk is None else risk
     now = datetime.now(timezone.utc)
     records = []
     for k in range(scores.size):
-        patient = scores.patient_ids[scores.patient[k]]
-        event_id = f"{patient}-{k}"
+        patient, event_id = scores.patient_ids[scores.patient[k]], str(scores.event_id[k])
         positive = bool(scores.label[k])
         records.append(
             ScoredOutcomeV1(

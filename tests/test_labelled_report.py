@@ -78,10 +78,8 @@ def test_operating_points_count_alerts_lead_times_and_burden() -> None:
 
 def test_nothing_to_rank_is_refused() -> None:
     scores = _two_patients()
-    only_negatives = LabelledScores.build(
-        [scores.patient_ids[p] for p in scores.patient[~scores.label]], scores.observed_at[~scores.label], scores.risk[~scores.label],
-        scores.news2[~scores.label], scores.level[~scores.label], scores.label[~scores.label], scores.outcome_at[~scores.label], 6.0,
-    )
+    only_negatives = scores.only(scores.event_id[~scores.label])
+    assert only_negatives.size == int((~scores.label).sum()) and only_negatives.patient_ids == ("p1", "p2")
     with pytest.raises(ValueError, match="0 positives"):
         labelled_report(only_negatives)
 

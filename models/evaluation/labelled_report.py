@@ -73,6 +73,7 @@ class LabelledScores:
     label: np.ndarray  # bool [N]
     outcome_at: np.ndarray  # float64 [N]
     horizon_hours: float
+    event_id: np.ndarray  # str [N], the scored event
 
     @classmethod
     def build(
@@ -85,13 +86,19 @@ class LabelledScores:
         label: Sequence[bool],
         outcome_at: Sequence[float],
         horizon_hours: float,
+        event_ids: Sequence[str] | None = None,
     ) -> LabelledScores:
-        """Arrays in any order, sorted here (by patient, then time, then risk: a fixed order
-        whatever the order of reading)."""
+        """Arrays in any order, sorted here (by patient, then time, then event id: a fixed
+        order whatever the order of reading). Without ``event_ids`` each score is named by its
+        patient and position."""
         names, patient = np.unique(np.asarray(patient_ids, dtype=object).astype(str), return_inverse=True)
         observed, risks = np.asarray(observed_at, dtype=np.float64), np.asarray(risk, dtype=np.float64)
-        order = np.lexsort((risks, observed, patient))
+        ids = np.asarray(
+            [f"{p}#{k}" for k, p in enumerate(patient_ids)] if event_ids is None else list(event_ids), dtype=object
+        ).astype(str)
+        order = np.lexsort((ids, observed, patient))
         return cls(
+            event_id=ids[order],
             patient=patient.astype(np.int64)[order],
             patient_ids=tuple(str(n) for n in names),
             observed_at=observed[order],
@@ -119,6 +126,15 @@ class LabelledScores:
             [r.label for r in records],
             [r.outcome_at.timestamp() if r.outcome_at else np.nan for r in records],
             horizons.pop() if horizons else 0.0,
+            [r.event_id for r in records],
+        )
+
+    def only(self, event_ids: Iterable[str]) -> LabelledScores:
+        """The scores of these events (the same events another reader judged)."""
+        keep = np.isin(self.event_id, np.asarray(list(event_ids), dtype=object).astype(str))
+        return LabelledScores.build(
+            [self.patient_ids[p] for p in self.patient[keep]], self.observed_at[keep], self.risk[keep], self.news2[keep],
+            self.level[keep], self.label[keep], self.outcome_at[keep], self.horizon_hours, self.event_id[keep],
         )
 
     @property
@@ -126,13 +142,20 @@ class LabelledScores:
         return int(self.label.size)
 
 
-def labelled_scores_of_cohort(cohort: CohortScores, thresholds: Mapping[str, float]) -> LabelledScores:
+def labelled_scores_of_cohort(
+    cohort: CohortScores, thresholds: Mapping[str, float], event_ids: Sequence[Sequence[str]] | None = None
+) -> LabelledScores:
     """A scored simulated (or real) cohort labelled offline: every score up to each stay's
     outcome, labelled by its horizon, its level from the thresholds with the worker's
-    hysteresis (no re-alert interval, no NEWS2 safety net: those need the worker's state)."""
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("patient", "ts", "risk", "news2", "level", "label", "outcome")}
-    for series, risk, news2 in zip(cohort.series, cohort.risk, cohort.news2):
+    hysteresis (no re-alert interval, no NEWS2 safety net: those need the worker's state).
+    ``event_ids``: per stay, the id of each of its series' rows, where they are known."""
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("patient", "ts", "risk", "news2", "level", "label", "outcome", "id")}
+    for k, (series, risk, news2) in enumerate(zip(cohort.series, cohort.risk, cohort.news2)):
         keep = scored_mask(series)
+        ids = np.asarray(event_ids[k], dtype=object) if event_ids is not None else np.array(
+            [f"{series.patient_id}#{row}" for row in range(series.ts.size)], dtype=object
+        )
+        columns["id"].append(ids[keep])
         r = risk[keep].astype(np.float64)
         medium = alert_state(r, thresholds["medium"], MODEL_CLEAR_RATIO * thresholds["medium"])
         high = alert_state(r, thresholds["high"], MODEL_HIGH_CLEAR_RATIO * thresholds["high"])
@@ -147,7 +170,7 @@ def labelled_scores_of_cohort(cohort: CohortScores, thresholds: Mapping[str, flo
     joined = {k: np.concatenate(v) if v else np.empty(0) for k, v in columns.items()}
     return LabelledScores.build(
         joined["patient"], joined["ts"], joined["risk"], joined["news2"], joined["level"], joined["label"], joined["outcome"],
-        cohort.horizon_hours,
+        cohort.horizon_hours, joined["id"],
     )
 
 

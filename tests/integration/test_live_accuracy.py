@@ -8,6 +8,11 @@ encounters and outcomes.v1 records on their own topics), and
 * the AUROC computed from the worker's /metrics as the dashboard's PromQL computes it (per-bin
   counters) is within 0.005 of the exact AUROC of the published records, NEWS2's equal, and
   the labelled alerts are the alerts the worker published on labelled events;
+* ``vitalwatch validate`` on the topic prints the offline report of the same events (the
+  cohort's vitals scored by the checkpoint's forward pass and labelled by the horizon rule,
+  models.evaluation.labelled_report): the same cohort counts, and AUROC, AUPRC, ECE, NEWS2,
+  the paired difference and calibration by decile with their bootstrap intervals within 1e-4
+  (the risks agree to float precision; the operating points are the worker's published levels);
 * a second worker joining mid-stream (a rebalance) and a kill -9 of the first change none of it:
   the distinct label ids and their labels are the same as in the undisturbed run (a redelivered
   batch may publish a record twice, with the same id and label).
@@ -31,11 +36,16 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from models.datasets.simulated_stay import SimulatedPatient
 from models.datasets.simulator import SimEvent, interleave, simulate_cohort
+from models.evaluation.labelled_report import labelled_report
 from models.evaluation.metrics import auroc
 from models.evaluation.outcome_labels import EXCLUDED, POSITIVE, label_scores
 from schemas.decode import decode
 from tests.integration.fault_harness import PacedStream, persisted_in
+from tests.labelled_records import vitals_labelled_scores
+from worker.cli import main
 from worker.operations.live_accuracy import RISK_BINS, auroc_from_bins
 from worker.tools.embedded import EmbeddedBroker, create_topics
 
@@ -44,11 +54,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 HORIZON_H, DELAY_H = 6.0, 1.0  # the shipped checkpoint's horizon; the delay the workers are given
 
 
-def ward_with_outcomes(patients: int, seed: int) -> list[SimEvent]:
-    """A ward admitted within 12 h, two in five deteriorating: admissions, vitals, each clinical
-    event as an outcomes.v1 record, and the discharge or ICU transfer that ends each stay."""
-    cohort = simulate_cohort(patients, seed=seed, deteriorating_fraction=0.4, admission_window_hours=12)
+def ward(patients: int, seed: int) -> list[SimulatedPatient]:
+    """A ward admitted within 12 h, two in five deteriorating."""
+    return simulate_cohort(patients, seed=seed, deteriorating_fraction=0.4, admission_window_hours=12)
+
+
+def ward_with_outcomes(cohort: list[SimulatedPatient]) -> list[SimEvent]:
+    """The ward's admissions, vitals, each clinical event as an outcomes.v1 record, and the
+    discharge or ICU transfer that ends each stay."""
     return [e for _, e in interleave(cohort, with_encounters=True, with_outcomes=True) if e.topic != "labs"]
+
+
+def flat(value: Any, path: str = "") -> dict[str, Any]:
+    """A nested report as {path: leaf}, to compare two reports figure by figure."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in flat(item, f"{path}.{key}").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in flat(item, f"{path}[{i}]").items()}
+    return {path: value}
 
 
 def offline(events: list[SimEvent]) -> tuple[dict[str, bool], set[str]]:
@@ -124,10 +147,11 @@ def four_partition_topics(broker: EmbeddedBroker, unique: str) -> dict[str, str]
 
 
 def test_a_worker_labels_each_score_once_and_its_metrics_give_the_exact_auroc(
-    start_worker, producer, read_output, redis_url, unique, topics
+    start_worker, producer, read_output, redis_url, unique, topics, broker, tmp_path, monkeypatch
 ) -> None:
     started = time.monotonic()
-    events = ward_with_outcomes(30, seed=1515)
+    cohort = ward(30, seed=1515)
+    events = ward_with_outcomes(cohort)
     expected, pending = offline(events)
     assert sum(expected.values()) >= 20 and len(expected) - sum(expected.values()) >= 100, "both labels, a ward's mix"
     worker = start_worker(VITALWATCH_OUTCOME_DELAY_H=str(DELAY_H))
@@ -165,6 +189,17 @@ def test_a_worker_labels_each_score_once_and_its_metrics_give_the_exact_auroc(
     by_label = counters(text, "vitalwatch_labelled_alerts_total", "label")
     assert by_label.get("positive", 0) == sum(r["label"] and r["event_id"] in raised for r in records)
     assert by_label.get("negative", 0) == sum(not r["label"] and r["event_id"] in raised for r in records)
+    # vitalwatch validate on the topic = the labelled report of the same events scored and labelled offline.
+    monkeypatch.setenv("VITALWATCH_TOPIC_SCORED_OUTCOMES", topics["scored_outcomes"])
+    assert main(["validate", "--bootstrap", broker.bootstrap, "--replicates", "200", "--json", str(tmp_path / "v.json")]) == 0
+    (online,) = orjson.loads((tmp_path / "v.json").read_bytes())["models"]
+    scores = vitals_labelled_scores(load_checkpoint(DEFAULT_CHECKPOINT), cohort).only(r["event_id"] for r in records)
+    offline_report = labelled_report(scores, replicates=200)
+    assert online["report"]["cohort"] == offline_report["cohort"]
+    for part in ("scorers", "differences", "calibration"):  # the published levels (operating points) are the worker's own
+        got, want = flat(online["report"][part]), flat(offline_report[part])
+        assert got.keys() == want.keys()
+        assert [k for k in got if got[k] != pytest.approx(want[k], abs=1e-4)] == []
     print(
         f"\n{len(events)} events, {len(records)} labelled ({int(label.sum())} positive), {len(pending)} pending; "
         f"AUROC exact {exact:.4f}, from /metrics {from_metrics:.4f}; NEWS2 {news2:.4f}; {time.monotonic() - started:.1f} s"
@@ -175,7 +210,7 @@ def test_a_rebalance_and_a_kill_change_no_label(
     start_worker, producer, broker, read_output, redis_url, unique, topics
 ) -> None:
     started = time.monotonic()
-    events = ward_with_outcomes(24, seed=2727)
+    events = ward_with_outcomes(ward(24, seed=2727))
     expected, _ = offline(events)
     inputs = four_partition_topics(broker, unique)
     env = {f"VITALWATCH_TOPIC_{name.upper()}": topic for name, topic in inputs.items()} | {"VITALWATCH_OUTCOME_DELAY_H": str(DELAY_H)}
