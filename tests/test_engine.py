@@ -399,3 +399,21 @@ async def test_reload_with_other_weights_starts_each_patients_model_state_fresh(
     assert [s.risk for s in got.scored] == pytest.approx([s.risk for s in want.scored], abs=1e-6)
     assert not (await reloading.score(batches[2])).scored  # watermarks survived the reset: a redelivery is still a duplicate
     await fresh_store.close()
+
+
+async def test_a_reload_that_fails_changes_nothing(store) -> None:
+    batches = stream(patients=2, steps=3)
+    continuous = engine(store, capacity=8)
+    reference = [await continuous.score(b) for b in batches]
+    continuous.discard_unpersisted()
+    reloading = engine(store, capacity=8)
+    await reloading.score(batches[0])
+    await reloading.persist()
+    broken = _with_weights("v9", "other", seed=3)
+    del broken.manifest["version"]
+    with pytest.raises(KeyError):
+        await reloading.reload(broken, AlertPolicy())
+    assert reloading.model_version == "test-model-1" and reloading.resident == 2
+    for want, b in zip(reference[1:], batches[1:]):
+        got = await reloading.score(b)
+        assert [s.risk for s in got.scored] == pytest.approx([s.risk for s in want.scored], abs=1e-6)

@@ -73,7 +73,7 @@ import asyncio
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Sequence, cast
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence, cast
 
 import numpy as np
 import torch
@@ -144,6 +144,27 @@ class BatchOutcome:
     labelling: Labelling = field(default_factory=Labelling)  # scores labelled by this batch
 
 
+class _Served(NamedTuple):
+    """What the engine reads of a checkpoint besides the network: its version, horizon, the
+    versions it continues the states of, and the identity of its weights (checksum, variables,
+    input groups, horizon, shape): equal identities, interchangeable patient states."""
+
+    version: str
+    horizon_h: float
+    same_weights: frozenset[str]
+    weights: tuple[Any, ...]
+
+
+def _served(model: LoadedModel) -> _Served:
+    manifest = model.manifest
+    horizon_h = float(manifest.get("horizon_hours", DEFAULT_HORIZON_H))
+    weights = (
+        manifest.get("weights_sha256"), tuple(manifest.get("features", ())), tuple(manifest.get("inputs", ())),
+        horizon_h, model.model.num_layers, model.model.hidden_size,
+    )
+    return _Served(str(manifest["version"]), horizon_h, frozenset(str(v) for v in manifest.get("same_weights_as", ())), weights)
+
+
 class RiskEngine:
     """Scores micro-batches against device-resident per-patient state; see the module doc."""
 
@@ -165,7 +186,7 @@ class RiskEngine:
         if weights_on.type != device.type or (device.index is not None and weights_on.index != device.index):
             raise ValueError(f"model weights are on {weights_on}, the engine's device is {device}: load the checkpoint there")
         self.role = role
-        self._take(model, policy)
+        self._take(model, policy, _served(model))
         self._labeller = Labeller(horizon_s=self.horizon_h * 3600.0, delay_s=outcome_delay_s, cap=history_cap)
         self._store = store
         self._carry_forward_s = carry_forward_s
@@ -178,38 +199,37 @@ class RiskEngine:
         self._evicted_tombstones: set[str] = set()  # which of those were discharged
         self._lock = asyncio.Lock()
 
-    def _take(self, model: LoadedModel, policy: AlertPolicy) -> None:
-        """Serve ``model`` with ``policy``: what identifies its weights, version and horizon."""
-        manifest = model.manifest
+    def _take(self, model: LoadedModel, policy: AlertPolicy, served: _Served) -> None:
+        """Serve ``model`` with ``policy`` (``served``: what ``_served`` read of it). Plain
+        assignments only, so a swap is never left half done."""
         self._model = model.model.eval()
         self._encoder = model.encoder
         self._policy = policy
-        self.model_version = str(manifest["version"])
-        self.horizon_h = float(manifest.get("horizon_hours", DEFAULT_HORIZON_H))
+        self.model_version, self.horizon_h, self._same_weights, self._weights = served
         self._shape = dict(num_layers=self._model.num_layers, hidden_size=self._model.hidden_size)
-        self._same_weights = frozenset(str(v) for v in manifest.get("same_weights_as", ()))
-        self._weights = (
-            manifest.get("weights_sha256"), tuple(manifest.get("features", ())), tuple(manifest.get("inputs", ())),
-            self.horizon_h, tuple(self._shape.values()),
-        )
 
     async def reload(self, model: LoadedModel, policy: AlertPolicy) -> bool:
         """Serve ``model`` from the next batch on; True when every patient kept its state (same
         weights), False when the slab was emptied (other weights: see the module doc). Nothing
-        changes when the persist that comes first fails (the error is raised)."""
+        changes when anything before the swap fails (the persist first of all): the error is raised."""
         weights_on = next(model.model.parameters()).device
         if weights_on != next(self._model.parameters()).device:
             raise ValueError(f"the new model's weights are on {weights_on}, the engine's device is {self.device}")
+        served = _served(model)
         async with self._lock:
             await self._persist()
-            before, previous = self._weights, self.model_version
-            self._take(model, policy)
-            if self._weights == before:
-                self._same_weights |= {previous}
+            previous = self.model_version
+            if served.weights == self._weights:
+                self._take(model, policy, served._replace(same_weights=served.same_weights | self._same_weights | {previous}))
                 return True
-            self._labeller = Labeller(horizon_s=self.horizon_h * 3600.0, delay_s=self._labeller.delay_s, cap=self._labeller.cap)
+            labeller = Labeller(horizon_s=served.horizon_h * 3600.0, delay_s=self._labeller.delay_s, cap=self._labeller.cap)
             with torch.inference_mode():
-                self._slab = StateSlab(self._capacity, device=self.device, n_vars=len(VARIABLES), **self._shape)
+                slab = StateSlab(
+                    self._capacity, device=self.device, n_vars=len(VARIABLES),
+                    num_layers=model.model.num_layers, hidden_size=model.model.hidden_size,
+                )
+            self._take(model, policy, served)
+            self._labeller, self._slab = labeller, slab
             return False
 
     @property
