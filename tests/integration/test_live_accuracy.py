@@ -168,6 +168,13 @@ def test_a_worker_labels_each_score_once_and_its_metrics_give_the_exact_auroc(
     assert {event_id: label for label, event_id in got.values()} == expected
     assert not pending & {event_id for _, event_id in got.values()}
     assert all(r["horizon_h"] == HORIZON_H and r["role"] == "live" for r in records)
+    wanted = {r["event_id"] for r in records}
+    published = {s["event_id"]: s for s in read_output(topics["risk_scores"]).until(
+        lambda scores: wanted <= {s["event_id"] for s in scores}, 30, [worker])}
+    for r in records:  # the score as risk-scores published it, level and NEWS2 included
+        score = published[r["event_id"]]
+        assert (r["risk"], r["level"], r["news2"], r["observed_at"]) == (
+            pytest.approx(score["risk"], rel=1e-6), score["level"], score["news2"], score["observed_at"])
     assert {r["outcome_kind"] for r in records if r["label"]} <= {"sepsis_onset", "rapid_response", "icu_transfer", "death"}
 
     text = worker.metrics()
