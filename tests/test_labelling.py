@@ -221,3 +221,14 @@ async def test_a_discarded_batch_labels_the_same_scores_again(store: RedisStateS
     again = await e.score(parts[-1])
     assert [(s.score.event_id, s.label) for s in again.labelling.scores] == [(s.score.event_id, s.label) for s in first.labelling.scores]
     assert first.labelling.scores, "the last batch settles scores"
+
+
+async def test_a_new_model_labels_the_old_models_pending_scores_under_their_version(store: RedisStateStore) -> None:
+    old = plain_engine(store, version="m-old")
+    await old.score([admit("a", 0, 0), ev("a", 0, 10), ev("a", 1, 70)])
+    await old.persist()
+    new = plain_engine(store, version="m-new")  # its state of another model: the patient starts fresh, history kept
+    out = await new.score([ev("a", 2, 130), outcome("a", 0, 200, "cardiac_arrest")])
+    assert [(s.score.event_id, s.score.model_version, s.label) for s in out.labelling.scores] == [
+        ("a-vitals-0", "m-old", True), ("a-vitals-1", "m-old", True), ("a-vitals-2", "m-new", True),
+    ]
