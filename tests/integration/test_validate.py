@@ -7,6 +7,7 @@ published to a fresh scored-outcomes topic as a worker would, with a redelivered
 (duplicates) and a shadow model's records beside. validate must drop the duplicates, report
 live and shadow apart, and print for the live model exactly what evaluate --scored prints for
 the JSONL export of the cohort's records: the same code on the same events, to the last digit.
+recalibrate reads the same topic for its evidence: the live records once each.
 """
 
 from __future__ import annotations
@@ -85,3 +86,13 @@ def test_validate_equals_evaluate_on_the_same_events(broker: EmbeddedBroker, uni
     assert main(["validate", "--bootstrap", broker.bootstrap, "--replicates", "20", "--json", str(online), "--model-version", version]) == 0
     assert [m["model_version"] for m in json.loads(online.read_text())["models"]] == [version]
     assert main(["validate", "--bootstrap", broker.bootstrap, "--since", "2100-01-01"]) == 2
+
+    # recalibrate reads the same topic: the live model's records once each, the shadow's left out.
+    out = tmp_path / "site"
+    assert main([
+        "recalibrate", "--bootstrap", broker.bootstrap, "--out", str(out), "--target", "specificity",
+        "--medium", "0.9", "--high", "0.97", "--min-outcomes", "5", "--min-positive-scores", "20",
+    ]) == 0
+    evidence = load_checkpoint(out).manifest["recalibration"]["evidence"]
+    assert evidence["source"] == {"topic": topic} and evidence["role"] == "live"
+    assert evidence["scores"] == len(live) and evidence["records"]["duplicates"] == 50
