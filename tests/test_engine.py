@@ -417,3 +417,32 @@ async def test_a_reload_that_fails_changes_nothing(store) -> None:
     for want, b in zip(reference[1:], batches[1:]):
         got = await reloading.score(b)
         assert [s.risk for s in got.scored] == pytest.approx([s.risk for s in want.scored], abs=1e-6)
+
+
+async def test_a_switch_to_the_model_that_ran_as_the_shadow_keeps_each_patients_lstm_state(
+    store, redis_url: str, unique: str
+) -> None:
+    """The live engine meets records of the old model; with the shadow's keys as ``warm_from`` it
+    takes each patient's state of the new model from there and scores on exactly as the shadow
+    would have, its own watermarks kept; without them each patient starts fresh."""
+    batches = stream(patients=3, steps=4)
+    shadow_store = RedisStateStore(redis_url, prefix=f"test:{unique}:shadow:", ttl_s=600)
+    old = RiskEngine(_with_weights("old", "aaa"), store, capacity=8, policy=AlertPolicy(), device=CPU)
+    shadow = RiskEngine(_with_weights("new", "bbb", seed=7), shadow_store, capacity=8, policy=AlertPolicy(), device=CPU, role="shadow")
+    for b in batches[:2]:
+        for running in (old, shadow):
+            await running.score(b)
+            await running.persist()
+    expected = [[s.risk for s in (await shadow.score(b)).scored] for b in batches[2:]]
+
+    switched = RiskEngine(
+        _with_weights("new", "bbb", seed=7), store, capacity=8, policy=AlertPolicy(), device=CPU, warm_from=shadow_store,
+    )
+    got = [[s.risk for s in (await switched.score(b)).scored] for b in batches[2:]]
+    assert got == [pytest.approx(want, abs=1e-6) for want in expected]
+    assert not (await switched.score(batches[1])).scored  # its own watermarks: a redelivery is still a duplicate
+
+    cold = RiskEngine(_with_weights("new", "bbb", seed=7), store, capacity=8, policy=AlertPolicy(), device=CPU)
+    first = [s.risk for s in (await cold.score(batches[2])).scored]
+    assert all(abs(a - b) > 1e-4 for a, b in zip(first, expected[0]))
+    await shadow_store.close()

@@ -7,7 +7,9 @@ equals an uninterrupted pass of the live model alone (so the shadow changes noth
 ward sees), and every shadow score, label and stored state equals an uninterrupted pass of the
 shadow model alone, under its own Redis prefix (so the shadow's state is its own, and survives
 a crash exactly as the live state does). The shadow never alerts; its labelled scores go to
-scored-outcomes under role "shadow", its own version and horizon.
+scored-outcomes under role "shadow", its own version and horizon. Then the site switches: a
+worker with the shadow's checkpoint live scores the rest of the stream exactly as the shadow
+would have, every patient's LSTM state taken warm from the shadow's keys.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def labels_of(records: list[dict[str, Any]], role: str) -> dict[str, tuple[bool,
     return {r["event_id"]: (r["label"], r["resolution"]) for r in mine}
 
 
-def test_a_shadow_scores_and_labels_every_event_apart_from_the_live_model_and_survives_a_kill(
+def test_a_shadow_scores_and_labels_every_event_apart_from_the_live_model_survives_a_kill_and_switches_warm(
     start_worker, producer, topics, read_output, broker, redis_url, unique
 ) -> None:
     names = {
@@ -72,7 +74,8 @@ def test_a_shadow_scores_and_labels_every_event_apart_from_the_live_model_and_su
         "VITALWATCH_OUTCOME_DELAY_H": "0",  # the reference engine's: negatives labelled as soon as the horizon passed
     }
     inputs = {**topics, "outcomes": names["outcomes"]}
-    vitals = vitals_events(240, seed=23)
+    stream = vitals_events(240, seed=23)
+    vitals, after_switch = stream[:200], stream[200:]
     outcomes = outcomes_after(vitals, patients=4)
     half = len(vitals) // 2
     live, shadow = read_output(topics["risk_scores"]), read_output(names["shadow"])
@@ -134,3 +137,18 @@ def test_a_shadow_scores_and_labels_every_event_apart_from_the_live_model_and_su
     # Live accuracy counts the shadow's labels under its own version and role (the outcomes came after the restart).
     for role, version in (("live", live_version), ("shadow", shadow_version)):
         assert metric(text, "vitalwatch_labelled_scores_total", role=role, model_version=version, label="positive") > 0
+
+    # The switch, by a restart with the shadow's checkpoint live: the rest of the stream is scored
+    # as the shadow would have scored it, each patient's LSTM state warm from the shadow's keys.
+    second.stop()
+    switched = start_worker(VITALWATCH_CHECKPOINT=str(SIMULATED_WARD_CHECKPOINT), **{
+        k: v for k, v in env.items() if k != "VITALWATCH_SHADOW_CHECKPOINT"
+    })
+    coordinates.update(produce_now(producer, inputs, after_switch))
+    live.until(all_scored([e.payload["event_id"] for e in after_switch]), 60, [switched])
+    warm_reference = reference_run(
+        events + after_switch, coordinates, redis_url, f"ref-warm-{unique}:", SIMULATED_WARD_CHECKPOINT,
+    )
+    now_live = [r for r in live.poll() if r["model_version"] == shadow_version]
+    assert {r["event_id"] for r in now_live} == {e.payload["event_id"] for e in after_switch}
+    assert score_differences(now_live, warm_reference.risks) == []

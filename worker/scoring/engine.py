@@ -41,6 +41,13 @@ Rules the rest of the worker relies on:
   warning is logged. The first step of a fresh patient scores from an empty history, so
   levels may re-alert after a model upgrade. A version with this model's very weights (the
   manifest's ``same_weights_as``: the parents of a recalibration) is this model's state.
+* A switch to the model that ran as the shadow is warm: ``warm_from`` is the other role's
+  store (the live engine's is the shadow's keys, the shadow's the live ones), read only for
+  the patients whose own record was written by another model, in one MGET. Where it holds a
+  record of this model, the patient takes that record's LSTM state and memory of values (the
+  events it folded in are the same stream) and keeps its own watermark, recent ids, context
+  and pending labels; its level starts at none as in a cold switch (the ward was never told
+  the shadow's levels).
 * ``reload`` replaces the model between batches (the caller makes sure no batch is in flight):
   with the same weights (sha256, architecture, inputs, horizon) only calibration and
   thresholds change and every resident patient keeps its state; with other weights the slab
@@ -72,7 +79,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence, cast
 
 import numpy as np
@@ -180,6 +187,7 @@ class RiskEngine:
         outcome_delay_s: float = 0.0,
         history_cap: int = 512,
         role: str = "live",
+        warm_from: RedisStateStore | None = None,
     ) -> None:
         device = torch.device(device)
         weights_on = next(model.model.parameters()).device
@@ -189,6 +197,7 @@ class RiskEngine:
         self._take(model, policy, _served(model))
         self._labeller = Labeller(horizon_s=self.horizon_h * 3600.0, delay_s=outcome_delay_s, cap=history_cap)
         self._store = store
+        self._warm_from = warm_from
         self._carry_forward_s = carry_forward_s
         self._capacity = capacity
         with torch.inference_mode():
@@ -291,7 +300,8 @@ class RiskEngine:
             yield events[start:]
 
     async def _make_resident(self, events: Sequence[InputEvent]) -> None:
-        """Restore or create every patient of ``events`` not in the slab (one MGET for all)."""
+        """Restore or create every patient of ``events`` not in the slab (one MGET for all, and
+        one of ``warm_from`` for those whose record was another model's)."""
         patients = list(dict.fromkeys(e.patient_id for e in events))
         unseen = [p for p in patients if p not in self._slab]
         self._slab.touch(p for p in patients if p in self._slab)
@@ -303,13 +313,28 @@ class RiskEngine:
                 stored[p] = self._evicted.pop(p)
                 self._evicted_tombstones.discard(p)  # _admit marks it again while it is a tombstone
                 self._dirty.add(p)
+        restored, fresh, mismatched = self._unpack(unseen, stored)
+        warmed = await self._warm(restored, list(mismatched)) if mismatched and self._warm_from is not None else set()
+        cold = [why for p, why in mismatched.items() if p not in warmed]
+        if warmed:
+            log.info("this model's state taken from the other role's keys", extra={"patients": len(warmed), "role": self.role})
+        if cold:
+            log.warning(
+                "stored state of another model not loaded: patients start fresh",
+                extra={"patients": len(cold), "example": cold[0]},
+            )
         with torch.inference_mode():
-            self._admit(unseen, stored)
+            self._admit(unseen, restored, fresh)
 
-    def _admit(self, unseen: list[str], stored: dict[str, bytes]) -> None:
+    def _unpack(
+        self, unseen: list[str], stored: dict[str, bytes]
+    ) -> tuple[dict[str, PatientState], dict[str, Watermark], dict[str, str]]:
+        """The stored states of ``unseen`` for this model, the patients to start fresh, and the
+        patients whose record was another model's (why, by patient: their state is fresh for
+        this model, their watermark, recent ids and context kept)."""
         restored: dict[str, PatientState] = {}
         fresh: dict[str, Watermark] = {}
-        mismatched: list[str] = []
+        mismatched: dict[str, str] = {}
         for p in unseen:
             if p not in stored:
                 fresh[p] = {}
@@ -319,15 +344,29 @@ class RiskEngine:
             except ModelMismatchError as exc:
                 restored[p] = exc.state  # fresh for this model; watermark, recent ids and context kept
                 if not exc.state.discharged:  # a tombstone holds no model state to lose
-                    mismatched.append(str(exc))
+                    mismatched[p] = str(exc)
             except StateCodecError as exc:
                 fresh[p] = {}
                 log.error("unreadable stored patient state, starting the patient fresh", extra={"error": str(exc)})
-        if mismatched:
-            log.warning(
-                "stored state of another model not loaded: patients start fresh",
-                extra={"patients": len(mismatched), "example": mismatched[0]},
-            )
+        return restored, fresh, mismatched
+
+    async def _warm(self, restored: dict[str, PatientState], patients: list[str]) -> set[str]:
+        """Give ``patients`` (their own record another model's) this model's LSTM state and
+        memory of values from ``warm_from`` where it holds them; returns those warmed."""
+        assert self._warm_from is not None
+        others = await self._warm_from.load_many(patients)
+        warmed: set[str] = set()
+        for p, raw in others.items():
+            try:
+                warm = unpack(raw, model_version=self.model_version, same_weights=self._same_weights, **self._shape)
+            except StateCodecError:  # another model's there too (ModelMismatchError), or unreadable: stays fresh
+                continue
+            if not warm.discharged:
+                restored[p] = replace(restored[p], **{name: getattr(warm, name) for name in _MODEL_MEMORY})
+                warmed.add(p)
+        return warmed
+
+    def _admit(self, unseen: list[str], restored: dict[str, PatientState], fresh: dict[str, Watermark]) -> None:
         need = len(unseen) - self._slab.free
         if need > 0:
             self._evict(self._slab.least_recent(need))
@@ -692,6 +731,12 @@ def _news2_reasons(components: torch.Tensor, charted: torch.Tensor) -> list[list
         for row_points, row_values in zip(points, charted)
     ]
 
+
+#: What a switch takes from the other role's record of this model (``RiskEngine._warm``): the
+#: LSTM state and the memory of values the encoder reads. Not the level (the ward was told the
+#: live model's, never the shadow's), nor watermark, recent ids, context or pending labels (the
+#: patient's own record holds them for this engine's role).
+_MODEL_MEMORY = ("h", "c", "last_value", "last_time", "prev_time", "counts", "first_time")
 
 #: The memory columns of NEWS2's parameters, in NEWS2_COMPONENTS order.
 _NEWS2_COLUMNS = tuple(VARIABLE_INDEX[name] for name in NEWS2_COMPONENTS)

@@ -202,7 +202,9 @@ class Runtime:
     async def _engine(self, checkpoint: Path, role: str) -> Any:
         """A RiskEngine on ``checkpoint`` with a slab of its own. The shadow's Redis keys have a
         prefix of their own (``<prefix>shadow:state:``): its state never touches the live one's,
-        and either model can be replaced without the other's patients starting fresh."""
+        and either model can be replaced without the other's patients starting fresh. Each
+        engine may read the other role's keys (``warm_from``), so that switching to the model
+        that ran as the shadow, by SIGHUP or a restart, keeps every patient's LSTM state warm."""
         import torch
 
         from models.checkpoint import load_checkpoint
@@ -213,15 +215,17 @@ class Runtime:
         s = self.settings
         # Loading weights is blocking file I/O; keep the event loop (heartbeats, /health) free.
         model = await asyncio.to_thread(load_checkpoint, checkpoint, self.device)
-        prefix = s.redis_prefix if role == "live" else f"{s.redis_prefix}{role}:"
-        store = RedisStateStore(
-            self.redis, prefix=f"{prefix}state:", ttl_s=s.state_ttl_s, tombstone_ttl_s=s.discharged_ttl_s,
-            replication=self.redis_connection.replication,
+        store, other = (
+            RedisStateStore(
+                self.redis, prefix=state_prefix(s.redis_prefix, of), ttl_s=s.state_ttl_s,
+                tombstone_ttl_s=s.discharged_ttl_s, replication=self.redis_connection.replication,
+            )
+            for of in (role, "shadow" if role == "live" else "live")
         )
         engine = RiskEngine(
             model, store, capacity=s.slab_capacity,
             policy=AlertPolicy.from_manifest(model.manifest), device=torch.device(self.device),
-            outcome_delay_s=s.outcome_delay_h * 3600.0, history_cap=s.score_history_cap, role=role,
+            outcome_delay_s=s.outcome_delay_h * 3600.0, history_cap=s.score_history_cap, role=role, warm_from=other,
         )
         self.metrics.set_model(engine.model_version, self.device, role=role)
         log.info("model loaded", extra={"model_version": engine.model_version, "device": self.device, "role": role})
@@ -259,6 +263,11 @@ class Runtime:
                 "resident_patients": engine.resident if engine is not None else 0,
             }
         }
+
+
+def state_prefix(redis_prefix: str, role: str) -> str:
+    """Where a role's patient states live: ``<prefix>state:`` live, ``<prefix>shadow:state:`` the shadow."""
+    return f"{redis_prefix}state:" if role == "live" else f"{redis_prefix}{role}:state:"
 
 
 def freeze_startup_heap() -> None:
