@@ -161,14 +161,13 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 def _calibration(path: Path, calibration: Any) -> tuple[float, float]:
     """The manifest's Platt scale and bias: they rule over the ones stored with the weights, so
-    a site's recalibration (``vitalwatch recalibrate``) ships the parent's weights byte for byte.
-    The scale must be positive: calibration may move risks, never reorder them."""
+    a site's recalibration (``vitalwatch recalibrate``) ships the parent's weights byte for byte."""
     try:
         method, scale, bias = calibration["method"], float(calibration["scale"]), float(calibration["bias"])
     except (TypeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: calibration must be {{method: platt, scale, bias}}, got {calibration!r}") from exc
-    if method != "platt" or not (math.isfinite(scale) and math.isfinite(bias)) or scale <= 0:
-        raise CheckpointError(f"{path}: calibration must be Platt with a finite positive scale and a finite bias, got {calibration!r}")
+    if method != "platt" or not (math.isfinite(scale) and math.isfinite(bias)):
+        raise CheckpointError(f"{path}: calibration must be Platt with a finite scale and bias, got {calibration!r}")
     return scale, bias
 
 

@@ -104,10 +104,11 @@ def test_too_little_evidence_is_refused_with_the_numbers_needed(evidence, capsys
     assert not out.exists()
 
 
-def test_a_calibration_that_would_reorder_risks_does_not_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize("calibration", [{"method": "platt", "scale": "NaN", "bias": 0.0}, {"method": "isotonic"}, None])
+def test_a_manifest_calibration_that_is_not_a_platt_step_does_not_verify(tmp_path: Path, calibration) -> None:
     directory = _miscalibrated(tmp_path / "bad")
     manifest = json.loads((directory / MANIFEST_FILE).read_text())
-    manifest["calibration"]["scale"] = -1.0
+    manifest["calibration"] = calibration
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest))
-    with pytest.raises(CheckpointError, match="positive scale"):
+    with pytest.raises(CheckpointError, match="calibration must be"):
         load_checkpoint(directory)
