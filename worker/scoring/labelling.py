@@ -15,6 +15,7 @@ alive discharge as the rule says), and the patient's next stay starts with an em
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -101,9 +102,9 @@ class Labeller:
                     score = scored[row]
                     if score is not None and not item.observed_ts > history.outcome_ts:
                         risk, news2, level, alerted = score
-                        history.entries.append(ScoreEntry(
+                        bisect.insort(history.entries, ScoreEntry(  # in time order: a late event's score among its own
                             item.observed_ts, risk, _LEVEL_CODE[level], news2, item.event_id, model_version, alerted,
-                        ))
+                        ), key=_observed_ts)
                 elif isinstance(item, Outcome):
                     history.clock = _later(history.clock, item.occurred_ts)
                     _first_outcome(history, item.occurred_ts, item.kind)
@@ -130,41 +131,58 @@ class Labeller:
         return now
 
     def _label(self, histories: dict[str, ScoreHistory], patients: list[str], ended: set[str], into: Labelling) -> None:
-        """The rule over every pending score of ``patients`` at once; the settled leave."""
-        pending = [(pid, histories[pid]) for pid in patients if histories[pid].entries]
-        if pending:
-            counts = np.array([len(h.entries) for _, h in pending])
-            ts = np.fromiter((e.observed_ts for _, h in pending for e in h.entries), dtype=np.float64, count=int(counts.sum()))
+        """The rule over every score of ``patients`` it may settle now, all at once; the
+        settled leave. Only a stay that ended or had its outcome is looked at whole; otherwise
+        just the scores whose horizon + delay the patient's clock has passed (a prefix: the
+        history is kept in time order), so a batch costs what it settles, not what waits."""
+        spans = [(pid, histories[pid], self._settleable(histories[pid], pid in ended)) for pid in patients]
+        spans = [(pid, history, n) for pid, history, n in spans if n]
+        if spans:
+            counts = np.array([n for _, _, n in spans])
+            ts = np.fromiter((e.observed_ts for _, h, n in spans for e in h.entries[:n]), dtype=np.float64, count=int(counts.sum()))
             labels = resolve(
                 ts,
-                np.repeat([h.outcome_ts for _, h in pending], counts),
-                np.repeat([h.outcome_kind for _, h in pending], counts),
-                np.repeat([h.discharged_alive_ts for _, h in pending], counts),
+                np.repeat([h.outcome_ts for _, h, _ in spans], counts),
+                np.repeat([h.outcome_kind for _, h, _ in spans], counts),
+                np.repeat([h.discharged_alive_ts for _, h, _ in spans], counts),
                 self.horizon_s,
-                clock_ts=np.repeat([math.inf if pid in ended else h.clock for pid, h in pending], counts),
+                clock_ts=np.repeat([math.inf if pid in ended else h.clock for pid, h, _ in spans], counts),
                 delay_s=self.delay_s,
             )
+            columns = _Columns(labels)
             start = 0
-            for (pid, history), n in zip(pending, counts.tolist()):
-                self._settle(pid, history, labels, slice(start, start + n), into)
+            for pid, history, n in spans:
+                self._settle(pid, history, columns, start, n, into)
                 start += n
-        for pid in ended:
-            histories[pid].clear()
+        for pid in patients:
+            history = histories[pid]
+            if pid in ended:
+                history.clear()
+            elif len(history.entries) > self.cap:
+                into.dropped += len(history.entries) - self.cap
+                history.entries = history.entries[-self.cap :]
 
-    def _settle(self, pid: str, history: ScoreHistory, labels: Labels, span: slice, into: Labelling) -> None:
-        """Publish the settled scores of one patient (``span`` of ``labels``), keep the pending."""
-        label = labels.label[span].tolist()
-        resolution, kind, outcome_ts = labels.resolution[span].tolist(), labels.outcome_kind[span].tolist(), labels.outcome_ts[span].tolist()
+    def _settleable(self, history: ScoreHistory, ended: bool) -> int:
+        """How many of the history's first scores the rule may settle now."""
+        if ended or not math.isnan(history.outcome_ts):
+            return len(history.entries)
+        return bisect.bisect_left(history.entries, history.clock - self.horizon_s - self.delay_s, key=_observed_ts)
+
+    @staticmethod
+    def _settle(pid: str, history: ScoreHistory, labels: _Columns, start: int, n: int, into: Labelling) -> None:
+        """Publish the settled scores among the first ``n`` of a patient's history (``labels``
+        from ``start``); the pending ones stay, in order."""
         kept: list[ScoreEntry] = []
         positives: list[ScoreEntry] = []
-        for i, entry in enumerate(history.entries):
-            if label[i] == PENDING:
+        for i, entry in enumerate(history.entries[:n], start):
+            label = labels.label[i]
+            if label == PENDING:
                 kept.append(entry)
-            elif label[i] != EXCLUDED:
-                positive = label[i] == POSITIVE
+            elif label != EXCLUDED:
+                positive = label == POSITIVE
                 into.scores.append(LabelledScore(
-                    pid, entry, positive, RESOLUTIONS[resolution[i]], OUTCOME_KINDS[kind[i]] if positive else None,
-                    outcome_ts[i],
+                    pid, entry, positive, RESOLUTIONS[labels.resolution[i]],
+                    OUTCOME_KINDS[labels.outcome_kind[i]] if positive else None, labels.outcome_ts[i],
                 ))
                 if positive:
                     positives.append(entry)
@@ -172,10 +190,21 @@ class Labeller:
             alerts = [e.observed_ts for e in positives if e.alerted]
             first = OUTCOME_KINDS[history.outcome_kind]
             into.outcomes.append(OutcomeSeen(first, bool(alerts), history.outcome_ts - min(alerts) if alerts else math.nan))
-        if len(kept) > self.cap:
-            into.dropped += len(kept) - self.cap
-            kept = kept[-self.cap :]
-        history.entries = kept
+        history.entries[:n] = kept
+
+
+def _observed_ts(entry: ScoreEntry) -> float:
+    return entry.observed_ts
+
+
+class _Columns:
+    """``Labels`` as host lists, converted once per batch rather than per patient."""
+
+    def __init__(self, labels: Labels) -> None:
+        self.label: list[int] = labels.label.tolist()
+        self.resolution: list[int] = labels.resolution.tolist()
+        self.outcome_kind: list[int] = labels.outcome_kind.tolist()
+        self.outcome_ts: list[float] = labels.outcome_ts.tolist()
 
 
 def _later(clock: float, ts: float) -> float:

@@ -12,13 +12,16 @@ time) and by a hard cap on entries; it is host data, not tensors, because event 
 and a batch touches each patient's history only to append a few scores and pop the labelled.
 
 Bytes (format 4 of worker.state.codec, after the watermark): clock f64, first outcome time f64
-and kind i8; versions u8, then per version length u16 + UTF-8; entries u16, then per entry
-observed_ts f64, risk f32, level i8, news2 u8, version index u8, alerted bool, event-id
-length u16 + UTF-8.
+and kind i8; versions u8, then per version length u16 + UTF-8; entries n u16, then the
+entries' fixed fields column by column (n observed_ts f64, n risk f32, n level i8, n news2 u8,
+n version index u8, n alerted bool, n event-id lengths u16: 18 bytes an entry), then their
+event ids' UTF-8, one after the other.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import struct
 from dataclasses import dataclass, field
@@ -56,9 +59,15 @@ class ScoreHistory:
         self.outcome_kind = -1
 
 
-_ENTRY = struct.Struct("<dfbBB?")
 _STAY = struct.Struct("<ddb")
 _COUNT = struct.Struct("<H")
+
+
+@functools.lru_cache(maxsize=64)
+def _columns(n: int) -> struct.Struct:
+    """The entries' fixed fields for ``n`` entries, column after column: one C call packs or
+    reads them all (per field or per entry Python work was the cost of a large history)."""
+    return struct.Struct(f"<{n}d{n}f{n}b{n}B{n}B{n}?{n}H")
 
 
 class HistoryError(ValueError):
@@ -67,14 +76,17 @@ class HistoryError(ValueError):
 
 def pack_history(history: ScoreHistory) -> bytes:
     """The history's bytes (see the module doc), the stay's facts first."""
-    versions = list(dict.fromkeys(e.model_version for e in history.entries))
-    index = {v: i for i, v in enumerate(versions)}
+    entries = history.entries
+    versions = list(dict.fromkeys(e.model_version for e in entries))
     parts = [_STAY.pack(history.clock, history.outcome_ts, history.outcome_kind), bytes((len(versions),))]
     parts.extend(_text(version) for version in versions)
-    parts.append(_COUNT.pack(len(history.entries)))
-    for e in history.entries:
-        parts.append(_ENTRY.pack(e.observed_ts, e.risk, e.level, e.news2, index[e.model_version], e.alerted))
-        parts.append(_text(e.event_id))
+    parts.append(_COUNT.pack(len(entries)))
+    if entries:
+        ts, risk, level, news2, event_ids, models, alerted = zip(*entries)
+        ids = [event_id.encode() for event_id in event_ids]
+        index = [versions.index(m) for m in models] if len(versions) > 1 else [0] * len(entries)
+        parts.append(_columns(len(entries)).pack(*ts, *risk, *level, *news2, *index, *alerted, *map(len, ids)))
+        parts.extend(ids)
     return b"".join(parts)
 
 
@@ -88,13 +100,24 @@ def unpack_history(data: bytes, pos: int) -> tuple[ScoreHistory, int]:
         for _ in range(n_versions):
             version, pos = _read_text(data, pos)
             versions.append(version)
-        (count,) = _COUNT.unpack_from(data, pos)
+        (n,) = _COUNT.unpack_from(data, pos)
         pos += _COUNT.size
-        entries = []
-        for _ in range(count):
-            observed_ts, risk, level, news2, version_index, alerted = _ENTRY.unpack_from(data, pos)
-            event_id, pos = _read_text(data, pos + _ENTRY.size)
-            entries.append(ScoreEntry(observed_ts, risk, level, news2, event_id, versions[version_index], alerted))
+        if not n:  # most records: nothing pending
+            return ScoreHistory([], clock, outcome_ts, outcome_kind), pos
+        layout = _columns(n)
+        flat = layout.unpack_from(data, pos)
+        pos += layout.size
+        ends = list(itertools.accumulate(flat[6 * n :], initial=0))
+        blob = data[pos : pos + ends[-1]]
+        if len(blob) < ends[-1]:
+            raise HistoryError(f"score history truncated: event ids of {ends[-1]} bytes at {pos}, record ends at {len(data)}")
+        pos += ends[-1]
+        text = blob.decode()  # one decode; slices by byte offsets hold for ASCII ids, the usual kind
+        ids = [text[a:b] for a, b in zip(ends, ends[1:])] if len(text) == len(blob) else [
+            blob[a:b].decode() for a, b in zip(ends, ends[1:])
+        ]
+        models = [versions[v] for v in flat[4 * n : 5 * n]]
+        entries = list(map(ScoreEntry, flat[:n], flat[n : 2 * n], flat[2 * n : 3 * n], flat[3 * n : 4 * n], ids, models, flat[5 * n : 6 * n]))
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise HistoryError(f"score history unreadable: {exc}") from exc
     return ScoreHistory(entries, clock, outcome_ts, outcome_kind), pos
