@@ -4,9 +4,9 @@ One definition for two readers. ``vitalwatch validate`` builds it from the ``sco
 topic (the worker's own scores, labelled once each patient's course was known) and offline
 ``vitalwatch evaluate --scored`` from an export of the same records, so on the same events
 their numbers are equal by construction; ``labelled_scores_of_cohort`` labels a simulated
-cohort's offline scores by the same rule (``models.training.train.scored_mask`` and the
-series' horizon labels: positive when an outcome follows within the horizon, excluded after
-the first outcome).
+cohort's offline scores by the worker's own rule (``models.evaluation.outcome_labels``:
+positive when an outcome follows within the horizon, excluded after the first outcome), which
+on a simulated stay keeps exactly the events and labels offline ``evaluate`` scores.
 
 What is reported, with the definitions:
 
@@ -41,7 +41,7 @@ from models.evaluation.bootstrap import (
     weighted_median, weighted_sum,
 )
 from models.evaluation.cohort import CohortScores, MODEL_CLEAR_RATIO, MODEL_HIGH_CLEAR_RATIO, NEWS2_TRIGGERS, alert_state
-from models.training.train import scored_mask
+from models.evaluation.outcome_labels import EXCLUDED, POSITIVE, label_scores
 from schemas.outputs import LEVELS
 from schemas.scored_outcome import ScoredOutcomeV1
 
@@ -151,7 +151,9 @@ def labelled_scores_of_cohort(
     ``event_ids``: per stay, the id of each of its series' rows, where they are known."""
     columns: dict[str, list[np.ndarray]] = {k: [] for k in ("patient", "ts", "risk", "news2", "level", "label", "outcome", "id")}
     for k, (series, risk, news2) in enumerate(zip(cohort.series, cohort.risk, cohort.news2)):
-        keep = scored_mask(series)
+        outcomes = [] if series.event_at is None else [series.event_at]
+        labels = label_scores(series.ts, outcomes, ["sepsis_onset"] * len(outcomes), cohort.horizon_hours)
+        keep = labels.label != EXCLUDED
         ids = np.asarray(event_ids[k], dtype=object) if event_ids is not None else np.array(
             [f"{series.patient_id}#{row}" for row in range(series.ts.size)], dtype=object
         )
@@ -159,14 +161,13 @@ def labelled_scores_of_cohort(
         r = risk[keep].astype(np.float64)
         medium = alert_state(r, thresholds["medium"], MODEL_CLEAR_RATIO * thresholds["medium"])
         high = alert_state(r, thresholds["high"], MODEL_HIGH_CLEAR_RATIO * thresholds["high"])
-        label = series.labels[keep].astype(bool)
         columns["patient"].append(np.full(r.size, series.patient_id, dtype=object))
         columns["ts"].append(series.ts[keep])
         columns["risk"].append(r)
         columns["news2"].append(news2[keep])
         columns["level"].append(np.maximum(medium.astype(np.int64), 2 * high.astype(np.int64)))
-        columns["label"].append(label)
-        columns["outcome"].append(np.where(label, np.nan if series.event_at is None else series.event_at, np.nan))
+        columns["label"].append(labels.label[keep] == POSITIVE)
+        columns["outcome"].append(labels.outcome_ts[keep])
     joined = {k: np.concatenate(v) if v else np.empty(0) for k, v in columns.items()}
     return LabelledScores.build(
         joined["patient"], joined["ts"], joined["risk"], joined["news2"], joined["level"], joined["label"], joined["outcome"],
