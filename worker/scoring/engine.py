@@ -34,8 +34,14 @@ Rules the rest of the worker relies on:
   fails (or ``score`` raises) it calls ``discard_unpersisted`` and those patients are re-read
   from Redis, so a redelivered batch is applied to exactly the state it first saw.
   Patients evicted from a full slab while dirty are packed and written by the next ``persist``.
-  One batch at a time: score → publish → persist (or discard) must not interleave with
-  another batch on the same engine.
+  A batch may be sealed (``seal``) right after it is scored: its changes are packed then, so
+  the next batch can be scored while this one's outputs await the broker, and ``persist(sealed)``
+  writes exactly this batch's state, never a later batch's (whose outputs are not yet
+  acknowledged). Sealed batches are written in the order they were sealed; a patient evicted
+  while its sealed state is unwritten is restored from that state, not from Redis.
+  ``discard_unpersisted`` forgets every sealed and unsealed change alike. Scoring, sealing and
+  discarding are one batch at a time (the caller orders them); only a sealed batch's write may
+  overlap the next batch's scoring.
 * A stored state written by another model version (or shape) is not loaded into this model:
   the patient starts fresh (keeping its watermark, recent ids and encounter context) and a
   warning is logged. The first step of a fresh patient scores from an empty history, so
@@ -143,6 +149,20 @@ class ScoredEvent:
 
 
 @dataclass(slots=True)
+class Sealed:
+    """One batch's state changes, packed as they were right after it was scored: what writing
+    it puts in Redis (``states`` with the state TTL, ``tombstones`` with the tombstone TTL) and
+    the discharged patients whose slots may go once it is written."""
+
+    states: dict[str, bytes]
+    tombstones: dict[str, bytes]
+    released: set[str]
+
+    def patients(self) -> set[str]:
+        return set(self.states) | set(self.tombstones) | self.released
+
+
+@dataclass(slots=True)
 class BatchOutcome:
     scored: list[ScoredEvent]
     duplicates: list[InputEvent]  # redelivered (at or below the watermark) or resent (a recent event_id): skipped
@@ -206,6 +226,7 @@ class RiskEngine:
         self._discharged: set[str] = set()  # resident, last event a discharge (or a tombstone read back): released at persist
         self._evicted: dict[str, bytes] = {}  # packed dirty patients evicted since the last persist
         self._evicted_tombstones: set[str] = set()  # which of those were discharged
+        self._sealed: list[Sealed] = []  # sealed, not yet written, oldest first
         self._lock = asyncio.Lock()
 
     def _take(self, model: LoadedModel, policy: AlertPolicy, served: _Served) -> None:
@@ -226,7 +247,7 @@ class RiskEngine:
             raise ValueError(f"the new model's weights are on {weights_on}, the engine's device is {self.device}")
         served = _served(model)
         async with self._lock:
-            await self._persist()
+            await self._persist(None)
             previous = self.model_version
             if served.weights == self._weights:
                 self._take(model, policy, served._replace(same_weights=served.same_weights | self._same_weights | {previous}))
@@ -258,13 +279,32 @@ class RiskEngine:
                 self._score_chunk(chunk, outcome)
         return outcome
 
-    async def persist(self) -> int:
-        """Write every patient changed since the last persist in one Redis round trip, and
-        release the discharged ones (tombstone written, slot freed) once it succeeded.
+    def seal(self) -> Sealed:
+        """Pack every change not yet sealed (as it is now) into one batch's write; later
+        scoring does not alter it. ``persist(sealed)`` writes it."""
+        with torch.inference_mode():
+            records = {**self._evicted, **self._pack(list(self._dirty))}
+        gone = self._evicted_tombstones | self._discharged
+        sealed = Sealed(
+            states={p: r for p, r in records.items() if p not in gone},
+            tombstones={p: r for p, r in records.items() if p in gone},
+            released=set(self._discharged),
+        )
+        self._evicted.clear()
+        self._evicted_tombstones.clear()
+        self._dirty.clear()
+        self._discharged.clear()
+        self._sealed.append(sealed)
+        return sealed
 
-        On error nothing is forgotten: the same patients are written by the next call."""
+    async def persist(self, sealed: Sealed | None = None) -> int:
+        """Write the sealed batches up to ``sealed`` (every change so far when None), one Redis
+        round trip each, and release their discharged patients (tombstone written, slot freed)
+        once written.
+
+        On error nothing is forgotten: the same batches are written by the next call."""
         async with self._lock:
-            return await self._persist()
+            return await self._persist(sealed)
 
     async def release_partitions(self, partitions: set[int]) -> None:
         """Persist, then drop resident patients with any watermark entry on ``partitions``.
@@ -272,13 +312,15 @@ class RiskEngine:
         Called when the consumer loses partitions: the new owner reads these patients from
         Redis, so this worker must have written them and must not keep a stale copy."""
         async with self._lock:
-            await self._persist()
+            await self._persist(None)
             gone = [p for p in self._slab.patients() if any(part in partitions for _, part in self._slab.watermark(p))]
             self._slab.remove(gone)
 
     def discard_unpersisted(self) -> None:
-        """Forget changes not yet persisted; those patients are re-read from Redis when next seen."""
-        self._slab.remove([p for p in self._dirty | self._discharged if p in self._slab])
+        """Forget changes not yet persisted, sealed or not; those patients are re-read from Redis when next seen."""
+        changed = self._dirty | self._discharged | set().union(*(s.patients() for s in self._sealed))
+        self._slab.remove([p for p in changed if p in self._slab])
+        self._sealed.clear()
         self._dirty.clear()
         self._discharged.clear()
         self._evicted.clear()
@@ -307,7 +349,9 @@ class RiskEngine:
         self._slab.touch(p for p in patients if p in self._slab)
         if not unseen:
             return
-        stored = await self._store.load_many([p for p in unseen if p not in self._evicted])
+        pending = self._unwritten(unseen)
+        stored = await self._store.load_many([p for p in unseen if p not in self._evicted and p not in pending])
+        stored.update(pending)
         for p in unseen:
             if p in self._evicted:  # evicted while dirty, not yet written: its bytes are newest
                 stored[p] = self._evicted.pop(p)
@@ -325,6 +369,16 @@ class RiskEngine:
             )
         with torch.inference_mode():
             self._admit(unseen, restored, fresh)
+
+    def _unwritten(self, patients: list[str]) -> dict[str, bytes]:
+        """The newest sealed, not yet written record of each of ``patients`` that has one: a
+        patient evicted since its batch was sealed is newer there than in Redis."""
+        found: dict[str, bytes] = {}
+        for sealed in reversed(self._sealed):
+            for p in patients:
+                if p not in found and (record := sealed.states.get(p, sealed.tombstones.get(p))) is not None:
+                    found[p] = record
+        return found
 
     def _unpack(
         self, unseen: list[str], stored: dict[str, bytes]
@@ -404,20 +458,25 @@ class RiskEngine:
         )
         return dict(zip(patients, records))
 
-    async def _persist(self) -> int:
-        with torch.inference_mode():
-            records = {**self._evicted, **self._pack(list(self._dirty))}
-        released = self._evicted_tombstones | self._discharged
-        states = {p: r for p, r in records.items() if p not in released}
-        await self._store.save_many(states, {p: r for p, r in records.items() if p in released})
-        # Only now, with the tombstones in Redis and the outputs acknowledged before this call,
-        # may the slots go: a crash before this point redelivers the discharge itself.
-        self._slab.remove(self._discharged)
-        self._evicted.clear()
-        self._evicted_tombstones.clear()
-        self._dirty.clear()
-        self._discharged.clear()
-        return len(records)
+    async def _persist(self, upto: Sealed | None) -> int:
+        if upto is None:
+            upto = self.seal()
+        elif not any(s is upto for s in self._sealed):  # written already
+            return 0
+        written = 0
+        while self._sealed:
+            sealed = self._sealed[0]
+            await self._store.save_many(sealed.states, sealed.tombstones)
+            self._sealed.pop(0)
+            written += len(sealed.states) + len(sealed.tombstones)
+            # Only now, with the tombstones in Redis and the outputs acknowledged before this call,
+            # may the slots go: a crash before this point redelivers the discharge itself. A
+            # patient changed again since (a later batch, sealed or not) keeps its slot.
+            later = self._dirty | self._discharged | set().union(*(s.patients() for s in self._sealed))
+            self._slab.remove([p for p in sealed.released if p in self._slab and p not in later])
+            if sealed is upto:
+                break
+        return written
 
     @torch.inference_mode()
     def _score_chunk(self, events: Sequence[InputEvent], outcome: BatchOutcome) -> None:
