@@ -48,6 +48,7 @@ class StandIn:
     _drain_messages = BatchDeliveryConsumer._drain_messages
     _fetch_tracked = BatchDeliveryConsumer._fetch_tracked
     _ack_batch = BatchDeliveryConsumer._ack_batch
+    _settle = BatchDeliveryConsumer._settle
     _withhold = staticmethod(BatchDeliveryConsumer._withhold)
     consumer_stopped_errors: tuple[type[BaseException], ...] = ()
     _commit_every = None
@@ -150,3 +151,41 @@ async def test_messages_already_read_are_dropped_and_offset_gaps_registered() ->
     await consumer._drain_messages(Fetcher())
     assert delivered == [9, 10, 14], "offsets below the read offset (seen again after a seek) are dropped"
     assert consumer.gaps == [(tp, 11, 14)], "the gap lets Faust's commit pass offsets that never come"
+
+
+async def test_the_next_batch_is_handed_over_before_the_one_in_flight_is_acked_and_acks_stay_in_order() -> None:
+    seen: list[tuple[list[int], list[int]]] = []
+
+    async def safe() -> None:
+        return None
+
+    async def handler(messages: Sequence[Msg]) -> Any:
+        seen.append(([m.offset for m in messages], list(consumer.acked)))
+        return safe()  # safe once awaited: the batch is handed over unfinished
+
+    consumer = StandIn([batch(0, 1), batch(2, 3), batch(5, 6)], handler)
+    await consumer._drain_messages(Fetcher())
+    assert seen == [([0, 1], []), ([2, 3], []), ([5, 6], [0, 1])], "batch 2 handed over with batch 1 in flight"
+    assert consumer.acked == [0, 1, 2, 3, 5, 6], "in fetch order, the last one when the stream ends"
+    assert consumer.gaps == [(TP("vitals", 0), 4, 5)], "the batch in flight is no gap; offset 4 is"
+
+
+async def test_a_batch_in_flight_that_is_withheld_withholds_the_next_one_and_delivery_stops() -> None:
+    delivered: list[list[int]] = []
+
+    async def unsafe() -> None:
+        raise BatchWithheld()
+
+    async def safe() -> None:
+        return None
+
+    async def handler(messages: Sequence[Msg]) -> Any:
+        delivered.append([m.offset for m in messages])
+        return unsafe() if len(delivered) == 2 else safe()
+
+    fetches = [batch(0, 1), batch(2, 3), batch(4, 5), batch(6, 7)]
+    consumer = StandIn(fetches, handler)
+    await consumer._drain_messages(Fetcher())
+    assert delivered == [[0, 1], [2, 3], [4, 5]], "nothing after the batch fetched behind the withheld one"
+    assert consumer.acked == [0, 1], "neither the withheld batch nor the one after it is acked"
+    assert all(m.acked for f in fetches[1:3] for m in f), "both flagged done, so a stop or rebalance does not wait"

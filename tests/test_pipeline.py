@@ -38,6 +38,7 @@ class FakeEngine:
         self.persist_failures: list[BaseException] = []
         self.poison_event: str | None = None
         self.persisted = 0
+        self.sealed = 0
         self.seen: list[InputEvent] = []  # every event handed to score, in order
 
     @property
@@ -61,12 +62,17 @@ class FakeEngine:
             scored.append(ScoredEvent(e, risk, 3 if alert else 0, "high" if alert else "none", alert))
         return BatchOutcome(scored=scored, duplicates=[], encounters=encounters)
 
-    async def persist(self) -> int:
-        self.calls.append("persist")
+    async def persist(self, sealed: Any = None) -> int:
+        """Records "persist" (everything), or "persist:sN" for the N-th sealed batch."""
+        self.calls.append("persist" if sealed is None else f"persist:{sealed}")
         if self.persist_failures:
             raise self.persist_failures.pop(0)
         self.persisted += 1
         return 1
+
+    def seal(self) -> Any:
+        self.sealed += 1
+        return f"s{self.sealed}"
 
     def discard_unpersisted(self) -> None:
         self.calls.append("discard")

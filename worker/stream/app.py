@@ -15,18 +15,19 @@ hold a fetch that finds nothing new (Faust hard-codes 1500 ms, and Tansu holds a
 whole wait even when records arrive, which put the worker's latency near a second at light
 load).
 
-The guarantees are those of the take_events agent it replaces. score_batch returns only once
-the batch is safe (BatchPipeline.process: outputs published and acknowledged, then state in
-Redis), and the consumer acks the batch's offsets only then, so Faust commits nothing unsafe; a
-Redis or broker failure is retried inside process with backoff while the batch stays unacked.
-Shutdown mid-batch (Stopping) raises BatchWithheld: the batch is never committed and is
-redelivered after restart. A rebalance waits for the batch in flight, then release_revoked
+The guarantees are those of the take_events agent it replaces. score_batch scores the batch
+and hands back what completes once the batch is safe (outputs published and acknowledged, then
+state in Redis), and the consumer acks the batch's offsets only then, so Faust commits nothing
+unsafe; meanwhile the next batch is scored (worker.stream.overlap: pipelined batches). A Redis or
+broker failure is retried with backoff while the batch stays unacked. Shutdown mid-batch
+(Stopping) raises BatchWithheld: the batch (and the one after it) is never committed and is
+redelivered after restart. A rebalance waits for the batches in flight, then release_revoked
 flushes the revoked patients. The pipeline (model, slab, Redis client) is built when the app
 starts, and a failure there stops the worker.
 
 SIGHUP reloads the live checkpoint from VITALWATCH_CHECKPOINT (point it at a symlink and move
 the link to switch): loaded and verified off the event loop, swapped in between two batches
-(``Runtime.batch_lock``), refused with the old model serving on when it does not verify.
+(``OverlappedPipeline.quiet``: no batch scored ahead or unsafe), refused with the old model serving on when it does not verify.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Awaitable, Sequence
 
 import faust
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
@@ -53,6 +54,7 @@ from worker.operations.health import HealthChecker
 from worker.operations.logs import Pseudonymiser
 from worker.operations.metrics import Metrics
 from worker.stream.messages import RawMessage
+from worker.stream.overlap import OverlappedPipeline
 from worker.stream.pipeline import Backoff, BatchPipeline, OutputTopics, ShadowModel, Stopping
 from worker.stream.publisher import BatchPublisher
 from worker.state.connect import connect
@@ -104,9 +106,8 @@ class Runtime:
         self.engine: Any = None
         self.shadow_engine: Any = None
         self.pipeline: BatchPipeline | None = None
+        self.overlapped: OverlappedPipeline | None = None
         self._started = asyncio.Event()
-        # Held by each batch from score to persist, and by a reload's swap: never mid-batch.
-        self.batch_lock = asyncio.Lock()
         self._reload: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -114,6 +115,7 @@ class Runtime:
         reloads the checkpoint (``reload``)."""
         try:
             self.pipeline = await self._build_pipeline()
+            self.overlapped = OverlappedPipeline(self.pipeline)
             freeze_startup_heap()
             self._listen_for_reload()
         finally:
@@ -148,7 +150,8 @@ class Runtime:
         try:
             model = await asyncio.to_thread(load_checkpoint, path, self.device)
             policy = AlertPolicy.from_manifest(model.manifest)
-            async with self.batch_lock:
+            assert self.overlapped is not None  # SIGHUP is listened to once the pipeline is built
+            async with self.overlapped.quiet():  # no batch in flight, neither scored ahead nor unsafe
                 kept = await self.engine.reload(model, policy)
         except Exception as exc:  # noqa: BLE001 - any failure leaves the old model serving
             self.metrics.model_reloads.labels(outcome="refused").inc()
@@ -165,13 +168,13 @@ class Runtime:
             extra={"checkpoint": str(path), "previous_version": serving, "model_version": self.engine.model_version, "state_kept": kept},
         )
 
-    async def ready_pipeline(self) -> BatchPipeline:
+    async def ready_pipeline(self) -> OverlappedPipeline:
         """The pipeline once ``start`` has built it; raises if building it failed (the app is
         then crashing, and the batch must not be acked)."""
         await self._started.wait()
-        if self.pipeline is None:
+        if self.overlapped is None:
             raise RuntimeError("the risk engine did not start")
-        return self.pipeline
+        return self.overlapped
 
     async def _build_pipeline(self) -> BatchPipeline:
         import torch
@@ -310,13 +313,17 @@ async def start_engine() -> None:
         await app.crash(exc)
 
 
-async def score_batch(messages: Sequence[Message]) -> None:
-    """Score one fetched batch; return only once it is safe to commit (see the module docstring)."""
+async def score_batch(messages: Sequence[Message]) -> Awaitable[None]:
+    """Score one fetched batch; returns what completes once it is safe to commit (see the module docstring)."""
     pipeline = await runtime.ready_pipeline()
     batch = [to_raw(m) for m in messages]
+    return _safe(batch, await pipeline.begin(batch))
+
+
+async def _safe(batch: Sequence[RawMessage], done: Awaitable[None]) -> None:
+    """Wait for the batch to be safe; a stop before it is withholds it (BatchWithheld)."""
     try:
-        async with runtime.batch_lock:
-            await pipeline.process(batch)
+        await done
     except Stopping:
         log.warning("stopping with an unfinished batch; it is redelivered on restart", extra={"messages": len(batch)})
         raise BatchWithheld() from None

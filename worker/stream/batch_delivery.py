@@ -25,6 +25,16 @@ it. The messages are flagged acked on the message only, so a stop or a rebalance
 the batch is not held forever; the batch is redelivered from the last commit after a restart
 or by the partition's next owner.
 
+Two batches may be in flight (issue 16): a handler that returns an awaitable hands the batch
+over unfinished, and the batch is safe once that awaitable completes. The loop then fetches
+the next batch and hands it over too (the handler scores it while the first one's outputs await
+the broker and its state Redis) before it waits for the first; batches are acked strictly in
+the order they were fetched, and when one is not safe (BatchWithheld, or anything else) the one
+fetched after it is withheld with it. A handler that returns None has finished its batch (one
+batch at a time, as before). Both batches are tracked, so a rebalance or a stop waits for both;
+Faust's getmany yields nothing once a rebalance begins, and an empty fetch settles the batch
+in flight.
+
 The consumer also fetches with a short ``fetch_max_wait_ms`` (BatchDeliveryApp's
 ``fetch_max_wait_ms``). Faust hard-codes 1500 ms, and Tansu answers a waiting fetch only when
 that wait runs out, not when data arrives (measured: a lone record is consumed 133 ms after it
@@ -46,11 +56,26 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP, Message
 
-BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
+#: A handler returns None once its batch is safe, or an awaitable that completes when it is.
+BatchHandler = Callable[[Sequence[Message]], Awaitable[Awaitable[None] | None]]
 #: Longest a fetch waits for records before the loop checks whether it should stop, seconds.
 FETCH_TIMEOUT_S = 1.0
+#: Longest a fetch waits while a batch is in flight: when nothing new comes, the loop goes back
+#: to ack that batch, so its commit (and a rebalance) is not held up by a quiet stream.
+PENDING_FETCH_TIMEOUT_S = 0.05
+
 #: Default longest time the broker may hold a fetch that finds no data, ms (see the docstring).
 FETCH_MAX_WAIT_MS = 10
+
+
+class _InFlight:
+    """A batch handed over unfinished, and what completes when it is safe."""
+
+    __slots__ = ("batch", "done")
+
+    def __init__(self, batch: list[Message], done: Awaitable[None]) -> None:
+        self.batch = batch
+        self.done = asyncio.ensure_future(done)
 
 
 class BatchWithheld(Exception):
@@ -75,21 +100,41 @@ class BatchDeliveryConsumer(AIOKafkaConsumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:
         handler: BatchHandler = self.app.batch_handler
+        in_flight: _InFlight | None = None
         try:
             while not (self.should_stop or fetcher.should_stop):
-                batch = await self._fetch_tracked()
+                batch = await self._fetch_tracked(in_flight.batch if in_flight else ())
                 if not batch:
+                    if in_flight is not None:
+                        earlier, in_flight = in_flight, None
+                        await self._settle(earlier)
                     continue
                 try:
-                    await handler(batch)
-                except BatchWithheld:
-                    self._withhold(batch)
-                    self.log.warning("batch withheld (%d messages); delivery stops", len(batch))
-                    return
+                    done = await handler(batch)
                 except BaseException:
                     self._withhold(batch)
+                    if in_flight is not None:  # the batch before it may still be safe
+                        earlier, in_flight = in_flight, None
+                        await self._settle(earlier)
                     raise
-                await self._ack_batch(batch)
+                if in_flight is not None:
+                    earlier, in_flight = in_flight, None
+                    try:
+                        await self._settle(earlier)
+                    except BaseException:
+                        self._withhold(batch)
+                        _abandon(done)
+                        raise
+                if done is None:
+                    await self._ack_batch(batch)
+                else:
+                    in_flight = _InFlight(batch, done)
+            if in_flight is not None:  # stopping: the batch in flight ends first, safe or withheld
+                earlier, in_flight = in_flight, None
+                await self._settle(earlier)
+        except BatchWithheld:
+            self.log.warning("batch withheld; delivery stops")
+            return
         except self.consumer_stopped_errors:
             if self.app.should_stop:
                 return
@@ -101,9 +146,24 @@ class BatchDeliveryConsumer(AIOKafkaConsumer):
         except Exception as exc:
             self.log.exception("Drain messages raised: %r", exc)
             raise
+        finally:
+            if in_flight is not None:  # left mid-flight (cancelled, consumer stopped): never committed
+                self._withhold(in_flight.batch)
+                _abandon(in_flight.done)
 
-    async def _fetch_tracked(self) -> list[Message]:
+    async def _settle(self, in_flight: _InFlight) -> None:
+        """Wait for a batch handed over unfinished: ack it once safe, else withhold it and raise."""
+        try:
+            await in_flight.done
+        except BaseException:
+            self._withhold(in_flight.batch)
+            raise
+        await self._ack_batch(in_flight.batch)
+
+    async def _fetch_tracked(self, in_flight: Sequence[Message] = ()) -> list[Message]:
         """One fetch, tracked, without the messages already read, with offset gaps registered.
+        Messages of ``in_flight`` (a batch handed over, not yet acked, so not yet in the read
+        offsets) count as read: their offsets are no gap.
 
         Faust's getmany stops yielding when a rebalance begins (flow stopped or a new
         generation), and nothing here awaits between its last record and the tracking: a
@@ -111,10 +171,10 @@ class BatchDeliveryConsumer(AIOKafkaConsumer):
         earlier never sees it, so a batch never straddles a change of partition owner."""
         await self.sleep(0)  # getmany may return at once, batch after batch: let others run
         read_offset = self._read_offset
-        last_seen: dict[TP, int | None] = {}
+        last_seen: dict[TP, int | None] = {m.tp: m.offset for m in in_flight}
         gaps: list[tuple[TP, int, int]] = []
         batch: list[Message] = []
-        async for tp, message in self.getmany(timeout=FETCH_TIMEOUT_S):
+        async for tp, message in self.getmany(timeout=PENDING_FETCH_TIMEOUT_S if in_flight else FETCH_TIMEOUT_S):
             last = last_seen[tp] if tp in last_seen else read_offset[tp]
             if last is not None and message.offset < last:
                 continue
@@ -145,6 +205,16 @@ class BatchDeliveryConsumer(AIOKafkaConsumer):
         never see it, and ``wait_empty`` stops waiting for it."""
         for message in batch:
             message.acked = True
+
+
+def _abandon(done: Awaitable[None] | None) -> None:
+    """Cancel a batch's completion that nobody will wait for (its batch is withheld), and
+    retrieve its outcome so that it is not reported as never retrieved."""
+    if done is None:
+        return
+    task = asyncio.ensure_future(done)
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 class BatchDeliveryApp(faust.App):

@@ -17,6 +17,11 @@ Bad input never blocks good input: a message that fails its contract goes to dea
 the same publish as the batch's scores. A message the engine itself cannot score (a bug, not
 an outage) is isolated by re-running the batch one message at a time and dead-lettered alone.
 
+A batch can also be scored ahead (``score_ahead``: decoded, scored and its state sealed while
+the batch before it still awaits the broker and Redis) and then published and persisted
+(``publish_ahead``); worker.stream.overlap orders the two phases across batches and falls back
+to ``settle`` whenever a batch scored ahead is no longer valid.
+
 This module knows nothing of Faust: it sees RawMessages and a Publisher, so it can be tested
 with fakes and reused by a different consumer.
 """
@@ -40,7 +45,7 @@ from schemas.errors import ContractError, FieldError
 from schemas.observation import Observation
 from worker.stream import outputs
 from worker.stream.messages import OutRecord, RawMessage
-from worker.scoring.engine import BatchOutcome, InputEvent
+from worker.scoring.engine import BatchOutcome, InputEvent, Sealed
 from worker.operations import live_accuracy
 from worker.operations.logs import Pseudonymiser
 from worker.operations.metrics import Metrics
@@ -69,7 +74,9 @@ class Engine(Protocol):
 
     async def score(self, events: Sequence[InputEvent]) -> BatchOutcome: ...
 
-    async def persist(self) -> int: ...
+    async def persist(self, sealed: Sealed | None = None) -> int: ...
+
+    def seal(self) -> Sealed: ...
 
     def discard_unpersisted(self) -> None: ...
 
@@ -146,6 +153,24 @@ class _Decoded:
     events: list[InputEvent]
 
 
+@dataclass(slots=True)
+class _Scored:
+    outcome: BatchOutcome
+    shadowed: BatchOutcome | None
+    records: list[OutRecord]
+    sealed: list[Sealed]  # one per engine, live first
+
+
+@dataclass(slots=True)
+class ScoredAhead:
+    """A batch decoded and, unless scoring failed (``scored`` None), scored with its state
+    sealed: nothing of it is published or persisted yet."""
+
+    decoded: list[_Decoded]
+    rejected: list[OutRecord]
+    scored: _Scored | None
+
+
 class BatchPipeline:
     """Turns a batch of raw Kafka records into published outputs and persisted state."""
 
@@ -184,6 +209,48 @@ class BatchPipeline:
         self.metrics.batch_size.observe(len(batch))
         decoded, rejected = self._decode(batch)
         await self._settle(decoded, rejected)
+
+    async def score_ahead(self, batch: Sequence[RawMessage]) -> ScoredAhead:
+        """Decode and score ``batch`` on the engine's state as it is (the batches before it
+        scored, maybe not yet safe) and seal its state; publish nothing. A failure leaves
+        ``scored`` None: ``settle`` then handles the batch, retries and isolation included,
+        once every batch before it is safe and the engine's unpersisted state discarded."""
+        self.metrics.batch_size.observe(len(batch))
+        decoded, rejected = self._decode(batch)
+        try:
+            outcome, shadowed, records = await self._score_all([e for item in decoded for e in item.events], rejected)
+        except Exception as exc:  # noqa: BLE001 - settled again, with its retries, once the batches before it are safe
+            log.warning("scoring ahead failed; the batch is settled on its own", extra={"error": type(exc).__name__})
+            return ScoredAhead(decoded, rejected, None)
+        return ScoredAhead(decoded, rejected, _Scored(outcome, shadowed, records, [e.seal() for e in self.engines]))
+
+    async def publish_ahead(self, ahead: ScoredAhead) -> bool:
+        """Publish a batch scored ahead (one attempt), then persist its sealed state (retried
+        until written) and account for it. False when it has no score or the publish failed:
+        nothing of it is persisted, and the caller must discard and ``settle`` it. Raises only
+        Stopping (or cancellation)."""
+        scored = ahead.scored
+        if scored is None:
+            return False
+        started = time.perf_counter()
+        try:
+            await self.publisher.publish(scored.records)
+        except Exception as exc:  # noqa: BLE001 - the caller settles the batch again
+            self._retrying("publish", 0, exc)
+            return False
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        await self._persisted(scored.outcome, scored.shadowed, scored.sealed)
+        return True
+
+    async def settle(self, ahead: ScoredAhead) -> None:
+        """Make a batch whose scoring ahead failed or went stale safe, from the engine's state
+        as persisted (the caller discards the rest first); as ``process`` after its decode."""
+        await self._settle(ahead.decoded, ahead.rejected)
+
+    def discard_unpersisted(self) -> None:
+        """Forget every change of the engines not yet persisted, sealed or not."""
+        for engine in self.engines:
+            engine.discard_unpersisted()
 
     # -- decode ---------------------------------------------------------------------------
 
@@ -238,7 +305,13 @@ class BatchPipeline:
         except _EngineFault as fault:
             await self._isolate(decoded, rejected, fault)
             return
-        await self._persist()
+        await self._persisted(outcome, shadowed)
+
+    async def _persisted(
+        self, outcome: BatchOutcome, shadowed: BatchOutcome | None, sealed: Sequence[Sealed] | None = None
+    ) -> None:
+        """Persist a published batch's state (``sealed``, or every change so far), then account for it."""
+        await self._persist(sealed)
         self._account(outcome)
         if shadowed is not None and self.shadow is not None:
             live_accuracy.account(
@@ -279,21 +352,14 @@ class BatchPipeline:
         while True:
             stage = "score"
             try:
-                outcome = await self._score(events)
-                records = rejected + self._records(outcome, self.engine, self.topics.risk_scores, self.topics.alerts)
-                shadowed = None
-                if self.shadow is not None:
-                    shadowed = await self._score(events, self.shadow.engine, self.metrics.shadow_inference_seconds)
-                    # Its level changes alert nobody: no alerts topic.
-                    records += self._records(shadowed, self.shadow.engine, self.shadow.risk_scores, None)
+                outcome, shadowed, records = await self._score_all(events, rejected)
                 stage = "publish"
                 started = time.perf_counter()
                 await self.publisher.publish(records)
                 self.metrics.publish_seconds.observe(time.perf_counter() - started)
                 return outcome, shadowed
             except Exception as exc:  # noqa: BLE001 - every failure is retried or isolated, never raised
-                for engine in self.engines:
-                    engine.discard_unpersisted()
+                self.discard_unpersisted()
                 if stage == "score" and not is_outage(exc):
                     faults += 1
                     if faults >= ENGINE_ATTEMPTS:
@@ -301,6 +367,19 @@ class BatchPipeline:
                 self._retrying(stage, attempt, exc)
                 await self.backoff.wait(attempt)
                 attempt += 1
+
+    async def _score_all(
+        self, events: list[InputEvent], rejected: list[OutRecord]
+    ) -> tuple[BatchOutcome, BatchOutcome | None, list[OutRecord]]:
+        """``events`` scored by the live engine and the shadow's, and every record to publish."""
+        outcome = await self._score(events)
+        records = rejected + self._records(outcome, self.engine, self.topics.risk_scores, self.topics.alerts)
+        shadowed = None
+        if self.shadow is not None:
+            shadowed = await self._score(events, self.shadow.engine, self.metrics.shadow_inference_seconds)
+            # Its level changes alert nobody: no alerts topic.
+            records += self._records(shadowed, self.shadow.engine, self.shadow.risk_scores, None)
+        return outcome, shadowed, records
 
     async def _score(
         self, events: list[InputEvent], engine: Engine | None = None, timer: Histogram | None = None
@@ -313,14 +392,16 @@ class BatchPipeline:
         (timer or self.metrics.inference_seconds).observe(time.perf_counter() - started)
         return outcome
 
-    async def _persist(self) -> None:
+    async def _persist(self, sealed: Sequence[Sealed] | None = None) -> None:
+        """Write each engine's state: ``sealed`` (one per engine, of a batch scored ahead), or
+        every change so far."""
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
                 # One round trip per engine; on a retry the engine already written has nothing left to write.
-                for engine in self.engines:
-                    await engine.persist()
+                for engine, upto in zip(self.engines, sealed or [None] * len(self.engines)):
+                    await engine.persist(upto)
                 self.metrics.redis_seconds.labels(operation="persist").observe(time.perf_counter() - started)
                 return
             except Exception as exc:  # noqa: BLE001 - the batch is not safe until its state is in Redis
