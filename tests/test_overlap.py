@@ -11,7 +11,7 @@ from typing import Sequence
 
 import pytest
 
-from tests.test_pipeline import TOPICS, FakeEngine, FakePublisher, no_sleep, vitals
+from tests.test_pipeline import TOPICS, FakeEngine, FakePublisher, calls, engine, no_sleep, vitals  # noqa: F401 (fixtures)
 from worker.operations.logs import Pseudonymiser
 from worker.operations.metrics import Metrics
 from worker.stream.messages import OutRecord
@@ -32,16 +32,6 @@ class GatedPublisher(FakePublisher):
         if self.failures:
             raise self.failures.pop(0)
         self.published.extend(records)
-
-
-@pytest.fixture
-def calls() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def engine(calls: list[str]) -> FakeEngine:
-    return FakeEngine(calls)
 
 
 @pytest.fixture
