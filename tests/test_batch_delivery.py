@@ -52,6 +52,7 @@ class StandIn:
     _withhold = staticmethod(BatchDeliveryConsumer._withhold)
     consumer_stopped_errors: tuple[type[BaseException], ...] = ()
     _commit_every = None
+    flow_active = True  # False: a rebalance has begun
 
     def __init__(self, fetches: Sequence[Sequence[Msg]], handler: Any, read_offset: dict[TP, int] | None = None) -> None:
         self.app = App(batch_handler=handler)
@@ -189,3 +190,30 @@ async def test_a_batch_in_flight_that_is_withheld_withholds_the_next_one_and_del
     assert delivered == [[0, 1], [2, 3], [4, 5]], "nothing after the batch fetched behind the withheld one"
     assert consumer.acked == [0, 1], "neither the withheld batch nor the one after it is acked"
     assert all(m.acked for f in fetches[1:3] for m in f), "both flagged done, so a stop or rebalance does not wait"
+
+
+async def test_with_a_batch_in_flight_no_fetch_starts_once_a_rebalance_has_begun() -> None:
+    """Faust's getmany waits for a rebalance to end, and the rebalance waits for the batch in
+    flight: the batch is acked before the loop fetches again."""
+    fetched_with_acked: list[list[int]] = []
+
+    async def safe() -> None:
+        return None
+
+    async def handler(messages: Sequence[Msg]) -> Any:
+        consumer.flow_active = False  # the group starts rebalancing while this batch is in flight
+        return safe()
+
+    consumer = StandIn([batch(0, 1), batch(2, 3)], handler)
+    getmany = consumer.getmany
+
+    async def watched_getmany(timeout: float) -> Any:
+        fetched_with_acked.append(list(consumer.acked))
+        assert consumer.flow_active or set(consumer.tracked) <= set(consumer.acked), "getmany would wait forever"
+        consumer.flow_active = True  # the rebalance ends once nothing is in flight
+        async for item in getmany(timeout):
+            yield item
+
+    consumer.getmany = watched_getmany  # type: ignore[method-assign]
+    await consumer._drain_messages(Fetcher())
+    assert fetched_with_acked == [[], [0, 1], [0, 1, 2, 3]]

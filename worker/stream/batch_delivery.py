@@ -32,8 +32,8 @@ the broker and its state Redis) before it waits for the first; batches are acked
 the order they were fetched, and when one is not safe (BatchWithheld, or anything else) the one
 fetched after it is withheld with it. A handler that returns None has finished its batch (one
 batch at a time, as before). Both batches are tracked, so a rebalance or a stop waits for both;
-Faust's getmany yields nothing once a rebalance begins, and an empty fetch settles the batch
-in flight.
+with a batch in flight no fetch starts once a rebalance has begun (Faust's getmany would wait
+for the rebalance, which waits for that batch): the loop settles the batch first.
 
 The consumer also fetches with a short ``fetch_max_wait_ms`` (BatchDeliveryApp's
 ``fetch_max_wait_ms``). Faust hard-codes 1500 ms, and Tansu answers a waiting fetch only when
@@ -170,6 +170,11 @@ class BatchDeliveryConsumer(AIOKafkaConsumer):
         rebalance that starts later waits for this batch (``wait_empty``), one that started
         earlier never sees it, so a batch never straddles a change of partition owner."""
         await self.sleep(0)  # getmany may return at once, batch after batch: let others run
+        if in_flight and not self.flow_active:
+            # A rebalance has begun: getmany would wait for it to end, and it waits for the batch
+            # in flight, which is acked only once the loop is back (nothing awaits until getmany
+            # checks the flow itself, so the check cannot go stale).
+            return []
         read_offset = self._read_offset
         last_seen: dict[TP, int | None] = {m.tp: m.offset for m in in_flight}
         gaps: list[tuple[TP, int, int]] = []
