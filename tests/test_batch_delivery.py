@@ -49,13 +49,14 @@ class StandIn:
     _fetch_tracked = BatchDeliveryConsumer._fetch_tracked
     _ack_batch = BatchDeliveryConsumer._ack_batch
     _settle = BatchDeliveryConsumer._settle
+    _fetch_beside = BatchDeliveryConsumer._fetch_beside
     _withhold = staticmethod(BatchDeliveryConsumer._withhold)
     consumer_stopped_errors: tuple[type[BaseException], ...] = ()
     _commit_every = None
-    flow_active = True  # False: a rebalance has begun
 
     def __init__(self, fetches: Sequence[Sequence[Msg]], handler: Any, read_offset: dict[TP, int] | None = None) -> None:
         self.app = App(batch_handler=handler)
+        self.fetches = list(fetches)
         self._fetches = list(fetches)
         self._read_offset: defaultdict[TP, int | None] = defaultdict(lambda: None, read_offset or {})
         self.tracked: list[int] = []
@@ -154,17 +155,32 @@ async def test_messages_already_read_are_dropped_and_offset_gaps_registered() ->
     assert consumer.gaps == [(tp, 11, 14)], "the gap lets Faust's commit pass offsets that never come"
 
 
-async def test_the_next_batch_is_handed_over_before_the_one_in_flight_is_acked_and_acks_stay_in_order() -> None:
-    seen: list[tuple[list[int], list[int]]] = []
+def gated_handler(seen: list[tuple[list[int], list[int]]], consumer: Any, unsafe: int | None = None) -> Any:
+    """A handler whose n-th batch is safe only once batch n+1 was handed over (the last one at
+    once): each is in flight while the next is fetched. Batch ``unsafe`` (1-based) is withheld."""
+    gates: list[asyncio.Event] = []
 
-    async def safe() -> None:
-        return None
+    async def completion(n: int) -> None:
+        await gates[n - 1].wait()
+        if n == unsafe:
+            raise BatchWithheld()
 
     async def handler(messages: Sequence[Msg]) -> Any:
         seen.append(([m.offset for m in messages], list(consumer.acked)))
-        return safe()  # safe once awaited: the batch is handed over unfinished
+        if gates:
+            gates[-1].set()
+        gates.append(asyncio.Event())
+        if len(gates) == len(consumer.fetches):
+            gates[-1].set()
+        return completion(len(gates))
 
-    consumer = StandIn([batch(0, 1), batch(2, 3), batch(5, 6)], handler)
+    return handler
+
+
+async def test_the_next_batch_is_handed_over_before_the_one_in_flight_is_acked_and_acks_stay_in_order() -> None:
+    seen: list[tuple[list[int], list[int]]] = []
+    consumer = StandIn([batch(0, 1), batch(2, 3), batch(5, 6)], None)
+    consumer.app.batch_handler = gated_handler(seen, consumer)
     await consumer._drain_messages(Fetcher())
     assert seen == [([0, 1], []), ([2, 3], []), ([5, 6], [0, 1])], "batch 2 handed over with batch 1 in flight"
     assert consumer.acked == [0, 1, 2, 3, 5, 6], "in fetch order, the last one when the stream ends"
@@ -172,48 +188,35 @@ async def test_the_next_batch_is_handed_over_before_the_one_in_flight_is_acked_a
 
 
 async def test_a_batch_in_flight_that_is_withheld_withholds_the_next_one_and_delivery_stops() -> None:
-    delivered: list[list[int]] = []
-
-    async def unsafe() -> None:
-        raise BatchWithheld()
-
-    async def safe() -> None:
-        return None
-
-    async def handler(messages: Sequence[Msg]) -> Any:
-        delivered.append([m.offset for m in messages])
-        return unsafe() if len(delivered) == 2 else safe()
-
+    seen: list[tuple[list[int], list[int]]] = []
     fetches = [batch(0, 1), batch(2, 3), batch(4, 5), batch(6, 7)]
-    consumer = StandIn(fetches, handler)
+    consumer = StandIn(fetches, None)
+    consumer.app.batch_handler = gated_handler(seen, consumer, unsafe=2)
     await consumer._drain_messages(Fetcher())
-    assert delivered == [[0, 1], [2, 3], [4, 5]], "nothing after the batch fetched behind the withheld one"
+    assert [offsets for offsets, _ in seen] == [[0, 1], [2, 3], [4, 5]], "nothing after the one behind the withheld batch"
     assert consumer.acked == [0, 1], "neither the withheld batch nor the one after it is acked"
     assert all(m.acked for f in fetches[1:3] for m in f), "both flagged done, so a stop or rebalance does not wait"
 
 
-async def test_with_a_batch_in_flight_no_fetch_starts_once_a_rebalance_has_begun() -> None:
-    """Faust's getmany waits for a rebalance to end, and the rebalance waits for the batch in
-    flight: the batch is acked before the loop fetches again."""
-    fetched_with_acked: list[list[int]] = []
+async def test_a_batch_in_flight_is_acked_while_the_next_fetch_waits_for_a_rebalance() -> None:
+    """Faust's getmany waits for a rebalance to end, and the rebalance waits for every tracked
+    batch to be acked: the batch in flight must be acked while the fetch waits."""
 
     async def safe() -> None:
         return None
 
     async def handler(messages: Sequence[Msg]) -> Any:
-        consumer.flow_active = False  # the group starts rebalancing while this batch is in flight
         return safe()
 
     consumer = StandIn([batch(0, 1), batch(2, 3)], handler)
     getmany = consumer.getmany
 
-    async def watched_getmany(timeout: float) -> Any:
-        fetched_with_acked.append(list(consumer.acked))
-        assert consumer.flow_active or set(consumer.tracked) <= set(consumer.acked), "getmany would wait forever"
-        consumer.flow_active = True  # the rebalance ends once nothing is in flight
+    async def rebalancing_getmany(timeout: float) -> Any:
+        while not set(consumer.tracked) <= set(consumer.acked):  # held until nothing is in flight
+            await asyncio.sleep(0.001)
         async for item in getmany(timeout):
             yield item
 
-    consumer.getmany = watched_getmany  # type: ignore[method-assign]
-    await consumer._drain_messages(Fetcher())
-    assert fetched_with_acked == [[], [0, 1], [0, 1, 2, 3]]
+    consumer.getmany = rebalancing_getmany  # type: ignore[method-assign]
+    await asyncio.wait_for(consumer._drain_messages(Fetcher()), timeout=5)
+    assert consumer.acked == [0, 1, 2, 3]

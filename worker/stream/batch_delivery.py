@@ -31,9 +31,11 @@ the next batch and hands it over too (the handler scores it while the first one'
 the broker and its state Redis) before it waits for the first; batches are acked strictly in
 the order they were fetched, and when one is not safe (BatchWithheld, or anything else) the one
 fetched after it is withheld with it. A handler that returns None has finished its batch (one
-batch at a time, as before). Both batches are tracked, so a rebalance or a stop waits for both;
-with a batch in flight no fetch starts once a rebalance has begun (Faust's getmany would wait
-for the rebalance, which waits for that batch): the loop settles the batch first.
+batch at a time, as before). Both batches are tracked, so a rebalance or a stop waits for both. The
+fetch with a batch in flight races that batch's completion, and the batch is acked as soon as
+it is safe, even while the fetch waits: a rebalance that begins then holds Faust's getmany
+(its call waits in the consumer thread's queue behind the rebalance, which waits for every
+tracked batch to be acked), so a loop that waited for the fetch first would never ack it.
 
 The consumer also fetches with a short ``fetch_max_wait_ms`` (BatchDeliveryApp's
 ``fetch_max_wait_ms``). Faust hard-codes 1500 ms, and Tansu answers a waiting fetch only when
@@ -60,10 +62,6 @@ from faust.types import TP, Message
 BatchHandler = Callable[[Sequence[Message]], Awaitable[Awaitable[None] | None]]
 #: Longest a fetch waits for records before the loop checks whether it should stop, seconds.
 FETCH_TIMEOUT_S = 1.0
-#: Longest a fetch waits while a batch is in flight: when nothing new comes, the loop goes back
-#: to ack that batch, so its commit (and a rebalance) is not held up by a quiet stream.
-PENDING_FETCH_TIMEOUT_S = 0.05
-
 #: Default longest time the broker may hold a fetch that finds no data, ms (see the docstring).
 FETCH_MAX_WAIT_MS = 10
 
@@ -103,7 +101,10 @@ class BatchDeliveryConsumer(AIOKafkaConsumer):
         in_flight: _InFlight | None = None
         try:
             while not (self.should_stop or fetcher.should_stop):
-                batch = await self._fetch_tracked(in_flight.batch if in_flight else ())
+                if in_flight is None:
+                    batch = await self._fetch_tracked()
+                else:
+                    batch, in_flight = await self._fetch_beside(in_flight)
                 if not batch:
                     if in_flight is not None:
                         earlier, in_flight = in_flight, None
@@ -151,6 +152,20 @@ class BatchDeliveryConsumer(AIOKafkaConsumer):
                 self._withhold(in_flight.batch)
                 _abandon(in_flight.done)
 
+    async def _fetch_beside(self, in_flight: _InFlight) -> tuple[list[Message], _InFlight | None]:
+        """Fetch while ``in_flight`` completes; settle it (ack, or withhold and raise) as soon
+        as it does. Returns the batch fetched and what is still in flight."""
+        fetch = asyncio.ensure_future(self._fetch_tracked(in_flight.batch))
+        try:
+            await asyncio.wait((fetch, in_flight.done), return_when=asyncio.FIRST_COMPLETED)
+            if not in_flight.done.done():
+                return fetch.result(), in_flight
+            await self._settle(in_flight)
+            return await fetch, None
+        except BaseException:
+            _abandon_fetch(fetch, self._withhold)
+            raise
+
     async def _settle(self, in_flight: _InFlight) -> None:
         """Wait for a batch handed over unfinished: ack it once safe, else withhold it and raise."""
         try:
@@ -170,16 +185,11 @@ class BatchDeliveryConsumer(AIOKafkaConsumer):
         rebalance that starts later waits for this batch (``wait_empty``), one that started
         earlier never sees it, so a batch never straddles a change of partition owner."""
         await self.sleep(0)  # getmany may return at once, batch after batch: let others run
-        if in_flight and not self.flow_active:
-            # A rebalance has begun: getmany would wait for it to end, and it waits for the batch
-            # in flight, which is acked only once the loop is back (nothing awaits until getmany
-            # checks the flow itself, so the check cannot go stale).
-            return []
         read_offset = self._read_offset
         last_seen: dict[TP, int | None] = {m.tp: m.offset for m in in_flight}
         gaps: list[tuple[TP, int, int]] = []
         batch: list[Message] = []
-        async for tp, message in self.getmany(timeout=PENDING_FETCH_TIMEOUT_S if in_flight else FETCH_TIMEOUT_S):
+        async for tp, message in self.getmany(timeout=FETCH_TIMEOUT_S):
             last = last_seen[tp] if tp in last_seen else read_offset[tp]
             if last is not None and message.offset < last:
                 continue
@@ -220,6 +230,14 @@ def _abandon(done: Awaitable[None] | None) -> None:
     task = asyncio.ensure_future(done)
     task.cancel()
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+def _abandon_fetch(fetch: asyncio.Future[list[Message]], withhold: Callable[[Sequence[Message]], None]) -> None:
+    """Give up a fetch nobody will deliver (its loop is stopping): cancel it, and withhold
+    whatever it tracked all the same, so that a stop does not wait for it."""
+    if not fetch.done():
+        fetch.cancel()
+    fetch.add_done_callback(lambda f: None if f.cancelled() or f.exception() else withhold(f.result()))
 
 
 class BatchDeliveryApp(faust.App):
