@@ -89,3 +89,14 @@ async def test_a_discharge_sealed_keeps_the_slot_of_a_patient_the_next_batch_rea
     await e.persist()
     assert not (await stored(store, "a")).discharged
     assert (await stored(store, "a")).watermark == {("encounters", 0): 2, ("vitals", 0): 1}
+
+
+async def test_a_written_discharge_frees_its_slot_at_the_next_score_not_mid_score(store: RedisStateStore) -> None:
+    e = engine(store)
+    await e.score([admit("a", 0, 0), ev("a", 0, 5), enc("a", 1, 60, "discharge", disposition="home")])
+    closed = e.seal()
+    await e.persist(closed)  # written without the engine's lock: a batch may be mid-score
+    assert (await stored(store, "a")).discharged
+    assert e.resident == 1, "the slot is freed by the next call that holds the lock"
+    await e.score([ev("b", 0, 70)])
+    assert e.resident == 1 and "a" not in e._slab

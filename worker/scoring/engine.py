@@ -227,6 +227,7 @@ class RiskEngine:
         self._evicted: dict[str, bytes] = {}  # packed dirty patients evicted since the last persist
         self._evicted_tombstones: set[str] = set()  # which of those were discharged
         self._sealed: list[Sealed] = []  # sealed, not yet written, oldest first
+        self._released: set[str] = set()  # discharged, tombstone written, slot not yet freed
         self._lock = asyncio.Lock()
 
     def _take(self, model: LoadedModel, policy: AlertPolicy, served: _Served) -> None:
@@ -274,6 +275,7 @@ class RiskEngine:
         """Apply ``events`` (in order per patient) and score each one that is not a duplicate."""
         outcome = BatchOutcome(scored=[], duplicates=[])
         async with self._lock:
+            self._free_released()
             for chunk in self._chunks(events):
                 await self._make_resident(chunk)
                 self._score_chunk(chunk, outcome)
@@ -302,9 +304,15 @@ class RiskEngine:
         round trip each, and release their discharged patients (tombstone written, slot freed)
         once written.
 
-        On error nothing is forgotten: the same batches are written by the next call."""
+        On error nothing is forgotten: the same batches are written by the next call.
+
+        A sealed batch is written without the engine's lock (its bytes are fixed), so the
+        write overlaps the next batch's scoring; its discharged patients' slots are then freed
+        by the next call that holds the lock (``_free_released``), never mid-score."""
+        if sealed is not None:
+            return await self._persist(sealed, locked=False)
         async with self._lock:
-            return await self._persist(sealed)
+            return await self._persist(None)
 
     async def release_partitions(self, partitions: set[int]) -> None:
         """Persist, then drop resident patients with any watermark entry on ``partitions``.
@@ -458,7 +466,9 @@ class RiskEngine:
         )
         return dict(zip(patients, records))
 
-    async def _persist(self, upto: Sealed | None) -> int:
+    async def _persist(self, upto: Sealed | None, *, locked: bool = True) -> int:
+        """Write the sealed batches, oldest first, up to ``upto`` (every change so far when
+        None). ``locked``: the caller holds the engine's lock, so freed slots go at once."""
         if upto is None:
             upto = self.seal()
         elif not any(s is upto for s in self._sealed):  # written already
@@ -470,13 +480,23 @@ class RiskEngine:
             self._sealed.pop(0)
             written += len(sealed.states) + len(sealed.tombstones)
             # Only now, with the tombstones in Redis and the outputs acknowledged before this call,
-            # may the slots go: a crash before this point redelivers the discharge itself. A
-            # patient changed again since (a later batch, sealed or not) keeps its slot.
-            later = self._dirty | self._discharged | set().union(*(s.patients() for s in self._sealed))
-            self._slab.remove([p for p in sealed.released if p in self._slab and p not in later])
+            # may the slots go: a crash before this point redelivers the discharge itself.
+            self._released.update(sealed.released)
+            if locked:
+                self._free_released()
             if sealed is upto:
                 break
         return written
+
+    def _free_released(self) -> None:
+        """Free the slots of discharged patients whose tombstones are written; a patient changed
+        again since (a later batch, sealed or not) keeps its slot. Only with the engine's lock:
+        a batch being scored may hold such a patient's slot."""
+        if not self._released:
+            return
+        later = self._dirty | self._discharged | set().union(*(s.patients() for s in self._sealed))
+        self._slab.remove([p for p in self._released if p in self._slab and p not in later])
+        self._released.clear()
 
     @torch.inference_mode()
     def _score_chunk(self, events: Sequence[InputEvent], outcome: BatchOutcome) -> None:
