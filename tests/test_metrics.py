@@ -9,7 +9,7 @@ import orjson
 
 from worker.operations.health import HealthChecker
 from worker.operations.logs import JsonFormatter, Pseudonymiser
-from worker.operations.metrics import Metrics
+from worker.operations.metrics import E2E_BUCKETS, Metrics, observe_many
 
 
 def test_exposition_has_the_documented_series_and_bounded_labels() -> None:
@@ -85,6 +85,28 @@ async def test_health_is_503_naming_the_engine_until_the_model_is_loaded() -> No
     assert body["redis"] == body["kafka"] == {"ok": True} and body["engine"] == {"ready": False}
     loaded = True
     assert (await checker.report())[0] == 200
+
+
+def test_observing_a_batch_at_once_equals_observing_it_value_by_value() -> None:
+    """observe_many reads prometheus_client's internals: this holds it to ``observe`` (the
+    bounds themselves, 0, values between and past the last bound)."""
+    values = [0.0, *E2E_BUCKETS, 0.003, 0.0051, 0.7, 0.7, 42.0, 301.0, 1e6]
+    one_by_one, batched = Metrics(), Metrics()
+    for value in values:
+        one_by_one.end_to_end_seconds.observe(value)
+    observe_many(batched.end_to_end_seconds, values[:7])
+    observe_many(batched.end_to_end_seconds, values[7:])
+    observe_many(batched.end_to_end_seconds, [])
+
+    def samples(m: Metrics) -> dict:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for metric in m.registry.collect() if metric.name == "vitalwatch_end_to_end_seconds"
+            for s in metric.samples if not s.name.endswith("_created")
+        }
+
+    assert samples(batched) == samples(one_by_one)
+    assert samples(batched)[("vitalwatch_end_to_end_seconds_count", ())] == len(values)
 
 
 def test_pseudonyms_are_keyed_stable_and_not_the_id() -> None:

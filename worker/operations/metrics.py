@@ -8,6 +8,9 @@ role, risk bin — never a patient or event id: an unbounded label would grow Pr
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 #: Micro-batch sizes are powers of two up to the largest MAX_BATCH worth batching.
@@ -181,6 +184,21 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus text format and its content type, for the /metrics view."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """Observe every one of ``values`` in ``histogram``, exactly as ``observe`` one by one would
+    (tests/test_metrics.py holds the two equal), with one bucket search for all of them and one
+    increment per bucket touched. Why: a batch's end-to-end latencies were observed event by
+    event, a lock and a bucket scan each; per batch is what the hot path may cost. It reads
+    prometheus_client's bucket bounds and values, which that test pins."""
+    if not values:
+        return
+    observed = np.asarray(values, dtype=np.float64)
+    buckets = np.searchsorted(np.asarray(histogram._upper_bounds), observed, side="left")
+    histogram._sum.inc(float(observed.sum()))
+    for bucket, count in zip(*np.unique(buckets, return_counts=True)):
+        histogram._buckets[int(bucket)].inc(int(count))
 
 
 def metrics_markdown() -> str:

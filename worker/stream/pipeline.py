@@ -48,7 +48,7 @@ from worker.stream.messages import OutRecord, RawMessage
 from worker.scoring.engine import BatchOutcome, InputEvent, Sealed
 from worker.operations import live_accuracy
 from worker.operations.logs import Pseudonymiser
-from worker.operations.metrics import Metrics
+from worker.operations.metrics import Metrics, observe_many
 
 log = logging.getLogger(__name__)
 
@@ -463,10 +463,10 @@ class BatchPipeline:
         for topic, count in Counter(e.topic for e in outcome.outcomes).items():
             m.events.labels(topic=topic, outcome="applied").inc(count)
         live_accuracy.account(m, outcome.labelling, model_version=self.engine.model_version, role=self.engine.role)
-        observe = m.end_to_end_seconds.observe
+        observe_many(m.end_to_end_seconds, [
+            max(0.0, acked - s.event.kafka_ts) for s in outcome.scored if s.event.kafka_ts is not None
+        ])
         for scored in outcome.scored:
-            if scored.event.kafka_ts is not None:
-                observe(max(0.0, acked - scored.event.kafka_ts))
             if scored.alert is not None:
                 m.alerts.labels(level=scored.alert.level).inc()
                 log.info("alert", extra={
