@@ -64,7 +64,7 @@ def test_bench_reports_every_figure(tmp_path: Path) -> None:
     assert result["ratios"]["worker_vs_naive"] == pytest.approx(result["worker_eps"] / result["naive_eps"])
     assert set(result["targets"]) == {
         "worker_vs_bare_faust", "worker_vs_bare_faust_batch", "worker_vs_naive", "latency_p99_ms", "redis_bytes_per_patient",
-        "latency_p99_at_25pct_ms", "latency_max_vs_p99", "latency_p99_at_500eps_ms",
+        "latency_p99_at_25pct_ms", "latency_max_vs_p99", "latency_p99_at_500eps_ms", "scaleout_ratio",
     }
     not_run = {"latency_p99_at_25pct_ms"}  # no 0.25 among --latency-loads here
     assert all(isinstance(t["met"], bool) for name, t in result["targets"].items() if name not in not_run)

@@ -54,10 +54,13 @@ def add_ratios(result: dict[str, Any]) -> dict[str, Any]:
 TARGETS: tuple[Target, ...] = (
     Target("worker_vs_bare_faust", "worker_eps / bare_faust_eps >= 0.9",
            lambda r: r["ratios"]["worker_vs_bare_faust"], lambda v: v >= 0.9),
-    # The same target against the ceiling batch delivery raised Faust to: what the worker
-    # itself costs per message beside Faust's own bookkeeping.
-    Target("worker_vs_bare_faust_batch", "worker_eps / bare_faust_batch_eps >= 0.9",
-           lambda r: r["ratios"]["worker_vs_bare_faust_batch"], lambda v: v >= 0.9),
+    # Against the ceiling batch delivery raised Faust to: what the worker itself costs per
+    # message beside Faust's own bookkeeping (issue 16 states 0.3; it measured 0.14).
+    Target("worker_vs_bare_faust_batch", "worker_eps / bare_faust_batch_eps >= 0.3",
+           lambda r: r["ratios"]["worker_vs_bare_faust_batch"], lambda v: v >= 0.3),
+    # Two processes on this 2-core machine: the share of a second core the worker can use.
+    Target("scaleout_ratio", "scale-out ratio with 2 processes >= 1.6",
+           lambda r: r.get("scaleout_ratio") if r.get("scaleout_workers") == 2 else None, lambda v: v >= 1.6),
     Target("worker_vs_naive", "worker_eps / naive_eps >= 8", lambda r: r["ratios"]["worker_vs_naive"], lambda v: v >= 8),
     Target("latency_p99_ms", "p99 latency at 50 % load <= 100 ms", lambda r: r.get("latency_p99_ms"), lambda v: v <= 100),
     Target("latency_p99_at_25pct_ms", "p99 latency at 25 % load <= 50 ms",
