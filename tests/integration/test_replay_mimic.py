@@ -15,9 +15,7 @@ import pytest
 
 from tests.integration.conftest import REPO
 
-#: With the soaks (make test-faults): make test replays the set-A fixtures (test_replay_physionet) through
-#: the same replay command and worker; this one adds the CLIF reader on a real hospitalisation.
-pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 #: An 18-hour stay ending in death: 31 observations (23 vitals sets, 8 lab results: blood gases
 #: and coagulation from 04:26, before the ICU) with GCS and oxygen charted, and 3 encounters

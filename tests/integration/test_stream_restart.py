@@ -27,9 +27,7 @@ from worker.scoring.alert_policy import AlertPolicy
 from worker.scoring.engine import InputEvent, RiskEngine
 from worker.state.store import RedisStateStore
 
-#: A soak beside tests/integration/test_faults_crash.py, which kills the worker repeatedly in make test
-#: and proves the same equality: this one runs with the soaks (make test-faults) to keep make test short.
-pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TOLERANCE = 1e-5
 
