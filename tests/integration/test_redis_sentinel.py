@@ -144,6 +144,7 @@ def failover_run(
     while servers.primary_port() == killed:
         assert time.monotonic() < deadline + 30, "the sentinels did not promote the replica"
         waits += health_waits(worker)
+    wait_discoverable(servers, 30)
     lost = lost_events(broker, group, topics, stream, stream_events, state, prefix)
     # 4. the killed server comes back as a replica; the worker follows the failover by itself
     restart_as_replica(servers, killed)
@@ -176,6 +177,24 @@ def failover_run(
         f"{time.monotonic() - started:.1f} s"
     )
     return outcome
+
+
+def wait_discoverable(servers: EmbeddedSentinels, timeout_s: float) -> None:
+    """Wait until a Sentinel client finds the promoted primary, as the worker's does. A sentinel
+    names the new primary (what ``primary_port`` reads) a moment before every sentinel reports it
+    up; a client that asks in between finds none (MasterNotFoundError: seen once with two test
+    processes on the machine)."""
+    from redis.sentinel import MasterNotFoundError, Sentinel
+
+    sentinel = Sentinel([("127.0.0.1", s.port) for s in servers.sentinels if s.proc is not None], socket_timeout=2)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            sentinel.discover_master(servers.service)
+            return
+        except MasterNotFoundError:
+            assert time.monotonic() < deadline, f"no primary discoverable through the sentinels within {timeout_s} s"
+            time.sleep(0.2)
 
 
 def committed_all(broker: EmbeddedBroker, group: str, topics: dict[str, str], stream: PacedStream) -> bool:
