@@ -407,6 +407,17 @@ def wait_for_states(
         time.sleep(0.5)
 
 
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, alive: Sequence[Any]) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what``, with the workers' log tails, at
+    ``timeout_s`` or as soon as one of ``alive`` has died (a dead worker never makes it true)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not within {timeout_s} s\n" + "\n".join(w.log_tail() for w in alive)
+        for worker in alive:
+            worker.assert_alive()
+        time.sleep(0.2)
+
+
 def score_differences(records: list[dict[str, Any]], expected: dict[str, float]) -> list[tuple[str, float, float]]:
     """Records whose risk differs from the reference's (a lost or doubled event shows here)."""
     return [

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -31,7 +30,6 @@ import redis
 
 from models.datasets.simulator import SimEvent, simulate_cohort
 from schemas.encounter import sex_code, unit_code
-from tests.integration.conftest import WorkerProcess
 from tests.integration.fault_harness import (
     PacedStream,
     all_scored,
@@ -42,6 +40,7 @@ from tests.integration.fault_harness import (
     score_differences,
     stored_states,
     wait_for_states,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
@@ -104,15 +103,6 @@ def ward(seed: int) -> tuple[list[SimEvent], list[SimEvent], list[SimEvent], dic
     readmission += [later(e, "readmitted", back - vitals["p0"][0].observed_ts + 60) for e in vitals["p0"][:3]]
     still_in = [own[VITALS_PER_STAY] for pid, own in vitals.items() if pid not in DISCHARGED]
     return first_phase, discharges, readmission + still_in, vitals
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, alive: Sequence[WorkerProcess]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not within {timeout_s} s\n" + "\n".join(w.log_tail() for w in alive)
-        for worker in alive:
-            worker.assert_alive()
-        time.sleep(0.2)
 
 
 def test_admissions_transfers_and_discharges_survive_kill_9_equal_to_the_reference(

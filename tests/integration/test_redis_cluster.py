@@ -29,6 +29,7 @@ from tests.integration.fault_harness import (
     score_differences,
     vitals_events,
     wait_for_states,
+    wait_until,
 )
 from tests.integration.test_faults_crash import crash_run
 from tests.integration.test_faults_rebalance import rebalance_run
@@ -101,7 +102,7 @@ def primary_failover_run(
         cluster.node(victim).kill()
         failed.append(victim)
         wait_until(lambda: victim not in cluster.primary_ports() and len(cluster.primary_ports()) == 3, 30,
-                   "the replica's promotion", worker)
+                   "the replica's promotion", [worker])
         waits += health_waits(worker, seconds=2.0)  # the new primary has no replica yet: batches are held
         cluster.node(victim).start()
         cluster.wait_healthy()
@@ -129,14 +130,6 @@ def primary_failover_run(
         f"{len(records)} risk-score records, {len(alerts)} alerts; persist retried {held:.0f} times; "
         f"/health said it waited for {sorted(set(waits))}; {time.monotonic() - started:.1f} s"
     )
-
-
-def wait_until(done: Callable[[], bool], timeout_s: float, what: str, worker: Any) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
-        worker.assert_alive()
-        time.sleep(0.2)
 
 
 def health_waits(worker: Any, seconds: float) -> list[str]:

@@ -53,6 +53,7 @@ from tests.integration.fault_harness import (
     stored_states,
     vitals_events,
     wait_for_states,
+    wait_until,
 )
 from worker.operations.config import Settings, load_settings
 from worker.tools.embedded import EmbeddedBroker, EmbeddedRedis, EmbeddedSentinels, wait_replicating
@@ -144,12 +145,12 @@ def failover_run(
     while servers.primary_port() == killed:
         assert time.monotonic() < deadline + 30, "the sentinels did not promote the replica"
         waits += health_waits(worker)
-    wait_discoverable(servers, 30)
+    wait_until(lambda: primary_discoverable(servers), 30, "a primary discoverable through the sentinels", [worker])
     lost = lost_events(broker, group, topics, stream, stream_events, state, prefix)
     # 4. the killed server comes back as a replica; the worker follows the failover by itself
     restart_as_replica(servers, killed)
     wait_until(lambda: committed_all(broker, group, topics, stream) and (worker.health() or (0,))[0] == 200, 60,
-               "commit of every event sent (with 1: the held batch written to the new primary first)", worker)
+               "commit of every event sent (with 1: the held batch written to the new primary first)", [worker])
     # 5. a restart after the failover: the new worker reads its patients from the new primary
     worker.kill()
     worker = start_worker(**env)
@@ -179,22 +180,19 @@ def failover_run(
     return outcome
 
 
-def wait_discoverable(servers: EmbeddedSentinels, timeout_s: float) -> None:
-    """Wait until a Sentinel client finds the promoted primary, as the worker's does. A sentinel
+def primary_discoverable(servers: EmbeddedSentinels) -> bool:
+    """Whether a Sentinel client finds the promoted primary, as the worker's does. A sentinel
     names the new primary (what ``primary_port`` reads) a moment before every sentinel reports it
     up; a client that asks in between finds none (MasterNotFoundError: seen once with two test
     processes on the machine)."""
     from redis.sentinel import MasterNotFoundError, Sentinel
 
     sentinel = Sentinel([("127.0.0.1", s.port) for s in servers.sentinels if s.proc is not None], socket_timeout=2)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            sentinel.discover_master(servers.service)
-            return
-        except MasterNotFoundError:
-            assert time.monotonic() < deadline, f"no primary discoverable through the sentinels within {timeout_s} s"
-            time.sleep(0.2)
+    try:
+        sentinel.discover_master(servers.service)
+    except MasterNotFoundError:
+        return False
+    return True
 
 
 def committed_all(broker: EmbeddedBroker, group: str, topics: dict[str, str], stream: PacedStream) -> bool:
@@ -219,14 +217,6 @@ def health_waits(worker: Any, seconds: float = 0.25) -> list[str]:
     if report is None or report[0] == 200:
         return []
     return [report[1].get("redis", {}).get("waiting_for", "")]
-
-
-def wait_until(done: Callable[[], bool], timeout_s: float, what: str, worker: Any) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s\n{worker.log_tail()}"
-        worker.assert_alive()
-        time.sleep(0.25)
 
 
 @pytest.mark.timeout(150)
