@@ -46,8 +46,22 @@ class RiskLSTM(nn.Module):
         """One event per patient: x [B, F], h and c [L, B, H] -> (logits [B], h, c).
 
         Zero h and c are the state of a patient never seen."""
-        out, (h, c) = self.lstm(x.unsqueeze(1), (h, c))
-        return self.head(self.dropout(out[:, 0])).squeeze(-1), h, c
+        h, c = self.step_state(x, h, c)
+        return self.logits(h[-1]), h, c
+
+    def step_state(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``step`` without the head: the new (h, c) only. The worker steps the recurrence
+        alone and reads the logits of every step with one ``logits`` call after the last.
+
+        It stays one ``nn.LSTM`` call per step: on the CPU that call gives a patient the same
+        bits whatever else is in the batch (a written-out cell's matmuls do not, for one or two
+        rows), so a state does not depend on how the stream was cut into batches."""
+        _, (h, c) = self.lstm(x.unsqueeze(1), (h, c))
+        return h, c
+
+    def logits(self, h_top: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits [...] from the top layer's output [..., H]."""
+        return self.head(self.dropout(h_top)).squeeze(-1)
 
     def risk(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated probabilities from logits of any shape."""

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from torch import nn
 
 from models.features import Context, Memory
+from models.network import RiskLSTM
 from schemas.observation import Observation
 from schemas.variables import VARIABLES
 from tests.old_state_formats import as_v1
@@ -60,26 +60,14 @@ class StandInEncoder:
         return torch.stack(xs, dim=1), stacked
 
 
-class StandInLSTM(nn.Module):
-    """RiskLSTM.step/risk contract over a real nn.LSTM."""
-
-    def __init__(self, hidden_size: int = 16, num_layers: int = 2) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.hidden_size, self.num_layers = hidden_size, num_layers
-        self.lstm = nn.LSTM(3 * V + 2, hidden_size, num_layers)
-        self.head = nn.Linear(hidden_size, 1)
-
-    def step(self, x, h, c):
-        out, (h, c) = self.lstm(x.unsqueeze(0), (h, c))
-        return self.head(out[0]).squeeze(1), h, c
-
-    def risk(self, logits):
-        return torch.sigmoid(logits)
+def stand_in_lstm(hidden_size: int = 16, num_layers: int = 2) -> RiskLSTM:
+    """A small, seeded, uncalibrated RiskLSTM over the stand-in encoder's features."""
+    torch.manual_seed(0)
+    return RiskLSTM(3 * V + 2, hidden_size, num_layers).eval()
 
 
 def loaded(version: str = "test-model-1", legacy: bool = False) -> SimpleNamespace:
-    return SimpleNamespace(model=StandInLSTM(), encoder=StandInEncoder(legacy), manifest={"version": version})
+    return SimpleNamespace(model=stand_in_lstm(), encoder=StandInEncoder(legacy), manifest={"version": version})
 
 
 @pytest.fixture
@@ -159,7 +147,7 @@ async def test_restored_engine_scores_exactly_like_an_uninterrupted_one(
     assert await first.persist() == 20
     if left_in_format_1:
         records = await store.load_many([f"p{i}" for i in range(20)])
-        shape = {"num_layers": 2, "hidden_size": 16, "n_vars": V}  # StandInLSTM's
+        shape = {"num_layers": 2, "hidden_size": 16, "n_vars": V}  # stand_in_lstm's
         await store.save_many({p: as_v1(r, **shape) for p, r in records.items()})
     restarted = engine(store, legacy=left_in_format_1)  # a new process: empty slab, state only in Redis
     assert (await restarted.score(batches[2])).duplicates == batches[2], "the watermark came through"

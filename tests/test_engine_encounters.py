@@ -19,7 +19,7 @@ from worker.state.codec import PatientState, id_hashes, unpack
 from worker.state.store import RedisStateStore
 
 STATE_TTL_S, TOMBSTONE_TTL_S = 600, 60
-SHAPE = {"num_layers": 2, "hidden_size": 16}  # tests.test_engine's StandInLSTM
+SHAPE = {"num_layers": 2, "hidden_size": 16}  # tests.test_engine's stand_in_lstm
 
 
 @pytest.fixture

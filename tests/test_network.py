@@ -31,6 +31,10 @@ def test_step_by_step_equals_forward(device: str, num_layers: int) -> None:
     assert full.shape == (5, 40)
     assert h.shape == c.shape == (num_layers, 5, 32)
     torch.testing.assert_close(torch.stack(stepped, dim=1), full, rtol=0, atol=1e-5)
+    # The written-out cell carries nn.LSTM's state too, the cell state included.
+    _, (h_full, c_full) = model.lstm(x)
+    torch.testing.assert_close(h, h_full, rtol=0, atol=1e-5)
+    torch.testing.assert_close(c, c_full, rtol=0, atol=1e-5)
 
 
 def test_risk_applies_the_stored_platt_calibration() -> None:

@@ -636,8 +636,7 @@ class RiskEngine:
         # Outputs in step-major order: step 0 of every patient, then step 1, ...
         patient_of, step_of = block.positions()
         patient_t, step_t = torch.from_numpy(patient_of).to(self.device), torch.from_numpy(step_of).to(self.device)
-        risk, level, previous = torch.cat(steps.risk), torch.cat(steps.levels), torch.cat(steps.previous)
-        by_news2 = torch.cat(steps.by_news2)
+        risk, level, previous, by_news2 = steps.risk, steps.levels, steps.previous, steps.by_news2
         changed = level != previous  # never an encounter: its level is the previous one
         alerting: dict[int, tuple[list[dict], list[int]]] = {}
         # The model explains the levels it set; NEWS2 the ones its safety net set (the model's
@@ -692,35 +691,64 @@ class RiskEngine:
         self, block: Block, stepping: torch.Tensor | None, x: torch.Tensor, t: torch.Tensor, news2: torch.Tensor,
         before: SlotState,
     ) -> _Steps:
-        """LSTM and alert policy, step k over the first ``block.active[k]`` patients, for those
-        whose k-th event is a step (``stepping`` [P, K]: an observation, not an encounter;
-        None when every event is one, so a batch without encounters pays nothing for them).
-        Nothing is written in place, so each step's inputs stay available for the alert reasons."""
+        """The LSTM, then the alert policy, step k over the first ``block.active[k]`` patients (a
+        prefix: those with a k-th event), for those whose k-th event is a step (``stepping``
+        [P, K]: an observation, not an encounter; None when every event is one, so a batch
+        without encounters pays nothing for them). Its per-event outputs are in step-major
+        order (``block.positions``).
+
+        A micro-batch steps once per event of its busiest patient (twenty steps in a 512-event
+        batch of the simulated ward), so what a step costs is counted in tensor operations: a
+        step is the LSTM call and the policy's comparisons, the risk of every step is one head
+        call after the last, and a step carries the state of its prefix only (the patients with
+        a (k+1)-th event are a prefix of those with a k-th); each patient's state after its
+        last event is gathered once at the end. Nothing is written in place, so each step's inputs
+        stay available for the alert reasons."""
         h, c = before.h, before.c
-        level, cleared_level, cleared_ts = before.level, before.cleared_level, before.cleared_ts
         steps = _Steps()
+        after_h: list[torch.Tensor] = []
+        after_c: list[torch.Tensor] = []
         for k, n in enumerate(block.active):
-            logits, h_new, c_new = self._model.step(x[:n, k], h[:, :n], c[:, :n])
-            risk = self._model.risk(logits)
-            decided, by_news2 = self._policy.decide(risk, news2[:n, k], level[:n], t[:n, k], cleared_level[:n], cleared_ts[:n])
-            if stepping is not None:  # an encounter leaves the LSTM state and the level as they were
-                step = stepping[:n, k]
-                decided = torch.where(step, decided, level[:n])
-                by_news2 = by_news2 & step
-                h_new = torch.where(step.view(1, -1, 1), h_new, h[:, :n])
-                c_new = torch.where(step.view(1, -1, 1), c_new, c[:, :n])
-            down = decided < level[:n]
+            h_new, c_new = self._model.step_state(x[:n, k], h[:, :n], c[:, :n])
+            if stepping is not None:  # an encounter leaves the LSTM state as it was
+                step = stepping[:n, k].view(1, -1, 1)
+                h_new, c_new = torch.where(step, h_new, h[:, :n]), torch.where(step, c_new, c[:, :n])
             steps.h_before.append(h[:, :n])
             steps.c_before.append(c[:, :n])
-            steps.risk.append(risk)
-            steps.by_news2.append(by_news2)
-            steps.levels.append(decided)
-            steps.previous.append(level[:n])
-            h, c = torch.cat([h_new, h[:, n:]], dim=1), torch.cat([c_new, c[:, n:]], dim=1)
-            cleared_level = torch.cat([torch.where(down, level[:n], cleared_level[:n]), cleared_level[n:]])
-            cleared_ts = torch.cat([torch.where(down, t[:n, k], cleared_ts[:n]), cleared_ts[n:]])
-            level = torch.cat([decided, level[n:]])
-        steps.h, steps.c, steps.level, steps.cleared_level, steps.cleared_ts = h, c, level, cleared_level, cleared_ts
+            after_h.append(h_new)
+            after_c.append(c_new)
+            h, c = h_new, c_new
+        h_all, c_all = torch.cat(after_h, dim=1), torch.cat(after_c, dim=1)
+        risk = self._model.risk(self._model.logits(h_all[-1]))
+
+        level, cleared_level, cleared_ts = before.level, before.cleared_level, before.cleared_ts
+        levels, previous, by_news2, cleared_levels, cleared_times = [], [], [], [], []
+        start = 0
+        for k, n in enumerate(block.active):
+            decided, forced = self._policy.decide(
+                risk[start : start + n], news2[:n, k], level[:n], t[:n, k], cleared_level[:n], cleared_ts[:n]
+            )
+            if stepping is not None:  # nor the level
+                step = stepping[:n, k]
+                decided, forced = torch.where(step, decided, level[:n]), forced & step
+            down = decided < level[:n]
+            previous.append(level[:n])
+            cleared_level = torch.where(down, level[:n], cleared_level[:n])
+            cleared_ts = torch.where(down, t[:n, k], cleared_ts[:n])
+            level, start = decided, start + n
+            levels.append(decided)
+            by_news2.append(forced)
+            cleared_levels.append(cleared_level)
+            cleared_times.append(cleared_ts)
+        steps.risk, steps.levels, steps.previous = risk, torch.cat(levels), torch.cat(previous)
+        steps.by_news2 = torch.cat(by_news2)
+        # Each patient's state after its last event: step lengths[p] - 1, at offset + p step-major.
+        offsets = np.concatenate([[0], np.cumsum(block.active)[:-1]])
+        last = torch.from_numpy(offsets[block.lengths - 1] + np.arange(len(block.lengths))).to(self.device)
+        steps.h, steps.c = h_all.index_select(1, last), c_all.index_select(1, last)
+        steps.level = steps.levels.index_select(0, last)
+        steps.cleared_level = torch.cat(cleared_levels).index_select(0, last)
+        steps.cleared_ts = torch.cat(cleared_times).index_select(0, last)
         return steps
 
     def _reasons(
@@ -774,14 +802,14 @@ class _Chunk:
 
 @dataclass(slots=True)
 class _Steps:
-    """The recurrence's outputs: per step k, tensors over the first active[k] patients, and
-    the state after each patient's last step."""
+    """The recurrence's outputs: per event in step-major order, and the state after each
+    patient's last step."""
 
-    risk: list[torch.Tensor] = field(default_factory=list)
-    by_news2: list[torch.Tensor] = field(default_factory=list)  # the NEWS2 safety net set the level
-    levels: list[torch.Tensor] = field(default_factory=list)
-    previous: list[torch.Tensor] = field(default_factory=list)  # level before the step
-    h_before: list[torch.Tensor] = field(default_factory=list)
+    risk: torch.Tensor | None = None  # [N]
+    by_news2: torch.Tensor | None = None  # [N] bool: the NEWS2 safety net set the level
+    levels: torch.Tensor | None = None  # [N]
+    previous: torch.Tensor | None = None  # [N] the level before the step
+    h_before: list[torch.Tensor] = field(default_factory=list)  # per step k, [L, active[k], H]
     c_before: list[torch.Tensor] = field(default_factory=list)
     h: torch.Tensor | None = None
     c: torch.Tensor | None = None
