@@ -61,6 +61,7 @@ class ScoreHistory:
 
 _STAY = struct.Struct("<ddb")
 _COUNT = struct.Struct("<H")
+_NO_ENTRIES = bytes((0,)) + _COUNT.pack(0)  # no versions, no entries
 
 
 @functools.lru_cache(maxsize=64)
@@ -75,19 +76,23 @@ class HistoryError(ValueError):
 
 
 def pack_history(history: ScoreHistory) -> bytes:
-    """The history's bytes (see the module doc), the stay's facts first."""
+    """The history's bytes (see the module doc), the stay's facts first. Written for the
+    common case, run for every patient a batch changes: one model version, ASCII event ids
+    (their text joined and encoded once)."""
     entries = history.entries
-    versions = list(dict.fromkeys(e.model_version for e in entries))
-    parts = [_STAY.pack(history.clock, history.outcome_ts, history.outcome_kind), bytes((len(versions),))]
-    parts.extend(_text(version) for version in versions)
-    parts.append(_COUNT.pack(len(entries)))
-    if entries:
-        ts, risk, level, news2, event_ids, models, alerted = zip(*entries)
-        ids = [event_id.encode() for event_id in event_ids]
-        index = [versions.index(m) for m in models] if len(versions) > 1 else [0] * len(entries)
-        parts.append(_columns(len(entries)).pack(*ts, *risk, *level, *news2, *index, *alerted, *map(len, ids)))
-        parts.extend(ids)
-    return b"".join(parts)
+    stay = _STAY.pack(history.clock, history.outcome_ts, history.outcome_kind)
+    if not entries:
+        return stay + _NO_ENTRIES
+    ts, risk, level, news2, event_ids, models, alerted = zip(*entries)
+    versions = list(dict.fromkeys(models))
+    index = [versions.index(m) for m in models] if len(versions) > 1 else [0] * len(entries)
+    text = "".join(event_ids)
+    ids = text.encode()
+    lengths = map(len, event_ids) if len(ids) == len(text) else [len(i.encode()) for i in event_ids]
+    return b"".join((
+        stay, bytes((len(versions),)), *map(_text, versions), _COUNT.pack(len(entries)),
+        _columns(len(entries)).pack(*ts, *risk, *level, *news2, *index, *alerted, *lengths), ids,
+    ))
 
 
 def unpack_history(data: bytes, pos: int) -> tuple[ScoreHistory, int]:
