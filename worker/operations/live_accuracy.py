@@ -32,6 +32,7 @@ _LOGIT_LOW, _LOGIT_HIGH = -8.0, 4.0
 CALIBRATION_EDGES = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.4, 1.0)
 _BIN_NAMES = [f"{b:03d}" for b in range(RISK_BINS)]
 _BAND_NAMES = [f"{edge:g}" for edge in CALIBRATION_EDGES]
+_NEWS2_NAMES = [str(n) for n in range(NEWS2_MAX + 1)]
 
 
 def risk_bins(risk: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -58,20 +59,20 @@ def auroc_from_bins(negatives: np.ndarray, positives_ranked: np.ndarray, n_negat
 def account(metrics: Metrics, labelling: Labelling, *, model_version: str, role: str) -> None:
     """Count one safe batch's labelled scores (once the batch is acknowledged and persisted):
     each under the version that made it; the outcomes and the hours covered under the engine's."""
-    tags = {"model_version": model_version, "role": role}
+    child = metrics.child
     if labelling.patient_s > 0:
-        metrics.patient_hours.labels(**tags).inc(labelling.patient_s / 3600.0)
+        child(metrics.patient_hours, model_version, role).inc(labelling.patient_s / 3600.0)
     if labelling.dropped:
-        metrics.unlabelled_scores.labels(**tags).inc(labelling.dropped)
+        child(metrics.unlabelled_scores, model_version, role).inc(labelling.dropped)
     by_version: dict[str, list[LabelledScore]] = {}
     for scored in labelling.scores:
         by_version.setdefault(scored.score.model_version, []).append(scored)
     for version, scores in by_version.items():
         _account_version(metrics, scores, version, role)
     for seen in labelling.outcomes:
-        metrics.outcomes_seen.labels(**tags, kind=seen.kind, alerted=str(seen.alerted).lower()).inc()
+        child(metrics.outcomes_seen, model_version, role, seen.kind, str(seen.alerted).lower()).inc()
         if not math.isnan(seen.lead_s):
-            metrics.alert_lead_hours.labels(**tags).observe(seen.lead_s / 3600.0)
+            child(metrics.alert_lead_hours, model_version, role).observe(seen.lead_s / 3600.0)
 
 
 def _account_version(metrics: Metrics, scores: list[LabelledScore], version: str, role: str) -> None:
@@ -79,36 +80,37 @@ def _account_version(metrics: Metrics, scores: list[LabelledScore], version: str
     news2 = np.array([s.score.news2 for s in scores], dtype=np.int64)
     label = np.array([s.label for s in scores], dtype=bool)
     alerted = np.array([s.score.alerted for s in scores], dtype=bool)
-    tags = {"model_version": version, "role": role}
+    child = metrics.child
     for name, count in (("positive", int(label.sum())), ("negative", int((~label).sum()))):
         if count:
-            metrics.labelled_scores.labels(**tags, label=name).inc(count)
+            child(metrics.labelled_scores, version, role, name).inc(count)
         alerts = int((alerted & (label if name == "positive" else ~label)).sum())
         if alerts:
-            metrics.labelled_alerts.labels(**tags, label=name).inc(alerts)
-    _ranking(metrics.labelled_negatives, metrics.labelled_positives_ranked, "bin", _BIN_NAMES, risk_bins(risk), label, tags)
+            child(metrics.labelled_alerts, version, role, name).inc(alerts)
+    ranked = (version, role)
+    _ranking(metrics, metrics.labelled_negatives, metrics.labelled_positives_ranked, ranked, _BIN_NAMES, risk_bins(risk), label)
     _ranking(
-        metrics.news2_negatives, metrics.news2_positives_ranked, "news2", [str(n) for n in range(NEWS2_MAX + 1)],
-        np.clip(news2, 0, NEWS2_MAX), label, tags,
+        metrics, metrics.news2_negatives, metrics.news2_positives_ranked, ranked, _NEWS2_NAMES,
+        np.clip(news2, 0, NEWS2_MAX), label,
     )
     band = np.minimum(np.searchsorted(CALIBRATION_EDGES, risk), len(CALIBRATION_EDGES) - 1)
     for b, count in Counter(band.tolist()).items():
         in_band = band == b
-        child = {**tags, "band": _BAND_NAMES[b]}
-        metrics.calibration_scores.labels(**child).inc(count)
-        metrics.calibration_predicted.labels(**child).inc(float(risk[in_band].sum()))
-        metrics.calibration_observed.labels(**child).inc(int(label[in_band].sum()))
+        name = _BAND_NAMES[b]
+        child(metrics.calibration_scores, version, role, name).inc(count)
+        child(metrics.calibration_predicted, version, role, name).inc(float(risk[in_band].sum()))
+        child(metrics.calibration_observed, version, role, name).inc(int(label[in_band].sum()))
 
 
 def _ranking(
-    negatives: PromCounter, positives_ranked: PromCounter, key: str, names: list[str], bins: np.ndarray,
-    label: np.ndarray, tags: dict[str, str],
+    metrics: Metrics, negatives: PromCounter, positives_ranked: PromCounter, tags: tuple[str, str], names: list[str],
+    bins: np.ndarray, label: np.ndarray,
 ) -> None:
-    """Negatives per bin, and per bin the positives ranked above it (one inc per bin touched)."""
-    n_bins = len(names)
+    """Negatives per bin, and per bin the positives ranked above it (one inc per bin touched);
+    ``tags``: (model version, role), the labels before the bin's."""
     for b, count in Counter(bins[~label].tolist()).items():
-        negatives.labels(**tags, **{key: names[b]}).inc(count)
+        metrics.child(negatives, *tags, names[b]).inc(count)
     if label.any():
-        ranked = ranked_above(np.bincount(bins[label], minlength=n_bins).astype(np.float64))
+        ranked = ranked_above(np.bincount(bins[label], minlength=len(names)).astype(np.float64))
         for b in np.flatnonzero(ranked).tolist():
-            positives_ranked.labels(**tags, **{key: names[b]}).inc(float(ranked[b]))
+            metrics.child(positives_ranked, *tags, names[b]).inc(float(ranked[b]))
