@@ -28,10 +28,11 @@ groups of inputs it reads (``inputs``), laid out in that order:
 
 Checkpoints written before ``inputs`` existed read ``LEGACY_INPUTS``, exactly as they always did.
 
-``FeatureEncoder.steps`` is the one function both the trainer and the worker call (``step`` is
-its one-event case, ``encode`` its whole-sequence case): pure tensor ops over a batch of
-patients and a run of their events, no loop over rows or steps, on whatever device the
-tensors live.
+``FeatureEncoder.runs`` is the one function both the trainer and the worker fold events with:
+pure tensor ops over runs of events, one run per patient, no loop over rows or steps, on
+whatever device the tensors live. The worker hands it a micro-batch's real events (runs of
+different lengths); ``steps`` hands it a padded [B, K] grid (``encode`` for whole training
+sequences, ``step`` for one event each).
 """
 
 from __future__ import annotations
@@ -125,6 +126,14 @@ class Context:
 
     def repeat_interleave(self, n: int) -> Context:
         return Context(*(t.repeat_interleave(n, dim=0) for t in (self.age, self.sex, self.admitted)))
+
+
+@dataclass(frozen=True, slots=True)
+class Runs:
+    """Where each event of a flat, patient-after-patient layout belongs (``FeatureEncoder.runs``)."""
+
+    patient: torch.Tensor  # [N] long: its patient, a row of the memory
+    start: torch.Tensor  # [N] long: where its patient's run starts in the layout
 
 
 class FeatureEncoder(nn.Module):
@@ -224,66 +233,97 @@ class FeatureEncoder(nn.Module):
         memory before the first of them, the context at each ([B, K]; None: unknown). Returns
         (x [B, K, n_features], the memory after each event: last_value, last_time, counts
         [B, K, M], prev_time [B, K] (= t), first_time [B]). Row k is what ``step`` gives for
-        event k after events 0..k-1, since carrying values forward is a running "latest
-        observed" index (a cummax) and counting a running sum, not a recurrence. Padding events
-        (all NaN, time repeated) leave the memory unchanged.
+        event k after events 0..k-1. Padding events (all NaN, time repeated) leave the memory
+        unchanged. ``runs`` over the flattened grid: every patient a run of K events.
         """
         batch, k_steps, width = values.shape
+        patient = torch.arange(batch, device=values.device).repeat_interleave(k_steps)
+        flat = None if context is None else Context(*(c.reshape(-1) for c in (context.age, context.sex, context.admitted)))
+        x, after = self.runs(values.reshape(-1, width), t.reshape(-1), memory, Runs(patient, patient * k_steps), flat)
+        grid = (batch, k_steps)
+        return x.view(*grid, -1), Memory(
+            after.last_value.view(*grid, width), after.last_time.view(*grid, width), t,
+            after.counts.view(*grid, width), after.first_time,
+        )
+
+    def runs(
+        self, values: torch.Tensor, t: torch.Tensor, memory: Memory, runs: Runs, context: Context | None = None
+    ) -> tuple[torch.Tensor, Memory]:
+        """Fold runs of events into the memory of their patients and encode each event, in one
+        pass over the events and without a loop: values [N, M] f32 and t [N] f64 of N events
+        laid out patient after patient (``runs``: each event's patient, a row of ``memory``
+        [P, ...], and where its run starts; t non-decreasing within a run, none before the
+        patient's prev_time), the context at each ([N]; None: unknown). Returns (x [N,
+        n_features], the memory after each event: last_value, last_time, counts [N, M],
+        prev_time [N] (= t), first_time [P]).
+
+        Carrying values forward is a running "latest observed event" index (a cummax over all
+        events, kept when it falls inside the event's own run) and counting is a running sum
+        less the sum before the run, not a recurrence. The worker lays out only a batch's real
+        events this way; ``steps`` a padded grid, for training, as runs of equal length.
+        """
+        n_events, width = values.shape
+        patient, start = runs.patient, runs.start
         observed = ~torch.isnan(values)
-        position = torch.arange(k_steps, device=values.device).view(1, k_steps, 1).expand(batch, k_steps, width)
-        latest = torch.where(observed, position, -1).cummax(dim=1).values  # latest observed step <= k, -1 none
-        ever = latest >= 0
+        position = torch.arange(n_events, device=values.device).view(-1, 1).expand(n_events, width)
+        latest = torch.where(observed, position, -1).cummax(dim=0).values  # latest observed event <= n, -1 none
+        ever = latest >= start.view(-1, 1)  # ... of this run
         at = latest.clamp(min=0)
-        t_each = t.unsqueeze(2).expand(batch, k_steps, width)
-        last_value = torch.where(ever, values.gather(1, at), memory.last_value.unsqueeze(1))
-        last_time = torch.where(ever, t_each.gather(1, at), memory.last_time.unsqueeze(1))
-        counts = memory.counts.unsqueeze(1) + observed.cumsum(dim=1, dtype=torch.float32)
-        # The earliest real time of the run (an encounter's row may have none yet); fmin lets a
+        last_value = torch.where(ever, values.gather(0, at), memory.last_value.index_select(0, patient))
+        last_time = torch.where(ever, t.view(-1, 1).expand(n_events, width).gather(0, at), memory.last_time.index_select(0, patient))
+        running = observed.cumsum(dim=0, dtype=torch.float32)
+        before_run = (running - observed.float()).index_select(0, start)
+        counts = memory.counts.index_select(0, patient) + (running - before_run)
+        # The earliest real time of each run (an encounter's row may have none yet); fmin lets a
         # NaN (no event before) give way.
-        earliest = torch.where(torch.isnan(t), math.inf, t).amin(dim=1)
+        earliest = torch.full_like(memory.first_time, math.inf).scatter_reduce(
+            0, patient, torch.where(torch.isnan(t), math.inf, t), reduce="amin"
+        )
         first_time = torch.fmin(memory.first_time, earliest.masked_fill(earliest == math.inf, math.nan))
         after = Memory(last_value, last_time, t, counts, first_time)
         if context is None:
-            context = Context.unknown((batch, k_steps), values.device)
-        groups = self._groups(values, t, observed, memory.prev_time, after, context)
-        return torch.cat([groups[name] for name in self.inputs], dim=2), after
+            context = Context.unknown((n_events,), values.device)
+        first = torch.arange(n_events, device=values.device) == start
+        previous = torch.where(first, memory.prev_time.index_select(0, patient), t.roll(1))
+        groups = self._groups(t, observed, previous, after, first_time.index_select(0, patient), context)
+        return torch.cat([groups[name] for name in self.inputs], dim=1), after
 
     def _groups(
-        self, values: torch.Tensor, t: torch.Tensor, observed: torch.Tensor, prev_time: torch.Tensor,
-        after: Memory, context: Context,
+        self, t: torch.Tensor, observed: torch.Tensor, previous: torch.Tensor, after: Memory, first_time: torch.Tensor,
+        context: Context,
     ) -> dict[str, torch.Tensor]:
-        """Every input group this encoder reads, [B, K, width] each (only those: a legacy model
-        pays nothing for the newer groups)."""
+        """Every input group this encoder reads, [N, width] each (only those: a legacy model
+        pays nothing for the newer groups); ``previous``: the time of each event's previous
+        event (its patient's prev_time for the first of a run), ``first_time`` its patient's."""
         wanted = set(self.inputs)
         groups: dict[str, torch.Tensor] = {}
-        value = after.last_value.index_select(2, self.columns)  # the model's own variables from here on
-        time = after.last_time.index_select(2, self.columns)
+        value = after.last_value.index_select(1, self.columns)  # the model's own variables from here on
+        time = after.last_time.index_select(1, self.columns)
         seen = ~torch.isnan(time)
-        age_h = ((t.unsqueeze(2) - time) / 3600.0).float()
+        age_h = ((t.unsqueeze(1) - time) / 3600.0).float()
         age_h = torch.where(seen, age_h.clamp(min=0.0), torch.full_like(age_h, AGE_CAP_HOURS))
         if "values" in wanted:
             weight = torch.exp(-age_h / self.decay_hours)
             current = torch.where(seen, self.normal + weight * (value - self.normal), self.normal)
             groups["values"] = ((current - self.mean) / self.std).clamp(-Z_CLIP, Z_CLIP)
         if "observed" in wanted:
-            groups["observed"] = observed.index_select(2, self.columns).float()
+            groups["observed"] = observed.index_select(1, self.columns).float()
         if "ages" in wanted:
             groups["ages"] = _log_scale(age_h, AGE_CAP_HOURS)
         if "counts" in wanted:
-            groups["counts"] = _log_scale(after.counts.index_select(2, self.columns), COUNT_CAP)
+            groups["counts"] = _log_scale(after.counts.index_select(1, self.columns), COUNT_CAP)
         if "gap" in wanted:
-            previous = torch.cat([prev_time.unsqueeze(1), t[:, :-1]], dim=1)
             gap_h = torch.nan_to_num((t - previous) / 3600.0, nan=0.0).float()
-            groups["gap"] = _log_scale(gap_h, AGE_CAP_HOURS).unsqueeze(2)
+            groups["gap"] = _log_scale(gap_h, AGE_CAP_HOURS).unsqueeze(1)
         if "since_admission" in wanted:
-            start = torch.where(torch.isnan(context.admitted), after.first_time.unsqueeze(1), context.admitted)
+            start = torch.where(torch.isnan(context.admitted), first_time, context.admitted)
             stay_h = torch.nan_to_num((t - start) / 3600.0, nan=0.0).float()
-            groups["since_admission"] = _log_scale(stay_h, STAY_CAP_HOURS).unsqueeze(2)
+            groups["since_admission"] = _log_scale(stay_h, STAY_CAP_HOURS).unsqueeze(1)
         if "age" in wanted:
             known = ~torch.isnan(context.age)
-            groups["age"] = torch.stack([torch.where(known, context.age / 100.0, 0.0), known.float()], dim=2)
+            groups["age"] = torch.stack([torch.where(known, context.age / 100.0, 0.0), known.float()], dim=1)
         if "sex" in wanted:
-            groups["sex"] = torch.stack([(context.sex == _FEMALE).float(), (context.sex == _MALE).float()], dim=2)
+            groups["sex"] = torch.stack([(context.sex == _FEMALE).float(), (context.sex == _MALE).float()], dim=1)
         return groups
 
     def initial_memory(self, batch: int) -> Memory:

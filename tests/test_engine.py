@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from models.features import Context, Memory
+from models.features import Context, Memory, Runs
 from models.network import RiskLSTM
 from schemas.observation import Observation
 from schemas.variables import VARIABLES
@@ -48,16 +48,20 @@ class StandInEncoder:
         x = torch.cat([z, observed.float(), age, dt, torch.zeros_like(stay) if self.legacy else stay / 100.0], dim=1)
         return x, Memory(last_value, last_time, t.clone(), counts, first_time)
 
-    def steps(self, values, t, memory: Memory, context: Context | None = None):
-        """FeatureEncoder.steps contract: K events per patient, as K steps one after another."""
+    def runs(self, values, t, memory: Memory, runs: Runs, context: Context | None = None):
+        """FeatureEncoder.runs contract: each event a step of its patient's memory, one after another."""
+        state = Memory(*(f.clone() for f in memory.fields()))
         xs, trail = [], []
-        for k in range(values.shape[1]):
-            at = None if context is None else Context(context.age[:, k], context.sex[:, k], context.admitted[:, k])
-            x, memory = self.step(values[:, k], t[:, k], memory, at)
+        for n in range(values.shape[0]):
+            p = runs.patient[n : n + 1]
+            at = None if context is None else Context(context.age[n : n + 1], context.sex[n : n + 1], context.admitted[n : n + 1])
+            x, row = self.step(values[n : n + 1], t[n : n + 1], Memory(*(f.index_select(0, p) for f in state.fields())), at)
+            for kept, new in zip(state.fields(), row.fields()):
+                kept[p] = new
             xs.append(x)
-            trail.append(memory)
-        stacked = Memory(*(torch.stack([getattr(m, f) for m in trail], dim=1) for f in ("last_value", "last_time", "prev_time", "counts")), trail[-1].first_time)
-        return torch.stack(xs, dim=1), stacked
+            trail.append(row)
+        stacked = Memory(*(torch.cat([getattr(m, f) for m in trail]) for f in ("last_value", "last_time", "prev_time", "counts")), state.first_time)
+        return torch.cat(xs), stacked
 
 
 def stand_in_lstm(hidden_size: int = 16, num_layers: int = 2) -> RiskLSTM:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.features import AGE_CAP_HOURS, COUNT_CAP, INPUTS, STAY_CAP_HOURS, Z_CLIP, Context, FeatureEncoder, Memory, n_features
+from models.features import AGE_CAP_HOURS, COUNT_CAP, INPUTS, STAY_CAP_HOURS, Z_CLIP, Context, FeatureEncoder, Memory, Runs, n_features
 from schemas.encounter import SEXES
 from schemas.variables import VARIABLE_INDEX, VARIABLE_NAMES, VARIABLES
 
@@ -146,6 +146,42 @@ def test_steps_at_once_equal_one_step_after_another_from_any_memory(device: str,
     torch.testing.assert_close(trail.last_value[1, K - 1], trail.last_value[1, 3], rtol=0, atol=0, equal_nan=True)
     torch.testing.assert_close(trail.last_time[1, K - 1], trail.last_time[1, 3], rtol=0, atol=0, equal_nan=True)
     assert trail.last_value[2, :3, HR].tolist() == [91.0] * 3 and trail.last_time[2, :3, HR].tolist() == [T0 - 5000.0] * 3
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ragged_runs_equal_the_padded_grid_bit_for_bit(device: str) -> None:
+    """The worker folds only a batch's real events (runs of different lengths, patient after
+    patient, ``FeatureEncoder.runs``); training folds a padded grid (``steps``). Each real
+    event must get the same bits either way, whoever else is in the batch."""
+    enc = encoder(device, INPUTS)
+    gen = torch.Generator().manual_seed(5)
+    lengths = [5, 1, 3, 5, 2]
+    B, K = len(lengths), max(lengths)
+    values = NORMAL + 10 * torch.randn(B, K, V, generator=gen)
+    values[torch.rand(B, K, V, generator=gen) < 0.7] = math.nan
+    ts = T0 + torch.cumsum(torch.rand(B, K, generator=gen, dtype=torch.float64) * 3600, dim=1)
+    for p, n in enumerate(lengths):  # padding, as the grid has it
+        values[p, n:], ts[p, n:] = math.nan, ts[p, n - 1]
+    memory = enc.initial_memory(B)
+    memory.last_value[::2, HR], memory.last_time[::2, HR], memory.prev_time[::2] = 88.0, T0 - 900.0, T0 - 60.0
+    memory.counts[::2, HR], memory.first_time[::2] = 4.0, T0 - 3600.0
+    context = Context.unknown((B, K), "cpu")
+    context.age[1], context.admitted[1] = 60.0, T0 - 86400.0
+    values, ts = values.to(device), ts.to(device)
+    memory = Memory(*(f.to(device) for f in memory.fields()))
+    context = Context(context.age.to(device), context.sex.to(device), context.admitted.to(device))
+    x_grid, grid = enc.steps(values, ts, memory, context)
+
+    patient = torch.tensor([p for p, n in enumerate(lengths) for _ in range(n)], device=device)
+    step = torch.tensor([k for n in lengths for k in range(n)], device=device)
+    start = torch.tensor([sum(lengths[:p]) for p, n in enumerate(lengths) for _ in range(n)], device=device)
+    at = Context(context.age[patient, step], context.sex[patient, step], context.admitted[patient, step])
+    x, after = enc.runs(values[patient, step], ts[patient, step], memory, Runs(patient, start), at)
+
+    assert torch.equal(x, x_grid[patient, step])
+    for name in ("last_value", "last_time", "counts"):
+        assert torch.equal(getattr(after, name).nan_to_num(-1.0), getattr(grid, name)[patient, step].nan_to_num(-1.0)), name
+    assert torch.equal(after.first_time, grid.first_time)
 
 
 def test_counts_time_since_admission_age_and_sex() -> None:

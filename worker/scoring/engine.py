@@ -3,10 +3,10 @@
 The engine owns the device-resident state (``StateSlab``) and its durable copy in Redis. A
 batch is scored as: restore every patient not resident with one MGET → lay the events out
 patient by patient ([P, K]: patient p's k-th event of the batch, patients with the most events
-first) → one gather of the P patients' state → ``FeatureEncoder.steps`` and NEWS2 over all
+first) → one gather of the P patients' state → ``FeatureEncoder.runs`` and NEWS2 over all real
 events at once (neither depends on the LSTM) → the recurrence alone step by step: step k runs
-one ``RiskLSTM.step`` and the alert policy over the patients that have a k-th event (a prefix
-of the layout) → one scatter → occlusion reasons for every event whose level changed, in one
+one LSTM step and the alert policy over the patients that have a k-th event (a prefix of the
+layout) → one scatter → occlusion reasons for every event whose level changed, in one
 batch. One patient's events are therefore applied in order while different patients share
 each step, and a batch costs one LSTM call per event of its busiest patient, not per event.
 
@@ -91,7 +91,7 @@ from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence, cast
 import numpy as np
 import torch
 
-from models.features import Context, Memory
+from models.features import Context, Memory, Runs
 from models.news2 import NEWS2_COMPONENTS, news2_components
 from schemas.encounter import Encounter
 from schemas.observation import Observation
@@ -595,47 +595,49 @@ class RiskEngine:
     def _apply(self, block: Block, chunk: _Chunk, results: list[ScoredEvent | None]) -> None:
         """Fold the block's events into their patients' state and score each observation (into
         ``results`` at its row): one gather and one scatter, the encoder, NEWS2 and the context
-        over all [P, K] events at once (none depends on the LSTM), and only the recurrence
-        itself (LSTM step, alert policy) step by step, step k over the patients that have a
-        k-th event (a prefix of the block). An encounter's row is no step: it measures
-        nothing, stands at the time of the patient's previous step, and leaves the LSTM state
-        and the level as they were."""
-        p_count, k_count = block.rows.shape
+        over all events at once (none depends on the LSTM), and only the recurrence itself
+        (LSTM step, alert policy) step by step, step k over the patients that have a k-th
+        event (a prefix of the block). The encoder and NEWS2 see only the real events, laid out
+        patient after patient (``Block.runs``): the [P, K] grid of a batch whose busiest
+        patient has twenty events is nine parts padding. An encounter's row is no step: it
+        measures nothing, stands at the time of the patient's previous step, and leaves the
+        LSTM state and the level as they were."""
         rows = torch.from_numpy(block.rows).to(self.device)
         padding = torch.from_numpy(block.padding).to(self.device)
         slots = self._slab.index([self._slab.slot(p) for p in block.patients])
         before = self._slab.gather(slots)
-        x_values = chunk.values[rows].masked_fill(padding.unsqueeze(2), math.nan)
         # Time never goes back for a patient: each event's time is clamped to the latest before
         # it. An encounter (time -inf) so takes the time of the step before it, NaN if none.
-        t = torch.fmax(chunk.times[rows].cummax(dim=1).values, before.prev_time.unsqueeze(1))
-        t = t.masked_fill(t == -math.inf, math.nan)
+        t_grid = torch.fmax(chunk.times[rows].cummax(dim=1).values, before.prev_time.unsqueeze(1))
+        t_grid = t_grid.masked_fill(t_grid == -math.inf, math.nan)
         # The context in force at each event (an admission can arrive mid-batch), else the one before.
         context = _context(before) if chunk.context is None else chunk.context.at(rows, ~padding, before)
-        at_step = {name: column if column.dim() == 2 else column.unsqueeze(1).expand(p_count, k_count) for name, column in context.items()}
-        x, after = self._encoder.steps(x_values, t, before.memory(), _encoder_context(at_step))
-        last_value, last_time = after.last_value, after.last_time
-        fresh_enough = (t.unsqueeze(2) - last_time) <= self._carry_forward_s
-        components = news2_components(torch.where(fresh_enough, last_value, math.nan).flatten(0, 1))
-        components = components.view(p_count, k_count, -1)
-        news2 = components.sum(dim=2)
 
-        stepping = None if block.steps is None else torch.from_numpy(block.steps).to(self.device)
-        steps = self._recurrence(block, stepping, x, t, news2, before)
-        last = torch.from_numpy(block.lengths - 1).to(self.device)
+        run = _RunLayout.of(block, self.device)
+        values = chunk.values.index_select(0, run.rows)
+        t = t_grid[run.patient, run.step]
+        at_event = {name: column[run.patient, run.step] if column.dim() == 2 else column[run.patient] for name, column in context.items()}
+        x, after = self._encoder.runs(values, t, before.memory(), Runs(run.patient, run.start), _encoder_context(at_event))
+        fresh_enough = (t.unsqueeze(1) - after.last_time) <= self._carry_forward_s
+        components = news2_components(torch.where(fresh_enough, after.last_value, math.nan))
+        news2 = components.sum(dim=1)
+
+        stepping = None if block.steps is None else torch.from_numpy(block.steps).to(self.device)[run.patient_sm, run.step_sm]
+        to_sm = run.step_major
+        steps = self._recurrence(block, stepping, x.index_select(0, to_sm), t.index_select(0, to_sm), news2.index_select(0, to_sm), before)
+        last = run.ends
         self._slab.scatter(slots, SlotState(
             h=steps.h, c=steps.c,
-            last_value=_at(last_value, last), last_time=_at(last_time, last), prev_time=_at(t, last),
+            last_value=after.last_value.index_select(0, last), last_time=after.last_time.index_select(0, last),
+            prev_time=t.index_select(0, last),
             level=steps.level, cleared_level=steps.cleared_level, cleared_ts=steps.cleared_ts,
-            recent_ids=before.remember(chunk.ids[rows], last + 1),
-            counts=_at(after.counts, last), first_time=after.first_time,
-            **{name: _at(column, last) for name, column in at_step.items()},
+            recent_ids=before.remember(chunk.ids[rows], torch.from_numpy(block.lengths).to(self.device)),
+            counts=after.counts.index_select(0, last), first_time=after.first_time,
+            **{name: column.index_select(0, last) for name, column in at_event.items()},
         ))
         self._release(block, slots)
 
         # Outputs in step-major order: step 0 of every patient, then step 1, ...
-        patient_of, step_of = block.positions()
-        patient_t, step_t = torch.from_numpy(patient_of).to(self.device), torch.from_numpy(step_of).to(self.device)
         risk, level, previous, by_news2 = steps.risk, steps.levels, steps.previous, steps.by_news2
         changed = level != previous  # never an encounter: its level is the previous one
         alerting: dict[int, tuple[list[dict], list[int]]] = {}
@@ -645,16 +647,16 @@ class RiskEngine:
             where = (changed & (by_news2 != by_model)).nonzero().squeeze(1)
             if not where.numel():
                 continue
-            i, k = patient_t.index_select(0, where), step_t.index_select(0, where)
+            event = to_sm.index_select(0, where)  # in the runs' layout
             if by_model:
-                why = self._reasons(where, i, k, x_values, t, after, at_step, before, steps, risk)
+                why = self._reasons(where, event, run, values, t, after, at_event, before, steps, risk)
             else:
-                why = _news2_reasons(components[i, k], torch.where(fresh_enough[i, k], last_value[i, k], math.nan))
-            alerting.update(zip(where.tolist(), zip(why, components[i, k].tolist())))
+                why = _news2_reasons(components[event], torch.where(fresh_enough[event], after.last_value[event], math.nan))
+            alerting.update(zip(where.tolist(), zip(why, components[event].tolist())))
         forced_l = by_news2.tolist()
         risk_l, level_l, prev_l = risk.tolist(), level.tolist(), previous.tolist()
-        news2_l = news2[patient_t, step_t].tolist()
-        positions = zip(block.rows[patient_of, step_of].tolist(), block.is_step()[patient_of, step_of].tolist())
+        news2_l = news2.index_select(0, to_sm).tolist()
+        positions = zip(run.rows_sm.tolist(), block.is_step()[run.patient_sm, run.step_sm].tolist())
         for j, (row, is_step) in enumerate(positions):
             if not is_step:
                 continue
@@ -693,9 +695,10 @@ class RiskEngine:
     ) -> _Steps:
         """The LSTM, then the alert policy, step k over the first ``block.active[k]`` patients (a
         prefix: those with a k-th event), for those whose k-th event is a step (``stepping``
-        [P, K]: an observation, not an encounter; None when every event is one, so a batch
-        without encounters pays nothing for them). Its per-event outputs are in step-major
-        order (``block.positions``).
+        [N] bool: an observation, not an encounter; None when every event is one, so a batch
+        without encounters pays nothing for them). Inputs (x [N, F], t, news2, stepping) and
+        per-event outputs are in step-major order (``block.positions``): step k's events are
+        the ``block.active[k]`` after those of the steps before it.
 
         A micro-batch steps once per event of its busiest patient (twenty steps in a 512-event
         batch of the simulated ward), so what a step costs is counted in tensor operations: a
@@ -708,10 +711,11 @@ class RiskEngine:
         steps = _Steps()
         after_h: list[torch.Tensor] = []
         after_c: list[torch.Tensor] = []
-        for k, n in enumerate(block.active):
-            h_new, c_new = self._model.step_state(x[:n, k], h[:, :n], c[:, :n])
+        spans = _spans(block.active)
+        for n, span in spans:
+            h_new, c_new = self._model.step_state(x[span], h[:, :n], c[:, :n])
             if stepping is not None:  # an encounter leaves the LSTM state as it was
-                step = stepping[:n, k].view(1, -1, 1)
+                step = stepping[span].view(1, -1, 1)
                 h_new, c_new = torch.where(step, h_new, h[:, :n]), torch.where(step, c_new, c[:, :n])
             steps.h_before.append(h[:, :n])
             steps.c_before.append(c[:, :n])
@@ -723,19 +727,16 @@ class RiskEngine:
 
         level, cleared_level, cleared_ts = before.level, before.cleared_level, before.cleared_ts
         levels, previous, by_news2, cleared_levels, cleared_times = [], [], [], [], []
-        start = 0
-        for k, n in enumerate(block.active):
-            decided, forced = self._policy.decide(
-                risk[start : start + n], news2[:n, k], level[:n], t[:n, k], cleared_level[:n], cleared_ts[:n]
-            )
+        for n, span in spans:
+            decided, forced = self._policy.decide(risk[span], news2[span], level[:n], t[span], cleared_level[:n], cleared_ts[:n])
             if stepping is not None:  # nor the level
-                step = stepping[:n, k]
+                step = stepping[span]
                 decided, forced = torch.where(step, decided, level[:n]), forced & step
             down = decided < level[:n]
             previous.append(level[:n])
             cleared_level = torch.where(down, level[:n], cleared_level[:n])
-            cleared_ts = torch.where(down, t[:n, k], cleared_ts[:n])
-            level, start = decided, start + n
+            cleared_ts = torch.where(down, t[span], cleared_ts[:n])
+            level = decided
             levels.append(decided)
             by_news2.append(forced)
             cleared_levels.append(cleared_level)
@@ -754,8 +755,8 @@ class RiskEngine:
     def _reasons(
         self,
         changed: torch.Tensor,
-        i: torch.Tensor,
-        k: torch.Tensor,
+        event: torch.Tensor,
+        run: _RunLayout,
         values: torch.Tensor,
         t: torch.Tensor,
         after: Memory,
@@ -764,28 +765,37 @@ class RiskEngine:
         steps: _Steps,
         risk: torch.Tensor,
     ) -> list[list[dict]]:
-        """Occlusion reasons for the events whose level the model changed (``changed``:
-        step-major positions; patient ``i``, step ``k`` in the block), all in one batch: each
-        needs the memory and LSTM state from just before its own step, and the context at it."""
+        """Occlusion reasons for the events whose level the model changed (``changed``: their
+        step-major positions; ``event``: the same in the runs' layout of ``values``, ``t``,
+        ``after`` and ``context``), all in one batch: each needs the memory and LSTM state
+        from just before its own step, and the context at it."""
+        patient = run.patient.index_select(0, event)
+        first = (run.step.index_select(0, event) == 0).unsqueeze(1)
+        prior = (event - 1).clamp(min=0)  # the patient's event before, unless this is its first
+
+        def just_before(initial: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
+            shaped = first if later.dim() == 2 else first.squeeze(1)
+            return torch.where(shaped, initial.index_select(0, patient), later.index_select(0, prior))
+
         memory = Memory(
-            last_value=_before_step(before.last_value, after.last_value, i, k),
-            last_time=_before_step(before.last_time, after.last_time, i, k),
-            prev_time=_before_step(before.prev_time, t, i, k),
-            counts=_before_step(before.counts, after.counts, i, k),
-            first_time=after.first_time[i],  # the earliest time: the same before and after a step
+            last_value=just_before(before.last_value, after.last_value),
+            last_time=just_before(before.last_time, after.last_time),
+            prev_time=just_before(before.prev_time, t),
+            counts=just_before(before.counts, after.counts),
+            first_time=after.first_time.index_select(0, patient),  # the earliest time: the same before and after a step
         )
         contribution = occlusion(
             self._encoder,
             self._model,
-            values=values[i, k],
-            t=t[i, k],
+            values=values.index_select(0, event),
+            t=t.index_select(0, event),
             memory=memory,
-            context=_encoder_context({name: column[i, k] for name, column in context.items()}),
+            context=_encoder_context({name: column.index_select(0, event) for name, column in context.items()}),
             h=torch.cat(steps.h_before, dim=1).index_select(1, changed),
             c=torch.cat(steps.c_before, dim=1).index_select(1, changed),
             risk=risk.index_select(0, changed),
         )
-        current = after.last_value[i, k].index_select(1, self._encoder.columns)
+        current = after.last_value.index_select(0, event).index_select(1, self._encoder.columns)
         return top_reasons(contribution, current, self._encoder.variables)
 
 
@@ -849,18 +859,44 @@ _MODEL_MEMORY = ("h", "c", "last_value", "last_time", "prev_time", "counts", "fi
 _NEWS2_COLUMNS = tuple(VARIABLE_INDEX[name] for name in NEWS2_COMPONENTS)
 
 
+def _spans(active: Sequence[int]) -> list[tuple[int, slice]]:
+    """Per step, its patient count and where its events lie in step-major order."""
+    ends = np.cumsum(active).tolist()
+    return [(n, slice(end - n, end)) for n, end in zip(active, ends)]
+
+
+@dataclass(frozen=True, slots=True)
+class _RunLayout:
+    """A block's real events patient after patient (the encoder's and NEWS2's layout) and
+    step-major (the recurrence's and the outputs'), as device index tensors [N] unless said."""
+
+    rows: torch.Tensor  # each event's row in the chunk
+    patient: torch.Tensor  # its patient p (a row of the block)
+    step: torch.Tensor  # its k: the how-manieth of its patient's events
+    start: torch.Tensor  # where its patient's run starts
+    ends: torch.Tensor  # [P] each patient's last event
+    step_major: torch.Tensor  # the runs' index of the j-th event in step-major order
+    patient_sm: np.ndarray  # host: p of the j-th event in step-major order
+    step_sm: np.ndarray  # host: its k
+    rows_sm: np.ndarray  # host: its row in the chunk
+
+    @classmethod
+    def of(cls, block: Block, device: torch.device) -> _RunLayout:
+        lengths = block.lengths
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        patient = np.repeat(np.arange(len(lengths)), lengths)
+        step = np.arange(int(lengths.sum())) - starts[patient]
+        patient_sm, step_sm = block.positions()
+
+        def put(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
+
+        return cls(
+            put(block.rows[patient, step]), put(patient), put(step), put(starts[patient]), put(starts + lengths - 1),
+            put(starts[patient_sm] + step_sm), patient_sm, step_sm, block.rows[patient_sm, step_sm],
+        )
+
+
 def _encoder_context(context: dict[str, torch.Tensor]) -> Context:
     """The encounter context columns as the feature encoder reads them."""
     return Context(age=context["age"], sex=context["sex"], admitted=context["admitted_ts"])
-
-
-def _before_step(initial: torch.Tensor, after: torch.Tensor, i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """What a [P, K, ...] per-event quantity was just before event (i, k): ``after[i, k - 1]``,
-    or ``initial[i]`` (the state gathered for the batch) for a patient's first event."""
-    return torch.cat([initial.unsqueeze(1), after[:, :-1]], dim=1)[i, k]
-
-
-def _at(tensor: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-    """tensor[p, step[p]] for a [P, K] or [P, K, V] tensor."""
-    index = step.view(-1, 1, *([1] * (tensor.dim() - 2))).expand(-1, 1, *tensor.shape[2:])
-    return tensor.gather(1, index).squeeze(1)
