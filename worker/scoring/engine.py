@@ -565,11 +565,16 @@ class RiskEngine:
         ``events`` for the same patient has the same id (two copies in one batch)."""
         if not events:
             return np.zeros(0, dtype=bool)
-        slots = np.fromiter((self._slab.slot(e.patient_id) for e in events), dtype=np.int64, count=len(events))
-        in_ring = self._slab.holds_ids(torch.from_numpy(slots).to(self.device), torch.from_numpy(ids).to(self.device))
-        _, first = np.unique(np.stack([slots, ids], axis=1), axis=0, return_index=True)
-        later_copy = np.ones(len(events), dtype=bool)
-        later_copy[first] = False
+        slots = [self._slab.slot(e.patient_id) for e in events]
+        in_ring = self._slab.holds_ids(torch.tensor(slots, device=self.device), torch.from_numpy(ids).to(self.device))
+        # A set, not np.unique over (slot, id) rows: that sorts structured rows, ~0.2 ms a batch
+        # even for a handful of events.
+        seen: set[tuple[int, int]] = set()
+        later_copy = np.zeros(len(events), dtype=bool)
+        for j, key in enumerate(zip(slots, ids.tolist())):
+            if key in seen:
+                later_copy[j] = True
+            seen.add(key)
         return later_copy | in_ring.cpu().numpy()
 
     def _inputs(self, events: list[InputEvent], kinds: Kinds) -> tuple[torch.Tensor, torch.Tensor]:
