@@ -4,7 +4,9 @@ has no score, so it has no latency of its own).
 
 The worker gets its own input topics here (the pre-produced topic cannot be replayed at a
 pace), is warmed up until it scores (model loaded, group joined) and then fed at a fixed rate
-for a fixed time, so the figures describe a worker in service, not one starting up.
+for a fixed time, so the figures describe a worker in service, not one starting up. The mean
+size of its micro-batches, read from its own metrics, says how far the load let it amortise
+each batch's fixed cost (a backlog makes batches grow toward the catch-up run's).
 
 The harness itself must not pause: it keeps a record of every event sent and every score read
 (over 100 000 of each), and a full cyclic collection over them stopped its paced producer for
@@ -14,6 +16,7 @@ paused while it paces and reads (``collector_paused``); reference counting still
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import math
 from contextlib import contextmanager
@@ -23,7 +26,7 @@ from typing import Iterator, Sequence
 
 from worker.bench.output_watch import OutputWatch
 from worker.bench.produce import Record, produce_all, produce_paced, relabelled, scored_count
-from worker.bench.real_worker import worker_argv
+from worker.bench.real_worker import histogram_mean, worker_argv
 from worker.bench.stack import BenchStack
 
 #: Events sent before the paced run, to have the worker loaded, joined and scoring.
@@ -40,6 +43,7 @@ class Latency:
     max_ms: float
     events: int
     rate_eps: float
+    batch_events: float  # mean events per micro-batch the worker scored (warm-up included)
 
 
 @contextmanager
@@ -68,7 +72,8 @@ async def measure_latency(
     topics = stack.topics(inputs=name, outputs=name)
     n_paced = max(1, round(rate_eps * seconds))
     records = relabelled(workload, WARMUP_EVENTS + n_paced)
-    contender = stack.start_contender(name, worker_argv(), stack.env(topics, name, device=device, run_dir=run_dir), run_dir)
+    env = stack.env(topics, name, device=device, run_dir=run_dir)
+    contender = stack.start_contender(name, worker_argv(), env, run_dir)
     try:
         async with OutputWatch(stack.bootstrap, topics.scored, keep_values=True) as watch:
             await produce_all(stack.bootstrap, topics.inputs, records[:WARMUP_EVENTS])
@@ -79,9 +84,10 @@ async def measure_latency(
                 sent_at = await produce_paced(stack.bootstrap, topics.inputs, records[WARMUP_EVENTS:], rate_eps)
                 await watch.wait_for(scored_count(records), DRAIN_S, contender.check)
             acked = watch.acknowledged_at()
+        batch_events = await asyncio.to_thread(histogram_mean, [int(env["VITALWATCH_METRICS_PORT"])], "vitalwatch_batch_size")
     finally:
         contender.terminate()
     latencies = sorted(1000 * (acked[e] - sent) for e, sent in sent_at.items() if e in acked)
     if not latencies:
         raise RuntimeError(f"no paced event was scored; log {contender.log_path}")
-    return Latency(percentile(latencies, 50), percentile(latencies, 99), latencies[-1], len(latencies), rate_eps)
+    return Latency(percentile(latencies, 50), percentile(latencies, 99), latencies[-1], len(latencies), rate_eps, batch_events)

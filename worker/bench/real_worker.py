@@ -76,13 +76,19 @@ async def measure_worker(
 
 def redis_ms_per_batch(metrics_ports: Sequence[int]) -> float:
     """Mean write-behind time per batch, ms, over the workers answering on ``metrics_ports``."""
-    total_s = batches = 0.0
+    return 1000 * histogram_mean(metrics_ports, "vitalwatch_redis_seconds", '{operation="persist"}')
+
+
+def histogram_mean(metrics_ports: Sequence[int], name: str, labels: str = "") -> float:
+    """Mean observation of the histogram ``name`` (its ``labels`` exactly as exposed) over the
+    workers answering on ``metrics_ports``; 0 when none was observed."""
+    total = count = 0.0
     for port in metrics_ports:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
-        total_s += _sample(text, 'vitalwatch_redis_seconds_sum{operation="persist"}')
-        batches += _sample(text, 'vitalwatch_redis_seconds_count{operation="persist"}')
-    return 1000 * total_s / batches if batches else 0.0
+        total += _sample(text, f"{name}_sum{labels}")
+        count += _sample(text, f"{name}_count{labels}")
+    return total / count if count else 0.0
 
 
 def _sample(exposition: str, name: str) -> float:

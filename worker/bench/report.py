@@ -95,7 +95,11 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def _latency(figures: dict[str, Any]) -> str:
-    return " / ".join(_fmt(figures.get(k)) for k in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms")) + " ms"
+    batch = figures.get("latency_batch_events")
+    return (
+        " / ".join(_fmt(figures.get(k)) for k in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms")) + " ms"
+        + ("" if batch is None else f", {batch:,.0f} ev/batch")
+    )
 
 
 def table(result: dict[str, Any]) -> Table:

@@ -199,7 +199,7 @@ async def latency_figures(
     )
     return dict(
         latency_p50_ms=latency.p50_ms, latency_p99_ms=latency.p99_ms, latency_max_ms=latency.max_ms,
-        latency_rate_eps=latency.rate_eps, latency_events=latency.events,
+        latency_rate_eps=latency.rate_eps, latency_events=latency.events, latency_batch_events=latency.batch_events,
     )
 
 
