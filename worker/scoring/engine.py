@@ -627,7 +627,7 @@ class RiskEngine:
         components = news2_components(torch.where(fresh_enough, after.last_value, math.nan))
         news2 = components.sum(dim=1)
 
-        stepping = None if block.steps is None else torch.from_numpy(block.steps).to(self.device)[run.patient_sm, run.step_sm]
+        stepping = None if block.steps is None else torch.from_numpy(block.steps[run.patient_sm, run.step_sm]).to(self.device)
         to_sm = run.step_major
         steps = self._recurrence(block, stepping, x.index_select(0, to_sm), t.index_select(0, to_sm), news2.index_select(0, to_sm), before)
         last = run.ends
