@@ -53,6 +53,7 @@ def test_bench_reports_every_figure(tmp_path: Path) -> None:
     assert (result["events"], result["patients"], result["scaleout_workers"]) == (2000, 100, 2)
     assert result["latency_p50_ms"] <= result["latency_p99_ms"] <= result["latency_max_ms"]
     assert result["latency_events"] > 0 and result["latency_batch_events"] >= 1
+    assert set(result["batch_cost_us"]) == {"5", "50", "512"} and all(v > 0 for v in result["batch_cost_us"].values())
     at_500 = result["latency_by_rate"]["500"]
     assert at_500["latency_rate_eps"] == 500.0 and at_500["latency_events"] > 0
     assert at_500["latency_p50_ms"] <= at_500["latency_p99_ms"] <= at_500["latency_max_ms"]

@@ -102,6 +102,16 @@ def _latency(figures: dict[str, Any]) -> str:
     )
 
 
+def _batch_cost(cost: dict[str, float] | None) -> tuple[str, str]:
+    """The batch-cost row: µs per event at each batch size, or skipped."""
+    if not cost:
+        return "worker's code per event by batch size (no broker)", "skipped"
+    return (
+        f"worker's code per event at batch {' / '.join(cost)} (no broker)",
+        " / ".join(_fmt(v) for v in cost.values()) + " µs",
+    )
+
+
 def table(result: dict[str, Any]) -> Table:
     t = Table(title=(
         f"vitalwatch bench — {result['events']:,} events, {result['patients']:,} patients, device {result['device']}, "
@@ -122,6 +132,7 @@ def table(result: dict[str, Any]) -> Table:
         ("Redis time per batch: single / cluster / replicated / with a shadow",
          " / ".join(_fmt(result.get(k)) for k in ("worker_redis_ms", "cluster_redis_ms", "replicated_redis_ms", "shadow_redis_ms"))
          + " ms"),
+        _batch_cost(result.get("batch_cost_us")),
         ("naive worker", _fmt(result.get("naive_eps"), " ev/s")),
         ("latency p50 / p99 / max", _latency(result)),
         *(  # the other loads of --latency-loads (the run above is the target's)

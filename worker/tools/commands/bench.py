@@ -4,8 +4,9 @@ a do-nothing Faust agent and a naive per-event worker, on one pre-produced topic
 It starts its own Tansu broker and uses the Redis VITALWATCH_REDIS_URL or else REDIS_URL names
 (which must answer: when it does not, the bench stops in one line before any phase), or with
 neither set a throw-away redis-server; it deletes its keys from a shared Redis at the end.
-Phases: the model step alone, the raw consumer, bare Faust, the worker (one process, then
---workers processes in one group), the worker with a shadow model beside the live one
+Phases: the model step alone, the raw consumer, bare Faust, the worker (one process), its own
+code per event at batches of 5, 50 and 512 with no broker (worker.bench.batch_cost), the worker
+as --workers processes in one group, the worker with a shadow model beside the live one
 (models/checkpoints/simulated-ward: the cost of VITALWATCH_SHADOW_CHECKPOINT), the worker on a
 three-primary Redis Cluster and on a Redis
 with a replica and MIN_REPLICAS=1 (both started by the bench: worker.bench.topologies), the
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from worker.bench.stack import BenchStack
 
-PHASES = ("model", "raw", "bare", "worker", "scaleout", "shadow", "cluster", "replicated", "naive", "latency")
+PHASES = ("model", "raw", "bare", "worker", "batchcost", "scaleout", "shadow", "cluster", "replicated", "naive", "latency")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,6 +110,7 @@ async def measure(
     """Every phase not skipped, in order, against one stack and one pre-produced topic."""
     from models.checkpoint import SIMULATED_WARD_CHECKPOINT
     from worker.bench.bare_faust import measure_bare_faust
+    from worker.bench.batch_cost import BATCH_SIZES, batch_cost_us
     from worker.bench.model_step import model_step_rates
     from worker.bench.naive_worker import measure_naive
     from worker.bench.produce import build_workload, produce_all
@@ -145,6 +147,12 @@ async def measure(
         result.update(
             worker_eps=one.eps, peak_rss_mb=one.peak_rss_mb, redis_bytes_per_patient=one.redis_bytes_per_patient,
             worker_redis_ms=one.redis_ms_per_batch,
+        )
+    if "batchcost" not in skip:
+        say("the worker's code per event at batches of " + ", ".join(map(str, BATCH_SIZES)) + " (no broker)")
+        result["batch_cost_us"] = await asyncio.to_thread(
+            batch_cost_us, workload, redis_url=stack.redis_url, prefix=f"{stack.redis_prefix('batchcost')}state:",
+            device=device, checkpoint=checkpoint,
         )
     if "scaleout" not in skip and args.workers > 1:
         say(f"worker, {args.workers} processes in one group")
