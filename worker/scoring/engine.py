@@ -603,7 +603,7 @@ class RiskEngine:
         over all events at once (none depends on the LSTM), and only the recurrence itself
         (LSTM step, alert policy) step by step, step k over the patients that have a k-th
         event (a prefix of the block). The encoder and NEWS2 see only the real events, laid out
-        patient after patient (``Block.runs``): the [P, K] grid of a batch whose busiest
+        patient after patient (``_RunLayout``): the [P, K] grid of a batch whose busiest
         patient has twenty events is nine parts padding. An encounter's row is no step: it
         measures nothing, stands at the time of the patient's previous step, and leaves the
         LSTM state and the level as they were."""
