@@ -71,9 +71,8 @@ async def _batch_cost(
         for size in BATCH_SIZES:
             store = RedisStateStore(redis_url, prefix=f"{prefix}{size}:", ttl_s=3600)
             engine = RiskEngine(
-                model, store, capacity=settings.slab_capacity, policy=AlertPolicy.from_manifest(model.manifest),
-                device=torch.device(device), outcome_delay_s=settings.outcome_delay_h * 3600.0,
-                history_cap=settings.score_history_cap,
+                model, store, policy=AlertPolicy.from_manifest(model.manifest), device=torch.device(device),
+                **settings.engine_options,
             )
             pipeline = BatchPipeline(
                 engine, _Acknowledged(), input_kinds={r.kind: r.kind for r in workload},

@@ -261,6 +261,15 @@ class Settings(BaseSettings):
         return [(host, int(port)) for host, _, port in pairs]
 
     @property
+    def engine_options(self) -> dict[str, Any]:
+        """The RiskEngine keyword arguments these settings fix, for every engine built from them
+        (the worker's live and shadow ones, the bench's batch-cost ones)."""
+        return {
+            "capacity": self.slab_capacity, "outcome_delay_s": self.outcome_delay_h * 3600.0,
+            "history_cap": self.score_history_cap,
+        }
+
+    @property
     def input_topics(self) -> dict[str, str]:
         """Input topic name -> the decode kind (schemas.decode) its payloads follow."""
         return {

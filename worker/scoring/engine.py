@@ -629,7 +629,10 @@ class RiskEngine:
 
         stepping = None if block.steps is None else torch.from_numpy(block.steps[run.patient_sm, run.step_sm]).to(self.device)
         to_sm = run.step_major
-        steps = self._recurrence(block, stepping, x.index_select(0, to_sm), t.index_select(0, to_sm), news2.index_select(0, to_sm), before)
+        steps = self._recurrence(
+            block, stepping, x.index_select(0, to_sm), t.index_select(0, to_sm), news2.index_select(0, to_sm), before,
+            run.ends_sm,
+        )
         last = run.ends
         self._slab.scatter(slots, SlotState(
             h=steps.h, c=steps.c,
@@ -696,14 +699,15 @@ class RiskEngine:
 
     def _recurrence(
         self, block: Block, stepping: torch.Tensor | None, x: torch.Tensor, t: torch.Tensor, news2: torch.Tensor,
-        before: SlotState,
+        before: SlotState, last: torch.Tensor,
     ) -> _Steps:
         """The LSTM, then the alert policy, step k over the first ``block.active[k]`` patients (a
         prefix: those with a k-th event), for those whose k-th event is a step (``stepping``
         [N] bool: an observation, not an encounter; None when every event is one, so a batch
         without encounters pays nothing for them). Inputs (x [N, F], t, news2, stepping) and
         per-event outputs are in step-major order (``block.positions``): step k's events are
-        the ``block.active[k]`` after those of the steps before it.
+        the ``block.active[k]`` after those of the steps before it; ``last`` [P]: each patient's
+        last event in that order.
 
         A micro-batch steps once per event of its busiest patient (twenty steps in a 512-event
         batch of the simulated ward), so what a step costs is counted in tensor operations: a
@@ -748,9 +752,7 @@ class RiskEngine:
             cleared_times.append(cleared_ts)
         steps.risk, steps.levels, steps.previous = risk, torch.cat(levels), torch.cat(previous)
         steps.by_news2 = torch.cat(by_news2)
-        # Each patient's state after its last event: step lengths[p] - 1, at offset + p step-major.
-        offsets = np.concatenate([[0], np.cumsum(block.active)[:-1]])
-        last = torch.from_numpy(offsets[block.lengths - 1] + np.arange(len(block.lengths))).to(self.device)
+        # Each patient's state after its last event.
         steps.h, steps.c = h_all.index_select(1, last), c_all.index_select(1, last)
         steps.level = steps.levels.index_select(0, last)
         steps.cleared_level = torch.cat(cleared_levels).index_select(0, last)
@@ -880,6 +882,7 @@ class _RunLayout:
     step: torch.Tensor  # its k: the how-manieth of its patient's events
     start: torch.Tensor  # where its patient's run starts
     ends: torch.Tensor  # [P] each patient's last event
+    ends_sm: torch.Tensor  # [P] the same, its index in step-major order
     step_major: torch.Tensor  # the runs' index of the j-th event in step-major order
     patient_sm: np.ndarray  # host: p of the j-th event in step-major order
     step_sm: np.ndarray  # host: its k
@@ -892,13 +895,15 @@ class _RunLayout:
         patient = np.repeat(np.arange(len(lengths)), lengths)
         step = np.arange(int(lengths.sum())) - starts[patient]
         patient_sm, step_sm = block.positions()
+        step_offsets = np.concatenate([[0], np.cumsum(block.active)[:-1]])  # where step k starts, step-major
 
         def put(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64)).to(device)
 
         return cls(
             put(block.rows[patient, step]), put(patient), put(step), put(starts[patient]), put(starts + lengths - 1),
-            put(starts[patient_sm] + step_sm), patient_sm, step_sm, block.rows[patient_sm, step_sm],
+            put(step_offsets[lengths - 1] + np.arange(len(lengths))), put(starts[patient_sm] + step_sm),
+            patient_sm, step_sm, block.rows[patient_sm, step_sm],
         )
 
 

@@ -226,9 +226,8 @@ class Runtime:
             for of in (role, "shadow" if role == "live" else "live")
         )
         engine = RiskEngine(
-            model, store, capacity=s.slab_capacity,
-            policy=AlertPolicy.from_manifest(model.manifest), device=torch.device(self.device),
-            outcome_delay_s=s.outcome_delay_h * 3600.0, history_cap=s.score_history_cap, role=role, warm_from=other,
+            model, store, policy=AlertPolicy.from_manifest(model.manifest), device=torch.device(self.device),
+            role=role, warm_from=other, **s.engine_options,
         )
         self.metrics.set_model(engine.model_version, self.device, role=role)
         log.info("model loaded", extra={"model_version": engine.model_version, "device": self.device, "role": role})
